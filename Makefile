@@ -1,0 +1,65 @@
+# debate: `make` builds build/debate; `make test` installs what is missing,
+# builds with warnings as errors, runs every test (also under ASan+UBSan);
+# `make run` starts the server with the defaults. See README.md.
+
+CC      ?= cc
+PYTHON  := /usr/bin/python3
+DATA_DIR ?= $(CURDIR)/data
+
+WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wvla -Wpointer-arith \
+           -Wcast-align -Wwrite-strings -Wno-unused-parameter -Wno-missing-field-initializers
+CPPFLAGS := -Isrc -DH2O_USE_LIBUV=0 -D_GNU_SOURCE
+CFLAGS  := -std=gnu17 -g $(WARN)
+LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson
+
+RELEASE_FLAGS := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+ASAN_FLAGS    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+SRCS      := $(wildcard src/*.c src/http/*.c)
+LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+HDRS      := $(wildcard src/*.h src/http/*.h tests/unit/*.h)
+
+# $(1): variant directory, $(2): extra flags
+define variant
+$(1)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) -c $$< -o $$@
+
+$(1)/libdebate.a: $$(patsubst %.c,$(1)/obj/%.o,$$(LIB_SRCS))
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+$(1)/debate: $(1)/obj/src/main.o $(1)/libdebate.a
+	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
+
+$(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/obj/tests/unit/harness.o $(1)/libdebate.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
+endef
+
+$(eval $(call variant,build,$(RELEASE_FLAGS)))
+$(eval $(call variant,build/asan,$(ASAN_FLAGS)))
+
+UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
+
+.PHONY: all deps test run unit clean
+.SECONDARY:
+
+all: build/debate
+
+deps:
+	@scripts/install-deps.sh
+
+unit: $(addprefix build/tests/,$(UNIT_NAMES)) $(addprefix build/asan/tests/,$(UNIT_NAMES))
+
+test: deps
+	@$(MAKE) --no-print-directory build/debate build/asan/debate unit
+	@$(PYTHON) tests/run.py
+
+run: deps
+	@$(MAKE) --no-print-directory build/debate
+	DEBATE_DATA_DIR=$${DEBATE_DATA_DIR:-$(DATA_DIR)} build/debate serve
+
+clean:
+	rm -rf build

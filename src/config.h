@@ -1,0 +1,58 @@
+/*
+ * Configuration: a table of settings (name, type, default, bounds), read
+ * from defaults, then an optional file of "name = value" lines, then
+ * environment variables DEBATE_<NAME>. Later sources win.
+ *
+ * Errors: config_load returns 0 or -1 after writing one message per bad
+ * setting to the err buffer; nothing is half-applied.
+ */
+#ifndef DEBATE_CONFIG_H
+#define DEBATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct strlist {
+    char **items;
+    size_t count;
+};
+
+struct config {
+    char *data_dir;
+    char *listen;
+    unsigned https_port;
+    unsigned http_port;
+    unsigned threads;
+    char *tls_cert;
+    char *tls_key;
+    struct strlist trusted_hosts;
+    struct strlist cors_origins;
+    struct strlist trusted_proxies;
+    unsigned rate_limit;
+    unsigned rate_window;
+    unsigned rate_clients;
+    unsigned max_header_bytes;
+    unsigned max_body_bytes;
+    unsigned max_connections;
+    unsigned request_timeout;
+    unsigned drain_timeout;
+    int log_level;
+};
+
+/* Fills in the defaults. */
+void config_init(struct config *cfg);
+void config_release(struct config *cfg);
+
+/*
+ * Applies the file (NULL: none) and then the environment. On failure
+ * returns -1 with the reasons, one per line, in err.
+ */
+int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
+
+/* Prints the effective configuration, one "name = value" line each. */
+void config_print(const struct config *cfg, FILE *out);
+
+bool strlist_contains(const struct strlist *l, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * The routing table and the routes that need nothing but the front door.
+ * The build API adds its routes here.
+ */
+#include <string.h>
+
+#include "http/response.h"
+#include "http/routes.h"
+#include "http/server.h"
+#include "util.h"
+#include "banned.h"
+
+static int get_health(struct server *srv, h2o_req_t *req, const struct route_match *m)
+{
+    (void)srv;
+    (void)m;
+    static const char body[] = "{\"status\":\"ok\",\"version\":\"" DEBATE_VERSION "\"}";
+    return http_send(req, 200, "application/json", body, sizeof(body) - 1);
+}
+
+static int get_metrics(struct server *srv, h2o_req_t *req, const struct route_match *m)
+{
+    (void)m;
+    size_t len;
+    char *body = metrics_render(&srv->metrics, srv->route_names, srv->nroutes, &len);
+    http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+    free(body);
+    return 0;
+}
+
+static int get_csrf(struct server *srv, h2o_req_t *req, const struct route_match *m)
+{
+    (void)m;
+    char token[CSRF_TOKEN_LEN + 1];
+    csrf_token_new(&srv->csrf, token);
+    _cleanup_free_ char *cookie = xasprintf(CSRF_COOKIE "=%s; Path=/; Secure; HttpOnly; SameSite=Strict", token);
+    http_add_header(req, "set-cookie", cookie, strlen(cookie));
+    return http_send_json(req, 200,
+                          json_pack("{s:s, s:s, s:s}", "token", token, "header", "X-CSRF-Token", "cookie", CSRF_COOKIE));
+}
+
+static const struct route routes[] = {
+    {METHOD_GET, "/health", get_health, ROUTE_NO_RATELIMIT},
+    {METHOD_GET, "/metrics", get_metrics, 0},
+    {METHOD_GET, "/api/v1/csrf", get_csrf, 0},
+};
+
+const struct route *routes_table(size_t *n)
+{
+    *n = ARRAY_SIZE(routes);
+    return routes;
+}

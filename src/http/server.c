@@ -1,0 +1,278 @@
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <h2o/socket/evloop.h>
+#include <openssl/rand.h>
+
+#include "http/routes.h"
+#include "http/tls.h"
+#include "log.h"
+#include "util.h"
+#include "banned.h"
+
+_Thread_local unsigned server_loop_index;
+
+struct listener {
+    struct loop *loop;
+    h2o_accept_ctx_t *accept_ctx;
+    h2o_socket_t *sock;
+};
+
+struct loop {
+    struct server *srv;
+    unsigned index;
+    pthread_t thread;
+    h2o_evloop_t *evloop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_https, accept_http;
+    struct listener https, http;
+    int https_fd, http_fd;
+    size_t open_connections; /* touched by this loop's thread only */
+};
+
+static int listen_socket(const char *addr, unsigned port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *in = (void *)&ss;
+    struct sockaddr_in6 *in6 = (void *)&ss;
+    if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        sslen = sizeof(*in);
+    } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        sslen = sizeof(*in6);
+    } else {
+        snprintf(err, errlen, "\"%s\" is not an IP address", addr);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static unsigned bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static void on_connection_close(void *data)
+{
+    struct loop *lp = data;
+    lp->open_connections--;
+    atomic_fetch_sub_explicit(&lp->srv->metrics.open_connections, 1, memory_order_relaxed);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    struct listener *l = listener->data;
+    struct server *srv = l->loop->srv;
+    if (err != NULL)
+        return;
+    for (int budget = 16; budget > 0; budget--) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            break;
+        int64_t open = atomic_fetch_add_explicit(&srv->metrics.open_connections, 1, memory_order_relaxed);
+        l->loop->open_connections++;
+        sock->on_close.cb = on_connection_close;
+        sock->on_close.data = l->loop;
+        if (open >= (int64_t)srv->cfg->max_connections) {
+            atomic_fetch_add_explicit(&srv->metrics.connections_refused, 1, memory_order_relaxed);
+            h2o_socket_close(sock);
+            continue;
+        }
+        atomic_fetch_add_explicit(&srv->metrics.connections_total, 1, memory_order_relaxed);
+        h2o_accept(l->accept_ctx, sock);
+    }
+}
+
+static void listener_start(struct loop *lp, struct listener *l, int fd, h2o_accept_ctx_t *actx)
+{
+    l->loop = lp;
+    l->accept_ctx = actx;
+    l->sock = h2o_evloop_socket_create(lp->evloop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    l->sock->data = l;
+    h2o_socket_read_start(l->sock, on_accept);
+}
+
+static void listener_stop(struct listener *l)
+{
+    if (l->sock == NULL)
+        return;
+    h2o_socket_read_stop(l->sock);
+    h2o_socket_close(l->sock);
+    l->sock = NULL;
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop *lp = arg;
+    struct server *srv = lp->srv;
+    server_loop_index = lp->index;
+    lp->evloop = h2o_evloop_create();
+    h2o_context_init(&lp->ctx, lp->evloop, &srv->globalconf);
+    lp->accept_https = (h2o_accept_ctx_t){.ctx = &lp->ctx, .hosts = srv->globalconf.hosts, .ssl_ctx = srv->ssl_ctx};
+    lp->accept_http = (h2o_accept_ctx_t){.ctx = &lp->ctx, .hosts = srv->globalconf.hosts, .ssl_ctx = NULL};
+    listener_start(lp, &lp->https, lp->https_fd, &lp->accept_https);
+    listener_start(lp, &lp->http, lp->http_fd, &lp->accept_http);
+
+    while (!atomic_load(&srv->stopping))
+        h2o_evloop_run(lp->evloop, 200);
+
+    /* Drain: stop accepting, finish what is in flight, then leave. */
+    listener_stop(&lp->https);
+    listener_stop(&lp->http);
+    h2o_context_request_shutdown(&lp->ctx);
+    uint64_t deadline = clock_monotonic_ms() + (uint64_t)srv->cfg->drain_timeout * 1000;
+    while (lp->open_connections > 0 && clock_monotonic_ms() < deadline)
+        h2o_evloop_run(lp->evloop, 100);
+    if (lp->open_connections > 0)
+        log_warnx("loop %u: drain timeout with %zu connections open", lp->index, lp->open_connections);
+    return NULL;
+}
+
+static void globalconf_init(struct server *srv)
+{
+    const struct config *cfg = srv->cfg;
+    h2o_config_init(&srv->globalconf);
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("debate"));
+    srv->globalconf.max_request_entity_size = cfg->max_body_bytes;
+    srv->globalconf.handshake_timeout = (uint64_t)cfg->request_timeout * 1000;
+    srv->globalconf.http1.req_timeout = (uint64_t)cfg->request_timeout * 1000;
+    srv->globalconf.http1.upgrade_to_http2 = 0;
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    request_register(srv, h2o_config_register_path(host, "/", 0), true);
+    /* h2o binds its own error responses to the fallback path: same filter and logger. */
+    request_register(srv, &host->fallback_path, false);
+}
+
+int server_init(struct server *srv, const struct config *cfg, char *err, size_t errlen)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->https_fd = srv->http_fd = -1;
+    int rc = mkdir_p(cfg->data_dir, 0700);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create the data directory \"%s\": %s", cfg->data_dir, strerror(-rc));
+        return -1;
+    }
+    srv->ssl_ctx = tls_context_new(cfg, &srv->ca_path, err, errlen);
+    if (srv->ssl_ctx == NULL)
+        return -1;
+    _cleanup_free_ char *secret = xasprintf("%s/csrf.key", cfg->data_dir);
+    if ((rc = csrf_init(&srv->csrf, secret)) < 0) {
+        snprintf(err, errlen, "cannot read or create the CSRF secret \"%s\": %s", secret, strerror(-rc));
+        return -1;
+    }
+    srv->routes = routes_table(&srv->nroutes);
+    for (size_t i = 0; i < srv->nroutes && i < METRICS_MAX_ROUTES; i++)
+        srv->route_names[i] = srv->routes[i].pattern;
+    srv->ratelimit = ratelimit_new(cfg->rate_limit, (uint64_t)cfg->rate_window * 1000, cfg->rate_clients);
+    uint8_t id[4];
+    RAND_bytes(id, sizeof(id));
+    snprintf(srv->boot_id, sizeof(srv->boot_id), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+    if ((srv->https_fd = listen_socket(cfg->listen, cfg->https_port, err, errlen)) < 0)
+        return -1;
+    srv->https_port = bound_port(srv->https_fd);
+    if ((srv->http_fd = listen_socket(cfg->listen, cfg->http_port, err, errlen)) < 0)
+        return -1;
+    srv->http_port = bound_port(srv->http_fd);
+    globalconf_init(srv);
+    return 0;
+}
+
+static size_t loop_count(const struct config *cfg)
+{
+    if (cfg->threads > 0)
+        return cfg->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
+
+int server_run(struct server *srv)
+{
+    char err[256];
+    int rc = 0;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    srv->nloops = loop_count(srv->cfg);
+    srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
+    for (size_t i = 0; i < srv->nloops; i++) {
+        struct loop *lp = &srv->loops[i];
+        lp->srv = srv;
+        lp->index = (unsigned)i;
+        lp->https_fd = i == 0 ? srv->https_fd : listen_socket(srv->cfg->listen, srv->https_port, err, sizeof(err));
+        lp->http_fd = i == 0 ? srv->http_fd : listen_socket(srv->cfg->listen, srv->http_port, err, sizeof(err));
+        if (lp->https_fd < 0 || lp->http_fd < 0) {
+            log_errorx("%s", err);
+            rc = 1;
+            atomic_store(&srv->stopping, 1);
+            srv->nloops = i;
+            break;
+        }
+        pthread_create(&lp->thread, NULL, loop_main, lp);
+    }
+    srv->https_fd = srv->http_fd = -1; /* owned by the loops now */
+
+    while (!atomic_load(&srv->stopping)) {
+        struct timespec tick = {5, 0};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_infox("received %s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            atomic_store(&srv->stopping, 1);
+        } else {
+            ratelimit_sweep(srv->ratelimit, clock_monotonic_ms());
+        }
+    }
+    for (size_t i = 0; i < srv->nloops; i++)
+        pthread_join(srv->loops[i].thread, NULL);
+    log_infox("stopped");
+    return rc;
+}
+
+void server_release(struct server *srv)
+{
+    if (srv->https_fd >= 0)
+        close(srv->https_fd);
+    if (srv->http_fd >= 0)
+        close(srv->http_fd);
+    free(srv->loops);
+    ratelimit_free(srv->ratelimit);
+    if (srv->ssl_ctx)
+        SSL_CTX_free(srv->ssl_ctx);
+    free(srv->ca_path);
+}

@@ -1,0 +1,59 @@
+/*
+ * debate serve's HTTP front door: one h2o event loop per thread, each with
+ * its own SO_REUSEPORT listeners (HTTPS, and plain HTTP that only
+ * redirects), sharing one configuration, TLS context, rate limiter and
+ * metrics. See docs/internals/http.md.
+ *
+ * Threads: server_run is called from the main thread and returns after a
+ * SIGTERM or SIGINT has drained the loops. Everything in struct server is
+ * read-only after server_init except the atomics and the thread-safe
+ * rate limiter.
+ */
+#ifndef DEBATE_HTTP_SERVER_H
+#define DEBATE_HTTP_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <h2o.h>
+
+#include "config.h"
+#include "csrf.h"
+#include "http/metrics.h"
+#include "http/router.h"
+#include "ratelimit.h"
+
+struct loop;
+
+struct server {
+    const struct config *cfg;
+    SSL_CTX *ssl_ctx;
+    char *ca_path; /* internal CA certificate, or NULL */
+    struct csrf csrf;
+    struct ratelimit *ratelimit;
+    struct metrics metrics;
+    h2o_globalconf_t globalconf;
+    const struct route *routes;
+    size_t nroutes;
+    const char *route_names[METRICS_MAX_ROUTES];
+    unsigned https_port, http_port; /* as bound (a configured 0 becomes the kernel's choice) */
+    int https_fd, http_fd;          /* the first listeners, bound by server_init */
+    char boot_id[9];
+    atomic_int stopping;
+    size_t nloops;
+    struct loop *loops;
+};
+
+/* The index of the loop running on this thread (0 outside the loops). */
+extern _Thread_local unsigned server_loop_index;
+
+/* Sets up TLS, secrets, listeners. Returns 0, or -1 with a message in err. */
+int server_init(struct server *srv, const struct config *cfg, char *err, size_t errlen);
+/* Runs the loops until SIGTERM or SIGINT, drains, returns 0. */
+int server_run(struct server *srv);
+void server_release(struct server *srv);
+
+/* Registers the request pipeline on a path of the host (request.c). */
+void request_register(struct server *srv, h2o_pathconf_t *pathconf, bool with_handler);
+
+#endif

@@ -1,0 +1,164 @@
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "banned.h"
+
+static enum log_level min_level = LOG_INFO;
+static const char *level_names[] = {"debug", "info", "warn", "error"};
+
+void log_set_level(enum log_level level)
+{
+    min_level = level;
+}
+
+int log_level_parse(const char *s)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
+        if (strcmp(s, level_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+void log_format_time(char out[48], unsigned long long wall_ms)
+{
+    time_t secs = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(wall_ms % 1000));
+}
+
+void log_fields_init(struct log_fields *f)
+{
+    f->len = 0;
+    f->buf[0] = '\0';
+}
+
+static void put(struct log_fields *f, const char *s, size_t n)
+{
+    size_t room = sizeof(f->buf) - 1 - f->len;
+    if (n > room)
+        n = room;
+    memcpy(f->buf + f->len, s, n);
+    f->len += n;
+    f->buf[f->len] = '\0';
+}
+
+static bool needs_quotes(const char *v, size_t len)
+{
+    if (len == 0)
+        return true;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f)
+            return true;
+    }
+    return false;
+}
+
+static void put_escaped(struct log_fields *f, const char *v, size_t len)
+{
+    put(f, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        char tmp[8];
+        if (c == '"' || c == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)c;
+            put(f, tmp, 2);
+        } else if (c < ' ' || c >= 0x7f) {
+            snprintf(tmp, sizeof(tmp), "\\x%02x", c);
+            put(f, tmp, 4);
+        } else {
+            put(f, (const char *)&c, 1);
+        }
+    }
+    put(f, "\"", 1);
+}
+
+void log_field_str(struct log_fields *f, const char *key, const char *val, size_t len)
+{
+    if (f->len > 0)
+        put(f, " ", 1);
+    put(f, key, strlen(key));
+    put(f, "=", 1);
+    if (val == NULL)
+        put(f, "-", 1);
+    else if (needs_quotes(val, len))
+        put_escaped(f, val, len);
+    else
+        put(f, val, len);
+}
+
+void log_field_cstr(struct log_fields *f, const char *key, const char *val)
+{
+    log_field_str(f, key, val, val ? strlen(val) : 0);
+}
+
+void log_field_int(struct log_fields *f, const char *key, long long val)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", val);
+    log_field_str(f, key, tmp, (size_t)n);
+}
+
+void log_field_ms(struct log_fields *f, const char *key, double ms)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%.3f", ms);
+    log_field_str(f, key, tmp, (size_t)n);
+}
+
+void log_msg(enum log_level level, const char *msg, const char *fields)
+{
+    if (level < min_level)
+        return;
+    char ts[48];
+    log_format_time(ts, clock_wall_ms());
+    struct log_fields line;
+    log_fields_init(&line);
+    log_field_cstr(&line, "ts", ts);
+    log_field_cstr(&line, "level", level_names[level]);
+    log_field_cstr(&line, "msg", msg);
+    if (fields != NULL && fields[0] != '\0') {
+        put(&line, " ", 1);
+        put(&line, fields, strlen(fields));
+    }
+    if (line.len == sizeof(line.buf) - 1)
+        line.len--;
+    line.buf[line.len++] = '\n';
+    ssize_t unused = write(STDERR_FILENO, line.buf, line.len);
+    (void)unused;
+}
+
+static void log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+{
+    char msg[768];
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (suffix != NULL && n >= 0 && (size_t)n < sizeof(msg))
+        snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", suffix);
+    log_msg(level, msg, NULL);
+}
+
+#define DEFINE_LOGX(name, level, with_errno)                                                                           \
+    void name(const char *fmt, ...)                                                                                    \
+    {                                                                                                                  \
+        const char *suffix = with_errno ? strerror(errno) : NULL;                                                      \
+        va_list ap;                                                                                                    \
+        va_start(ap, fmt);                                                                                             \
+        log_vmsg(level, suffix, fmt, ap);                                                                              \
+        va_end(ap);                                                                                                    \
+    }
+
+DEFINE_LOGX(log_infox, LOG_INFO, false)
+DEFINE_LOGX(log_warnx, LOG_WARN, false)
+DEFINE_LOGX(log_warn, LOG_WARN, true)
+DEFINE_LOGX(log_errorx, LOG_ERROR, false)

@@ -1,0 +1,72 @@
+/*
+ * Small helpers shared by every module.
+ *
+ * Allocation: the x* wrappers abort on out-of-memory, so callers never test
+ * for NULL. Buffers that hold outside input carry their own hard caps.
+ * Time: monotonic milliseconds for deadlines, wall time for logs.
+ */
+#ifndef DEBATE_UTIL_H
+#define DEBATE_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define DEBATE_VERSION "0.1.0"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Formats into a new string; aborts on failure. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Frees *p; for __attribute__((cleanup)). */
+void freep(void *p);
+/* Closes *fd when it is >= 0; for __attribute__((cleanup)). */
+void closep(int *fd);
+#define _cleanup_free_ __attribute__((cleanup(freep)))
+#define _cleanup_close_ __attribute__((cleanup(closep)))
+
+/* Returns *pp and sets it to NULL: ownership leaves a cleanup variable. */
+static inline void *steal_pointer(void *pp)
+{
+    void **p = pp;
+    void *v = *p;
+    *p = NULL;
+    return v;
+}
+
+/* Monotonic clock in milliseconds. */
+uint64_t clock_monotonic_ms(void);
+/* Wall clock in milliseconds since the epoch. */
+uint64_t clock_wall_ms(void);
+
+/* Constant-time comparison of two equal-length buffers: true when equal. */
+bool ct_equal(const void *a, const void *b, size_t n);
+
+/* Case-insensitive comparison of a counted string with a C string. */
+bool str_ieq(const char *s, size_t len, const char *lit);
+
+/* Base64url without padding. dst must hold base64url_len(n) + 1 bytes. */
+size_t base64url_len(size_t n);
+void base64url_encode(char *dst, const uint8_t *src, size_t n);
+/* Decodes into dst (cap bytes); returns the decoded length or -1. */
+ssize_t base64url_decode(uint8_t *dst, size_t cap, const char *src, size_t len);
+
+/*
+ * Writes data to path atomically: a temporary file beside it, fsync, rename,
+ * fsync of the directory. Returns 0 or -errno.
+ */
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* Reads a whole file up to max bytes. Returns 0 or -errno; *out is malloc'd. */
+int read_file(const char *path, size_t max, char **out, size_t *len);
+/* mkdir -p with the given mode. Returns 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
+
+#endif
