@@ -232,16 +232,16 @@ int read_file(const char *path, size_t max, char **out, size_t *len)
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    size_t cap = 4096, n = 0;
-    _cleanup_free_ char *buf = xmalloc(cap + 1);
+    size_t cap = max < 4096 ? max : 4096, n = 0;
+    _cleanup_free_ char *buf = xmalloc(cap + 2);
     for (;;) {
-        if (n == cap) {
-            if (cap >= max)
-                return -EFBIG;
+        if (n == cap + 1)
+            return -EFBIG; /* read one byte past max: the file is larger */
+        if (n == cap && cap < max) {
             cap = cap * 2 > max ? max : cap * 2;
-            buf = xrealloc(buf, cap + 1);
+            buf = xrealloc(buf, cap + 2);
         }
-        ssize_t r = read(fd, buf + n, cap - n);
+        ssize_t r = read(fd, buf + n, cap + 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)

@@ -45,20 +45,9 @@ struct pipeline_logger {
 
 struct rewrite_ostream {
     h2o_ostream_t super;
-    h2o_iovec_t body;
-};
-
-static const struct {
-    const char *name, *value;
-} security_headers[] = {
-    {"strict-transport-security", "max-age=63072000; includeSubDomains"},
-    {"x-frame-options", "DENY"},
-    {"x-content-type-options", "nosniff"},
-    {"referrer-policy", "no-referrer"},
-    {"content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
-    {"cross-origin-opener-policy", "same-origin"},
-    {"cross-origin-resource-policy", "same-origin"},
-    {"cache-control", "no-store"},
+    unsigned max_body;
+    size_t text_len;
+    char text[200];
 };
 
 static void add_static_header(h2o_req_t *req, const char *name, const char *value)
@@ -250,16 +239,35 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return http_send_error(req, 405, "method_not_allowed", "this path does not accept this method", NULL);
 }
 
+static const char *code_for(int status);
+
+/* Replaces h2o's text/plain error body with the JSON shape, keeping its words. */
 static void rewrite_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
                          h2o_send_state_t state)
 {
-    (void)bufs;
-    (void)bufcnt;
     struct rewrite_ostream *rw = (void *)self;
-    if (state == H2O_SEND_STATE_IN_PROGRESS)
+    for (size_t i = 0; i < bufcnt; i++) {
+        size_t room = sizeof(rw->text) - 1 - rw->text_len;
+        size_t n = bufs[i].len < room ? bufs[i].len : room;
+        memcpy(rw->text + rw->text_len, bufs[i].base, n);
+        rw->text_len += n;
+    }
+    if (state == H2O_SEND_STATE_IN_PROGRESS) {
         h2o_ostream_send_next(self, req, NULL, 0, state);
+        return;
+    }
+    rw->text[rw->text_len] = '\0';
+    char msg[256];
+    if (req->res.status == 413)
+        snprintf(msg, sizeof(msg), "the request body is larger than %u bytes", rw->max_body);
     else
-        h2o_ostream_send_next(self, req, &rw->body, 1, state);
+        snprintf(msg, sizeof(msg), "%s", rw->text_len ? rw->text : req->res.reason);
+    size_t len;
+    char *body = http_error_body(code_for(req->res.status), msg, NULL, &len);
+    h2o_iovec_t buf = h2o_strdup(&req->pool, body, len);
+    free(body);
+    req->res.content_length = len;
+    h2o_ostream_send_next(self, req, &buf, 1, state);
 }
 
 static const char *code_for(int status)
@@ -285,20 +293,12 @@ static void rewrite_library_error(struct server *srv, h2o_req_t *req, h2o_ostrea
     if (ct < 0 || req->res.headers.entries[ct].value.len < 10 ||
         !h2o_memis(req->res.headers.entries[ct].value.base, 10, H2O_STRLIT("text/plain")))
         return;
-    char msg[160];
-    if (req->res.status == 413)
-        snprintf(msg, sizeof(msg), "the request body is larger than %u bytes", srv->cfg->max_body_bytes);
-    else
-        snprintf(msg, sizeof(msg), "%s", req->res.reason);
-    size_t len;
-    char *body = http_error_body(code_for(req->res.status), msg, NULL, &len);
     req->res.headers.entries[ct].value = h2o_iovec_init(H2O_STRLIT("application/json"));
-    req->res.content_length = len;
     req->http1_is_persistent = 0;
     struct rewrite_ostream *rw = (void *)h2o_add_ostream(req, sizeof(*rw), slot);
     rw->super.do_send = rewrite_send;
-    rw->body = h2o_strdup(&req->pool, body, len);
-    free(body);
+    rw->max_body = srv->cfg->max_body_bytes;
+    rw->text_len = 0;
 }
 
 static void add_cors_headers(struct server *srv, h2o_req_t *req)
@@ -318,8 +318,10 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     char id[48];
     snprintf(id, sizeof(id), "%s-%u-%" PRIx64, srv->boot_id, server_loop_index, ++seq);
     http_add_header(req, "x-request-id", id, strlen(id));
-    for (size_t i = 0; i < ARRAY_SIZE(security_headers); i++)
-        add_static_header(req, security_headers[i].name, security_headers[i].value);
+    size_t nsec;
+    const struct http_header *sec = http_security_headers(&nsec);
+    for (size_t i = 0; i < nsec; i++)
+        add_static_header(req, sec[i].name, sec[i].value);
     add_cors_headers(srv, req);
     if (req->res.status >= 400)
         rewrite_library_error(srv, req, slot);

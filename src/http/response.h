@@ -14,6 +14,16 @@
 
 const char *http_reason(int status);
 
+struct http_header {
+    const char *name, *value;
+};
+
+/*
+ * The headers every response carries (lower-case names): HSTS, framing,
+ * sniffing, referrer, CSP, COOP, CORP and Cache-Control: no-store.
+ */
+const struct http_header *http_security_headers(size_t *n);
+
 /* Sends body (copied) with the given status and content type. Returns 0. */
 int http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
 /* Sends a JSON document (consumed). Returns 0. */

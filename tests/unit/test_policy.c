@@ -1,0 +1,130 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "config.h"
+#include "harness.h"
+#include "http/policy.h"
+#include "http/response.h"
+
+/* Writable copies, as config.c makes them. */
+#define S(x) ((char[]){x})
+
+static struct strlist list(char **items, size_t n)
+{
+    struct strlist l = {items, n};
+    return l;
+}
+
+#define HOST_OK(s) CHECK(policy_host_allowed(&hosts, s, strlen(s)))
+#define HOST_BAD(s) CHECK(!policy_host_allowed(&hosts, s, strlen(s)))
+
+TEST(host_check_accepts_trusted_hosts_with_or_without_port)
+{
+    char *items[] = {S("localhost"), S("127.0.0.1"), S("::1"), S("debate.example")};
+    struct strlist hosts = list(items, 4);
+    HOST_OK("localhost");
+    HOST_OK("localhost:8443");
+    HOST_OK("LOCALHOST:8443");
+    HOST_OK("127.0.0.1:1");
+    HOST_OK("[::1]:8443");
+    HOST_OK("[::1]");
+    HOST_OK("debate.example");
+}
+
+TEST(host_check_refuses_everything_else)
+{
+    char *items[] = {S("localhost"), S("127.0.0.1"), S("::1")};
+    struct strlist hosts = list(items, 3);
+    HOST_BAD("");
+    HOST_BAD("evil.example");
+    HOST_BAD("localhost.evil.example");
+    HOST_BAD("evil.example:8443");
+    HOST_BAD("localhost:");
+    HOST_BAD("localhost:84a3");
+    HOST_BAD("localhost:123456");
+    HOST_BAD("local host");
+    HOST_BAD("localhost@evil.example");
+    HOST_BAD("localhost/x");
+    HOST_BAD("[::1");
+    HOST_BAD("[::1]x");
+    HOST_BAD("[::2]:8443");
+    HOST_BAD("::1");
+}
+
+static struct sockaddr_in v4(const char *ip)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    inet_pton(AF_INET, ip, &in.sin_addr);
+    return in;
+}
+
+static const char *client(const struct strlist *proxies, const char *peer, const char *xff)
+{
+    static char buf[64];
+    struct sockaddr_in in = v4(peer);
+    struct ratelimit_key k;
+    policy_client_key(proxies, (struct sockaddr *)&in, xff, xff ? strlen(xff) : 0, &k);
+    policy_key_format(&k, buf, sizeof(buf));
+    return buf;
+}
+
+TEST(client_is_the_peer_unless_the_peer_is_a_trusted_proxy)
+{
+    char *items[] = {S("10.0.0.1"), S("10.0.0.2")};
+    struct strlist proxies = list(items, 2);
+    CHECK_STR(client(&proxies, "192.0.2.7", NULL), "192.0.2.7");
+    /* An untrusted peer cannot choose its identity. */
+    CHECK_STR(client(&proxies, "192.0.2.7", "203.0.113.9"), "192.0.2.7");
+    /* A trusted proxy's header is read from the right, skipping proxies. */
+    CHECK_STR(client(&proxies, "10.0.0.1", "203.0.113.9"), "203.0.113.9");
+    CHECK_STR(client(&proxies, "10.0.0.1", "198.51.100.1, 203.0.113.9, 10.0.0.2"), "203.0.113.9");
+    /* A forged left part does not matter. */
+    CHECK_STR(client(&proxies, "10.0.0.1", "1.2.3.4, 203.0.113.9"), "203.0.113.9");
+    /* Garbage stops the walk at the last trusted hop. */
+    CHECK_STR(client(&proxies, "10.0.0.1", "203.0.113.9, nonsense"), "10.0.0.1");
+    CHECK_STR(client(&proxies, "10.0.0.1", "10.0.0.2"), "10.0.0.2");
+}
+
+TEST(cors_decisions)
+{
+    char *items[] = {S("https://app.example")};
+    struct strlist origins = list(items, 1);
+    const char *ok = "https://app.example", *bad = "https://evil.example";
+    CHECK_INT(policy_cors(&origins, false, NULL, 0, NULL, 0), CORS_NONE);
+    CHECK_INT(policy_cors(&origins, false, ok, strlen(ok), NULL, 0), CORS_ALLOWED);
+    CHECK_INT(policy_cors(&origins, false, bad, strlen(bad), NULL, 0), CORS_NOT_ALLOWED);
+    CHECK_INT(policy_cors(&origins, true, ok, strlen(ok), "POST", 4), CORS_PREFLIGHT_OK);
+    CHECK_INT(policy_cors(&origins, true, bad, strlen(bad), "POST", 4), CORS_PREFLIGHT_DENIED);
+    CHECK_INT(policy_cors(&origins, true, ok, strlen(ok), "BREW", 4), CORS_PREFLIGHT_DENIED);
+    /* A prefix or suffix of an allowed origin is another origin. */
+    const char *longer = "https://app.example.evil";
+    CHECK_INT(policy_cors(&origins, false, longer, strlen(longer), NULL, 0), CORS_NOT_ALLOWED);
+    /* OPTIONS without Access-Control-Request-Method is not a preflight. */
+    CHECK_INT(policy_cors(&origins, true, ok, strlen(ok), NULL, 0), CORS_ALLOWED);
+}
+
+TEST(security_header_set_is_the_spec_set)
+{
+    static const struct http_header want[] = {
+        {"strict-transport-security", "max-age=63072000; includeSubDomains"},
+        {"x-frame-options", "DENY"},
+        {"x-content-type-options", "nosniff"},
+        {"referrer-policy", "no-referrer"},
+        {"cross-origin-opener-policy", "same-origin"},
+        {"cache-control", "no-store"},
+    };
+    size_t n;
+    const struct http_header *have = http_security_headers(&n);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        size_t j = 0;
+        while (j < n && strcmp(have[j].name, want[i].name) != 0)
+            j++;
+        CHECK(j < n);
+        CHECK_STR(have[j].value, want[i].value);
+    }
+    size_t j = 0;
+    while (j < n && strcmp(have[j].name, "content-security-policy") != 0)
+        j++;
+    CHECK(j < n);
+    CHECK(strstr(have[j].value, "frame-ancestors 'none'") != NULL);
+}
