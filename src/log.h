@@ -5,7 +5,7 @@
  * or header cannot forge a log line.
  *
  * Thread-safe: each line is formatted into a local buffer and written with
- * one write(2).
+ * one write(2), or batched per thread after log_buffer_start.
  */
 #ifndef DEBATE_LOG_H
 #define DEBATE_LOG_H
@@ -15,6 +15,13 @@
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 void log_set_level(enum log_level level);
+
+/*
+ * Makes this thread buffer its lines until log_flush (event loops call it
+ * once per iteration). Lines from other threads are written at once.
+ */
+void log_buffer_start(void);
+void log_flush(void);
 /* Parses "debug", "info", "warn", "error"; returns -1 when unknown. */
 int log_level_parse(const char *s);
 

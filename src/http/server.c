@@ -138,6 +138,7 @@ static void *loop_main(void *arg)
     struct loop *lp = arg;
     struct server *srv = lp->srv;
     server_loop_index = lp->index;
+    log_buffer_start();
     lp->evloop = h2o_evloop_create();
     h2o_context_init(&lp->ctx, lp->evloop, &srv->globalconf);
     lp->accept_https = (h2o_accept_ctx_t){.ctx = &lp->ctx, .hosts = srv->globalconf.hosts, .ssl_ctx = srv->ssl_ctx};
@@ -145,18 +146,29 @@ static void *loop_main(void *arg)
     listener_start(lp, &lp->https, lp->https_fd, &lp->accept_https);
     listener_start(lp, &lp->http, lp->http_fd, &lp->accept_http);
 
-    while (!atomic_load(&srv->stopping))
+    while (!atomic_load(&srv->stopping)) {
         h2o_evloop_run(lp->evloop, 200);
+        log_flush();
+    }
 
     /* Drain: stop accepting, finish what is in flight, then leave. */
     listener_stop(&lp->https);
     listener_stop(&lp->http);
     h2o_context_request_shutdown(&lp->ctx);
     uint64_t deadline = clock_monotonic_ms() + (uint64_t)srv->cfg->drain_timeout * 1000;
-    while (lp->open_connections > 0 && clock_monotonic_ms() < deadline)
+    while (lp->open_connections > 0 && clock_monotonic_ms() < deadline) {
         h2o_evloop_run(lp->evloop, 100);
-    if (lp->open_connections > 0)
+        log_flush();
+    }
+    log_flush();
+    if (lp->open_connections > 0) {
+        /* The process is about to exit: the remaining connections go with it. */
         log_warnx("loop %u: drain timeout with %zu connections open", lp->index, lp->open_connections);
+        log_flush();
+        return NULL;
+    }
+    h2o_context_dispose(&lp->ctx);
+    h2o_evloop_destroy(lp->evloop);
     return NULL;
 }
 
@@ -164,6 +176,7 @@ static void globalconf_init(struct server *srv)
 {
     const struct config *cfg = srv->cfg;
     h2o_config_init(&srv->globalconf);
+    srv->globalconf_ready = true;
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("debate"));
     srv->globalconf.max_request_entity_size = cfg->max_body_bytes;
     srv->globalconf.handshake_timeout = (uint64_t)cfg->request_timeout * 1000;
@@ -271,6 +284,8 @@ void server_release(struct server *srv)
     if (srv->http_fd >= 0)
         close(srv->http_fd);
     free(srv->loops);
+    if (srv->globalconf_ready)
+        h2o_config_dispose(&srv->globalconf);
     ratelimit_free(srv->ratelimit);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);

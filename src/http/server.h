@@ -33,6 +33,7 @@ struct server {
     struct ratelimit *ratelimit;
     struct metrics metrics;
     h2o_globalconf_t globalconf;
+    bool globalconf_ready;
     const struct route *routes;
     size_t nroutes;
     const char *route_names[METRICS_MAX_ROUTES];
