@@ -154,7 +154,11 @@ static void *loop_main(void *arg)
     /* Drain: stop accepting, finish what is in flight, then leave. */
     listener_stop(&lp->https);
     listener_stop(&lp->http);
-    h2o_context_request_shutdown(&lp->ctx);
+    /*
+     * Refuse keep-alive from now on. (h2o_context_request_shutdown would
+     * also arm an HTTP/2 timer that h2o_context_dispose then asserts on.)
+     */
+    lp->ctx.shutdown_requested = 1;
     uint64_t deadline = clock_monotonic_ms() + (uint64_t)srv->cfg->drain_timeout * 1000;
     while (lp->open_connections > 0 && clock_monotonic_ms() < deadline) {
         h2o_evloop_run(lp->evloop, 100);

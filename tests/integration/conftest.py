@@ -19,10 +19,12 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -550,8 +552,12 @@ class DebateServer:
         if ctx is None:
             ctx = self.tls_context(alpn=alpn or ["http/1.1"])
         src = (source_ip, 0) if source_ip else None
-        raw = socket.create_connection(("127.0.0.1", self.https_port),
-                                       timeout=timeout, source_address=src)
+        try:
+            raw = socket.create_connection(("127.0.0.1", self.https_port),
+                                           timeout=timeout, source_address=src)
+        except ConnectionRefusedError:
+            self._raise_if_dead()
+            raise
         try:
             s = ctx.wrap_socket(raw, server_hostname="localhost")
         except BaseException:
@@ -560,9 +566,24 @@ class DebateServer:
         return Conn(s)
 
     def connect_plain(self, port=None, timeout=5.0):
-        s = socket.create_connection(("127.0.0.1", port or self.http_port),
-                                     timeout=timeout)
+        try:
+            s = socket.create_connection(("127.0.0.1", port or self.http_port),
+                                         timeout=timeout)
+        except ConnectionRefusedError:
+            self._raise_if_dead()
+            raise
         return Conn(s)
+
+    def _raise_if_dead(self):
+        """Turn 'connection refused' into a clear report when the server
+        process died (crash, sanitizer abort) rather than misbehaved."""
+        if self._stopped or self.proc is None:
+            return
+        rc = self.proc.poll()
+        if rc is not None:
+            raise AssertionError(
+                f"debate server process is gone (exit code {rc}); "
+                f"stderr tail:\n{self.stderr()[-3000:]}")
 
     def raw(self, data, timeout=10.0, plain=False, source_ip=None):
         """Send raw bytes on a fresh connection and read one response."""
@@ -595,14 +616,20 @@ class DebateServer:
                 ("X-CSRF-Token", token)]
 
 
-def _finish(servers):
+def _finish(servers, request=None):
     problems = []
     for srv in servers:
         for p in srv.stop():
             problems.append(f"[{srv.workdir.name}] {p}")
-    if problems:
-        pytest.fail("server teardown problems:\n" + "\n".join(problems),
-                    pytrace=False)
+    if not problems:
+        return
+    text = "server teardown problems:\n" + "\n".join(problems)
+    if request is not None and (request.session.shouldstop or request.session.shouldfail):
+        # The session is already aborting (-x): pytest would turn a failure
+        # raised now into an internal error, so report on stderr instead.
+        sys.__stderr__.write("\n" + text + "\n")
+        return
+    pytest.fail(text, pytrace=False)
 
 
 # --------------------------------------------------------------------------
@@ -617,31 +644,46 @@ SHARED_ENV = {
 }
 
 
+def _own_tmpdir(prefix):
+    # Not pytest's tmp_path: its numbered base directories are pruned by
+    # other pytest sessions running concurrently, which would delete the
+    # server's log files under our feet.
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(request):
     """One server shared by the tests of a module (big rate limit)."""
-    srv = DebateServer(tmp_path_factory.mktemp("debate-shared"), SHARED_ENV)
+    workdir = _own_tmpdir("debate-shared-")
+    srv = DebateServer(workdir, SHARED_ENV)
     srv.start()
     yield srv
-    _finish([srv])
+    try:
+        _finish([srv], request)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
-def debate_factory(tmp_path):
+def debate_factory():
     """Start fresh servers: debate_factory(**env) -> DebateServer.
 
     All servers started are SIGTERMed at teardown; the test errors if one
     does not exit 0 within 15 s or printed sanitizer reports.
     """
+    workdir = _own_tmpdir("debate-fresh-")
     started = []
 
     def make(**env):
-        srv = DebateServer(tmp_path / f"srv{len(started)}", env)
+        srv = DebateServer(workdir / f"srv{len(started)}", env)
         started.append(srv)
         return srv.start()
 
     yield make
-    _finish(started)
+    try:
+        _finish(started)        # failure messages carry the stderr tail
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
