@@ -77,11 +77,39 @@ int log_level_parse(const char *s)
 
 void log_format_time(char out[48], unsigned long long wall_ms)
 {
-    time_t secs = (time_t)(wall_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(wall_ms % 1000));
+    /* The date and time change once a second: format them once a second. */
+    static _Thread_local unsigned long long cached_secs = ~0ULL;
+    static _Thread_local char cached[80];
+    unsigned long long secs = wall_ms / 1000;
+    if (secs != cached_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_secs = secs;
+    }
+    unsigned ms = (unsigned)(wall_ms % 1000);
+    size_t n = strnlen(cached, 40);
+    memcpy(out, cached, n);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + ms / 100);
+    out[n + 2] = (char)('0' + ms / 10 % 10);
+    out[n + 3] = (char)('0' + ms % 10);
+    out[n + 4] = 'Z';
+    out[n + 5] = '\0';
+}
+
+/* Formats v in decimal at the end of buf[32]; returns the first digit. */
+static char *format_u64(char buf[32], unsigned long long v)
+{
+    char *p = buf + 31;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return p;
 }
 
 void log_fields_init(struct log_fields *f)
@@ -154,15 +182,24 @@ void log_field_cstr(struct log_fields *f, const char *key, const char *val)
 void log_field_int(struct log_fields *f, const char *key, long long val)
 {
     char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", val);
-    log_field_str(f, key, tmp, (size_t)n);
+    char *p = format_u64(tmp, val < 0 ? 0ULL - (unsigned long long)val : (unsigned long long)val);
+    if (val < 0)
+        *--p = '-';
+    log_field_str(f, key, p, (size_t)(tmp + 31 - p));
 }
 
-void log_field_ms(struct log_fields *f, const char *key, double ms)
+void log_field_us_as_ms(struct log_fields *f, const char *key, unsigned long long us)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%.3f", ms);
-    log_field_str(f, key, tmp, (size_t)n);
+    char tmp[40];
+    char *p = format_u64(tmp, us / 1000);
+    size_t n = (size_t)(tmp + 31 - p);
+    memmove(tmp, p, n);
+    unsigned frac = (unsigned)(us % 1000);
+    tmp[n] = '.';
+    tmp[n + 1] = (char)('0' + frac / 100);
+    tmp[n + 2] = (char)('0' + frac / 10 % 10);
+    tmp[n + 3] = (char)('0' + frac % 10);
+    log_field_str(f, key, tmp, n + 4);
 }
 
 void log_msg(enum log_level level, const char *msg, const char *fields)

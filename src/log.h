@@ -50,7 +50,8 @@ void log_fields_init(struct log_fields *f);
 void log_field_str(struct log_fields *f, const char *key, const char *val, size_t len);
 void log_field_cstr(struct log_fields *f, const char *key, const char *val);
 void log_field_int(struct log_fields *f, const char *key, long long val);
-void log_field_ms(struct log_fields *f, const char *key, double ms);
+/* Microseconds written as milliseconds with three decimals. */
+void log_field_us_as_ms(struct log_fields *f, const char *key, unsigned long long us);
 
 /* Formats ms since the epoch as RFC 3339 UTC with milliseconds (24 bytes + NUL). */
 void log_format_time(char out[48], unsigned long long wall_ms);

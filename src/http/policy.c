@@ -136,7 +136,19 @@ void policy_client_key(const struct strlist *trusted_proxies, const struct socka
 void policy_key_format(const struct ratelimit_key *key, char *buf, size_t len)
 {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(key->addr, mapped, 12) == 0)
+    if (memcmp(key->addr, mapped, 12) == 0 && len >= 16) {
+        /* Hot path (one per log line): no inet_ntop. */
+        char *p = buf;
+        for (int i = 12; i < 16; i++) {
+            unsigned v = key->addr[i];
+            if (v >= 100)
+                *p++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *p++ = (char)('0' + v / 10 % 10);
+            *p++ = (char)('0' + v % 10);
+            *p++ = i < 15 ? '.' : '\0';
+        }
+    } else if (memcmp(key->addr, mapped, 12) == 0)
         inet_ntop(AF_INET, key->addr + 12, buf, (socklen_t)len);
     else
         inet_ntop(AF_INET6, key->addr, buf, (socklen_t)len);

@@ -55,6 +55,25 @@ static void add_static_header(h2o_req_t *req, const char *name, const char *valu
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, strlen(value));
 }
 
+static void add_header_static(h2o_req_t *req, const struct http_header *h)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value, h->value_len);
+}
+
+/* Lower-case hex of v into out; returns the length. */
+static size_t format_hex(char *out, uint64_t v)
+{
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* 1. The raw head as received, still at the start of the socket's input buffer. */
 static int check_framing(struct server *srv, h2o_req_t *req)
 {
@@ -314,14 +333,20 @@ static void add_cors_headers(struct server *srv, h2o_req_t *req)
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     struct server *srv = ((struct pipeline_filter *)self)->srv;
+    /* boot id, loop, sequence: unique within this server's lifetime and across restarts. */
     static _Thread_local uint64_t seq;
-    char id[48];
-    snprintf(id, sizeof(id), "%s-%u-%" PRIx64, srv->boot_id, server_loop_index, ++seq);
-    http_add_header(req, "x-request-id", id, strlen(id));
+    char *id = h2o_mem_alloc_pool(&req->pool, 48);
+    size_t n = strlen(srv->boot_id);
+    memcpy(id, srv->boot_id, n);
+    id[n++] = '-';
+    n += format_hex(id + n, server_loop_index);
+    id[n++] = '-';
+    n += format_hex(id + n, ++seq);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, id, n);
     size_t nsec;
     const struct http_header *sec = http_security_headers(&nsec);
     for (size_t i = 0; i < nsec; i++)
-        add_static_header(req, sec[i].name, sec[i].value);
+        add_header_static(req, &sec[i]);
     add_cors_headers(srv, req);
     if (req->res.status >= 400)
         rewrite_library_error(srv, req, slot);
@@ -365,7 +390,7 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
     log_field_str(&f, "path", req->input.path.base, req->input.path.len > 512 ? 512 : req->input.path.len);
     log_field_int(&f, "status", req->res.status);
     log_field_int(&f, "bytes", (long long)req->bytes_sent);
-    log_field_ms(&f, "dur_ms", (double)us / 1000.0);
+    log_field_us_as_ms(&f, "dur_ms", us);
     log_msg(LOG_INFO, "request", f.buf);
 }
 

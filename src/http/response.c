@@ -35,15 +35,17 @@ const char *http_reason(int status)
     }
 }
 
+#define HEADER(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+
 static const struct http_header security_headers[] = {
-    {"strict-transport-security", "max-age=63072000; includeSubDomains"},
-    {"x-frame-options", "DENY"},
-    {"x-content-type-options", "nosniff"},
-    {"referrer-policy", "no-referrer"},
-    {"content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
-    {"cross-origin-opener-policy", "same-origin"},
-    {"cross-origin-resource-policy", "same-origin"},
-    {"cache-control", "no-store"},
+    HEADER("strict-transport-security", "max-age=63072000; includeSubDomains"),
+    HEADER("x-frame-options", "DENY"),
+    HEADER("x-content-type-options", "nosniff"),
+    HEADER("referrer-policy", "no-referrer"),
+    HEADER("content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    HEADER("cross-origin-opener-policy", "same-origin"),
+    HEADER("cross-origin-resource-policy", "same-origin"),
+    HEADER("cache-control", "no-store"),
 };
 
 const struct http_header *http_security_headers(size_t *n)

@@ -15,7 +15,10 @@
 const char *http_reason(int status);
 
 struct http_header {
-    const char *name, *value;
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
 };
 
 /*
