@@ -8,17 +8,17 @@ DATA_DIR ?= $(CURDIR)/data
 
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wvla -Wpointer-arith \
            -Wcast-align -Wwrite-strings -Wno-unused-parameter -Wno-missing-field-initializers
-CPPFLAGS := -Isrc -DH2O_USE_LIBUV=0 -D_GNU_SOURCE
+CPPFLAGS := -Isrc -I/usr/include/postgresql -DH2O_USE_LIBUV=0 -D_GNU_SOURCE
 CFLAGS  := -std=gnu17 -g $(WARN)
-LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson
+LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson -lpq
 
 RELEASE_FLAGS := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 ASAN_FLAGS    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SRCS      := $(wildcard src/*.c src/http/*.c)
+SRCS      := $(wildcard src/*.c src/http/*.c src/db/*.c)
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-HDRS      := $(wildcard src/*.h src/http/*.h tests/unit/*.h)
+HDRS      := $(wildcard src/*.h src/http/*.h src/db/*.h tests/unit/*.h)
 
 # $(1): variant directory, $(2): extra flags
 define variant
@@ -57,9 +57,18 @@ test: deps
 	@$(MAKE) --no-print-directory build/debate build/asan/debate unit
 	@$(PYTHON) tests/run.py
 
+# As root, the embedded PostgreSQL runs as user postgres, which must be able
+# to reach the data directory; a checkout under a private home (/root) falls
+# back to /var/lib/debate.
 run: deps
 	@$(MAKE) --no-print-directory build/debate
-	DEBATE_DATA_DIR=$${DEBATE_DATA_DIR:-$(DATA_DIR)} build/debate serve
+	@dir=$${DEBATE_DATA_DIR:-$(DATA_DIR)}; \
+	if [ "$$(id -u)" = 0 ] && [ -z "$$DEBATE_DATABASE_URL" ] && \
+	   ! runuser -u postgres -- test -x "$$(dirname "$$dir")" 2>/dev/null; then \
+		echo "make run: user postgres cannot reach $$dir; using /var/lib/debate instead"; \
+		dir=/var/lib/debate; \
+	fi; \
+	DEBATE_DATA_DIR=$$dir exec build/debate serve
 
 clean:
 	rm -rf build

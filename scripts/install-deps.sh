@@ -4,8 +4,8 @@
 # everything is there; runs `apt-get update` once otherwise.
 set -eu
 
-PACKAGES="build-essential pkg-config libh2o-evloop-dev libjansson-dev libssl-dev zlib1g-dev
-curl openssl python3 python3-pytest ca-certificates"
+PACKAGES="build-essential pkg-config libh2o-evloop-dev libjansson-dev libssl-dev zlib1g-dev libpq-dev
+postgresql postgresql-client curl openssl python3 python3-pytest ca-certificates"
 
 missing=""
 for p in $PACKAGES; do

@@ -45,6 +45,17 @@ static const struct setting settings[] = {
     S(request_timeout, T_UINT, "10", 1, 3600),
     S(drain_timeout, T_UINT, "30", 0, 3600),
     S(log_level, T_LEVEL, "info", 0, 0),
+    S(database_url, T_STRING, "", 0, 0),
+    S(db_pool_size, T_UINT, "10", 1, 1000),
+    S(db_pool_overflow, T_UINT, "20", 0, 1000),
+    S(db_acquire_timeout_ms, T_UINT, "2000", 1, 600000),
+    S(db_statement_timeout_ms, T_UINT, "10000", 0, 3600000),
+    S(pg_bindir, T_STRING, "", 0, 0),
+    S(embedded_db_user, T_STRING, "postgres", 0, 0),
+    S(backup_dir, T_STRING, "", 0, 0),
+    S(backup_retention_days, T_UINT, "30", 1, 36500),
+    S(ready_min_free_mb, T_UINT, "512", 0, 100000000),
+    S(restore_test_max_age_days, T_UINT, "8", 1, 36500),
 };
 
 struct errbuf {
@@ -253,6 +264,7 @@ static void validate(const struct config *cfg, struct errbuf *e)
         err_add(e, "\"tls_cert\" and \"tls_key\" must be set together");
     if (cfg->data_dir[0] == '\0')
         err_add(e, "\"data_dir\" must not be empty");
+
     if (cfg->trusted_hosts.count == 0)
         err_add(e, "\"trusted_hosts\" must name at least one host");
     if (cfg->https_port != 0 && cfg->https_port == cfg->http_port)
@@ -279,6 +291,10 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
     load_env(cfg, &e);
     if (e.count == 0)
         validate(cfg, &e);
+    if (e.count == 0 && cfg->backup_dir[0] == '\0') { /* derived default */
+        free(cfg->backup_dir);
+        cfg->backup_dir = xasprintf("%s/backups", cfg->data_dir);
+    }
     return e.count == 0 ? 0 : -1;
 }
 

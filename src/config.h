@@ -38,6 +38,17 @@ struct config {
     unsigned request_timeout;
     unsigned drain_timeout;
     int log_level;
+    char *database_url;
+    unsigned db_pool_size;
+    unsigned db_pool_overflow;
+    unsigned db_acquire_timeout_ms;
+    unsigned db_statement_timeout_ms;
+    char *pg_bindir;
+    char *embedded_db_user;
+    char *backup_dir;
+    unsigned backup_retention_days;
+    unsigned ready_min_free_mb;
+    unsigned restore_test_max_age_days;
 };
 
 /* Fills in the defaults. */

@@ -6,8 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
+#include "db/backup.h"
+#include "db/db.h"
+#include "db/migrate.h"
 #include "http/server.h"
 #include "log.h"
 #include "util.h"
@@ -19,6 +23,10 @@ static void usage(FILE *out)
           "\n"
           "commands:\n"
           "  serve [--config FILE] [--check]   run the HTTPS API (--check: validate the configuration and exit)\n"
+          "  migrate [--config FILE]           bring the database schema up to date\n"
+          "  backup [--config FILE] [--now TIME] [--prune-only]\n"
+          "                                    dump the database, then apply the retention rule\n"
+          "  restore-test [--config FILE]      restore the newest dump into a scratch database and compare\n"
           "  version                            print the version\n"
           "  help                               print this text\n"
           "\n"
@@ -100,6 +108,95 @@ out:
     return rc;
 }
 
+/* Options shared by the database commands. */
+struct db_cmd {
+    const char *file;
+    long long now;
+    int prune_only;
+};
+
+static int parse_time(const char *s, long long *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (end == NULL || *end != '\0')
+        return -1;
+    *out = (long long)timegm(&tm);
+    return 0;
+}
+
+static int parse_db_cmd(int argc, char **argv, struct db_cmd *o, bool backup_opts)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"now", required_argument, NULL, 't'},
+                                         {"prune-only", no_argument, NULL, 'p'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    o->now = (long long)(clock_wall_ms() / 1000);
+    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+        if (c == 'c') {
+            o->file = optarg;
+        } else if (c == 't' && backup_opts) {
+            if (parse_time(optarg, &o->now) < 0) {
+                fprintf(stderr, "debate %s: --now wants a UTC time like 2026-01-31T02:00:00Z\n", argv[0]);
+                return -1;
+            }
+        } else if (c == 'p' && backup_opts) {
+            o->prune_only = 1;
+        } else {
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "debate %s: unexpected argument \"%s\"\n", argv[0], argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_db(int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    bool is_backup = strcmp(cmd, "backup") == 0;
+    struct db_cmd o = {NULL, 0, 0};
+    if (parse_db_cmd(argc, argv, &o, is_backup) < 0)
+        return 2;
+    struct config cfg;
+    if (load_config(&cfg, o.file) < 0) {
+        config_release(&cfg);
+        return 1;
+    }
+    char err[2048];
+    int rc = 1;
+    if (is_backup && o.prune_only) {
+        int deleted;
+        rc = backup_prune(&cfg, o.now, &deleted, err, sizeof(err)) < 0 ? 1 : 0;
+        if (rc == 0)
+            printf("debate backup: %d old backup%s deleted\n", deleted, deleted == 1 ? "" : "s");
+        goto out;
+    }
+    struct db db;
+    unsigned flags = strcmp(cmd, "migrate") == 0 ? DB_OPEN_MIGRATE : 0;
+    if (db_open(&db, &cfg, flags, err, sizeof(err)) < 0)
+        goto out;
+    if (strcmp(cmd, "migrate") == 0) {
+        printf("debate migrate: the database schema is at version %d\n", migrate_latest_version());
+        rc = 0;
+    } else if (is_backup) {
+        rc = backup_run(&cfg, &db, o.now, err, sizeof(err)) < 0 ? 1 : 0;
+    } else {
+        rc = backup_restore_test(&cfg, &db, err, sizeof(err)) < 0 ? 1 : 0;
+    }
+    db_close(&db);
+out:
+    if (rc != 0)
+        fprintf(stderr, "debate %s: %s\n", cmd, err);
+    config_release(&cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -109,6 +206,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "migrate") == 0 || strcmp(cmd, "backup") == 0 || strcmp(cmd, "restore-test") == 0)
+        return cmd_db(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("debate " DEBATE_VERSION);
         return 0;

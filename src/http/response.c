@@ -81,7 +81,7 @@ int http_send(h2o_req_t *req, int status, const char *content_type, const char *
 
 int http_send_json(h2o_req_t *req, int status, json_t *doc)
 {
-    char *body = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    char *body = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
     json_decref(doc);
     if (body == NULL)
         abort();

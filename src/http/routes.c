@@ -4,6 +4,8 @@
  */
 #include <string.h>
 
+#include "db/backup.h"
+#include "http/health.h"
 #include "http/response.h"
 #include "http/routes.h"
 #include "http/server.h"
@@ -23,7 +25,33 @@ static int get_metrics(struct server *srv, h2o_req_t *req, const struct route_ma
     (void)m;
     size_t len;
     char *body = metrics_render(&srv->metrics, srv->route_names, srv->nroutes, &len);
-    http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+    struct db_pool_stats ps;
+    db_pool_stats(srv->db.pool, &ps);
+    struct executor_stats es;
+    executor_stats(srv->executor, &es);
+    _cleanup_free_ char *more = xasprintf(
+        "# HELP debate_db_connections Database connections, by state.\n"
+        "# TYPE debate_db_connections gauge\n"
+        "debate_db_connections{state=\"idle\"} %u\n"
+        "debate_db_connections{state=\"in_use\"} %u\n"
+        "# HELP debate_db_acquire_timeouts_total Requests that found no free database connection in time.\n"
+        "# TYPE debate_db_acquire_timeouts_total counter\n"
+        "debate_db_acquire_timeouts_total %llu\n"
+        "# HELP debate_db_connections_discarded_total Broken database connections closed and replaced.\n"
+        "# TYPE debate_db_connections_discarded_total counter\n"
+        "debate_db_connections_discarded_total %llu\n"
+        "# HELP debate_db_queue_length Database jobs waiting for a database thread.\n"
+        "# TYPE debate_db_queue_length gauge\n"
+        "debate_db_queue_length %u\n"
+        "# HELP debate_backup_last_restore_test_success_timestamp_seconds When a restore test last succeeded (0: never).\n"
+        "# TYPE debate_backup_last_restore_test_success_timestamp_seconds gauge\n"
+        "debate_backup_last_restore_test_success_timestamp_seconds %lld\n",
+        ps.idle, ps.in_use, (unsigned long long)ps.timeouts, (unsigned long long)ps.discarded, es.queued,
+        backup_last_restore_test(srv->cfg));
+    size_t more_len = strlen(more);
+    body = xrealloc(body, len + more_len);
+    memcpy(body + len, more, more_len);
+    http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len + more_len);
     free(body);
     return 0;
 }
@@ -43,6 +71,8 @@ static const struct route routes[] = {
     {METHOD_GET, "/health", get_health, ROUTE_NO_RATELIMIT},
     {METHOD_GET, "/metrics", get_metrics, 0},
     {METHOD_GET, "/api/v1/csrf", get_csrf, 0},
+    {METHOD_GET, "/ready", health_get_ready, ROUTE_NO_RATELIMIT},
+    {METHOD_GET, "/api/v1/health/db", health_get_db, 0},
 };
 
 const struct route *routes_table(size_t *n)

@@ -38,7 +38,14 @@ struct loop {
     struct listener https, http;
     int https_fd, http_fd;
     size_t open_connections; /* touched by this loop's thread only */
+    struct executor_loop db;
 };
+
+struct executor_loop *server_db_loop(h2o_req_t *req)
+{
+    struct loop *lp = H2O_STRUCT_FROM_MEMBER(struct loop, ctx, req->conn->ctx);
+    return &lp->db;
+}
 
 static int listen_socket(const char *addr, unsigned port, char *err, size_t errlen)
 {
@@ -141,6 +148,7 @@ static void *loop_main(void *arg)
     log_buffer_start();
     lp->evloop = h2o_evloop_create();
     h2o_context_init(&lp->ctx, lp->evloop, &srv->globalconf);
+    executor_loop_init(&lp->db, lp->ctx.queue);
     lp->accept_https = (h2o_accept_ctx_t){.ctx = &lp->ctx, .hosts = srv->globalconf.hosts, .ssl_ctx = srv->ssl_ctx};
     lp->accept_http = (h2o_accept_ctx_t){.ctx = &lp->ctx, .hosts = srv->globalconf.hosts, .ssl_ctx = NULL};
     listener_start(lp, &lp->https, lp->https_fd, &lp->accept_https);
@@ -160,17 +168,19 @@ static void *loop_main(void *arg)
      */
     lp->ctx.shutdown_requested = 1;
     uint64_t deadline = clock_monotonic_ms() + (uint64_t)srv->cfg->drain_timeout * 1000;
-    while (lp->open_connections > 0 && clock_monotonic_ms() < deadline) {
+    while ((lp->open_connections > 0 || lp->db.outstanding > 0) && clock_monotonic_ms() < deadline) {
         h2o_evloop_run(lp->evloop, 100);
         log_flush();
     }
     log_flush();
-    if (lp->open_connections > 0) {
-        /* The process is about to exit: the remaining connections go with it. */
-        log_warnx("loop %u: drain timeout with %zu connections open", lp->index, lp->open_connections);
+    if (lp->open_connections > 0 || lp->db.outstanding > 0) {
+        /* The process is about to exit: what remains goes with it. */
+        log_warnx("loop %u: drain timeout with %zu connections open, %zu database jobs due", lp->index,
+                  lp->open_connections, lp->db.outstanding);
         log_flush();
         return NULL;
     }
+    executor_loop_dispose(&lp->db);
     h2o_context_dispose(&lp->ctx);
     h2o_evloop_destroy(lp->evloop);
     return NULL;
@@ -219,6 +229,11 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
     snprintf(srv->boot_id, sizeof(srv->boot_id), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
     if ((srv->https_fd = listen_socket(cfg->listen, cfg->https_port, err, errlen)) < 0)
         return -1;
+    if (db_open(&srv->db, cfg, DB_OPEN_MIGRATE | DB_OPEN_WAIT, err, errlen) < 0)
+        return -1;
+    srv->db_ready = true;
+    srv->executor = executor_new(srv->db.pool, cfg->db_pool_size + cfg->db_pool_overflow, cfg->db_acquire_timeout_ms,
+                                 4096);
     srv->https_port = bound_port(srv->https_fd);
     if ((srv->http_fd = listen_socket(cfg->listen, cfg->http_port, err, errlen)) < 0)
         return -1;
@@ -277,6 +292,8 @@ int server_run(struct server *srv)
     }
     for (size_t i = 0; i < srv->nloops; i++)
         pthread_join(srv->loops[i].thread, NULL);
+    executor_free(srv->executor);
+    srv->executor = NULL;
     log_infox("stopped");
     return rc;
 }
@@ -287,6 +304,9 @@ void server_release(struct server *srv)
         close(srv->https_fd);
     if (srv->http_fd >= 0)
         close(srv->http_fd);
+    executor_free(srv->executor);
+    if (srv->db_ready)
+        db_close(&srv->db);
     free(srv->loops);
     if (srv->globalconf_ready)
         h2o_config_dispose(&srv->globalconf);

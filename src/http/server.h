@@ -19,6 +19,8 @@
 
 #include "config.h"
 #include "csrf.h"
+#include "db/db.h"
+#include "db/executor.h"
 #include "http/metrics.h"
 #include "http/router.h"
 #include "ratelimit.h"
@@ -34,6 +36,9 @@ struct server {
     struct metrics metrics;
     h2o_globalconf_t globalconf;
     bool globalconf_ready;
+    struct db db;
+    bool db_ready;
+    struct executor *executor;
     const struct route *routes;
     size_t nroutes;
     const char *route_names[METRICS_MAX_ROUTES];
@@ -47,6 +52,9 @@ struct server {
 
 /* The index of the loop running on this thread (0 outside the loops). */
 extern _Thread_local unsigned server_loop_index;
+
+/* The database completion queue of the loop serving req. */
+struct executor_loop *server_db_loop(h2o_req_t *req);
 
 /* Sets up TLS, secrets, listeners. Returns 0, or -1 with a message in err. */
 int server_init(struct server *srv, const struct config *cfg, char *err, size_t errlen);

@@ -648,7 +648,11 @@ def _own_tmpdir(prefix):
     # Not pytest's tmp_path: its numbered base directories are pruned by
     # other pytest sessions running concurrently, which would delete the
     # server's log files under our feet.
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    # Searchable by others (0711): as root, debate's embedded PostgreSQL runs
+    # as the postgres user, which must reach DATA_DIR/pg through this path.
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o711)
+    return d
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,75 @@
+/*
+ * Database work for the event loops. A loop must never block on the
+ * database, so a request hands a job to a pool of database threads; the
+ * thread takes a connection (bounded by the pool's acquire timeout, counted
+ * from submission), runs the job, gives the connection back and posts the
+ * job to the submitting loop's queue (h2o_multithread), where the job's
+ * completion callback answers the request. If the client went away in the
+ * meantime the completion is skipped.
+ *
+ * Threads: executor_submit and the completion run on the loop thread;
+ * run() runs on a database thread and must not touch the request.
+ */
+#ifndef DEBATE_DB_EXECUTOR_H
+#define DEBATE_DB_EXECUTOR_H
+
+#include <h2o.h>
+#include <h2o/multithread.h>
+
+#include "db/pool.h"
+
+struct executor;
+struct db_job;
+
+/* Per event loop: where completions arrive, and how many are still due. */
+struct executor_loop {
+    h2o_multithread_receiver_t receiver;
+    h2o_multithread_queue_t *queue;
+    size_t outstanding; /* loop thread only */
+};
+
+typedef void (*db_job_run_cb)(struct db_job *job, PGconn *conn);
+typedef void (*db_job_done_cb)(struct db_job *job, h2o_req_t *req);
+
+struct db_job {
+    /* set by the submitter */
+    db_job_run_cb run;
+    db_job_done_cb done;
+    void *data;
+    /* results, set on the database thread */
+    enum db_status status; /* DB_TIMEOUT / DB_UNAVAILABLE when no connection was had */
+    char err[512];
+    uint64_t queued_ms, started_ms, finished_ms;
+    /* private */
+    h2o_multithread_message_t msg;
+    struct executor_loop *loop;
+    h2o_req_t *req;
+    struct db_job_guard *guard;
+    struct db_job *next;
+};
+
+struct executor *executor_new(struct db_pool *pool, unsigned threads, unsigned acquire_timeout_ms, unsigned max_queue);
+/* Stops the threads after the queued jobs have run. */
+void executor_free(struct executor *ex);
+
+/*
+ * Per loop, on its thread: start and stop receiving completions. A loop
+ * must not be disposed while loop->outstanding > 0.
+ */
+void executor_loop_init(struct executor_loop *loop, h2o_multithread_queue_t *queue);
+void executor_loop_dispose(struct executor_loop *loop);
+
+/*
+ * Queues a job for req (allocated with executor_job_new). On a full queue
+ * the job completes at once with DB_TIMEOUT. Ownership of job passes here.
+ */
+void executor_submit(struct executor *ex, struct executor_loop *loop, h2o_req_t *req, struct db_job *job);
+struct db_job *executor_job_new(db_job_run_cb run, db_job_done_cb done, void *data);
+
+struct executor_stats {
+    unsigned queued;
+    uint64_t completed, rejected;
+};
+void executor_stats(struct executor *ex, struct executor_stats *out);
+
+#endif

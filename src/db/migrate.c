@@ -1,0 +1,148 @@
+#include "db/migrate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+#include "banned.h"
+
+/* A constant key for pg_advisory_lock: "debate" in ASCII, then 1. */
+#define MIGRATION_LOCK_KEY "110414178583553"
+
+struct migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+
+static const struct migration migrations[] = {
+    {1, "builds",
+     "CREATE TYPE build_status AS ENUM ('queued', 'running', 'succeeded', 'failed', 'cancelled');\n"
+     "CREATE TABLE builds (\n"
+     "    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),\n"
+     "    config_hash text NOT NULL CHECK (config_hash ~ '^[0-9a-f]{64}$'),\n"
+     "    build_key text NOT NULL CHECK (build_key ~ '^[0-9a-f]{64}$'),\n"
+     "    key_parts jsonb NOT NULL DEFAULT '{}',\n"
+     "    status build_status NOT NULL DEFAULT 'queued',\n"
+     "    stage text NOT NULL DEFAULT 'queued',\n"
+     "    progress smallint NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),\n"
+     "    recipe jsonb NOT NULL,\n"
+     "    lock jsonb,\n"
+     "    iso_sha256 text CHECK (iso_sha256 ~ '^[0-9a-f]{64}$'),\n"
+     "    iso_size bigint CHECK (iso_size >= 0),\n"
+     "    error_code text,\n"
+     "    error_message text,\n"
+     "    attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),\n"
+     "    max_attempts integer NOT NULL DEFAULT 3 CHECK (max_attempts > 0),\n"
+     "    lease_owner text,\n"
+     "    lease_expires_at timestamptz,\n"
+     "    cancel_token_hash bytea NOT NULL CHECK (length(cancel_token_hash) = 32),\n"
+     "    cancel_requested boolean NOT NULL DEFAULT false,\n"
+     "    client text,\n"
+     "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+     "    updated_at timestamptz NOT NULL DEFAULT now(),\n"
+     "    started_at timestamptz,\n"
+     "    finished_at timestamptz,\n"
+     "    CHECK (status <> 'succeeded' OR (iso_sha256 IS NOT NULL AND iso_size IS NOT NULL)),\n"
+     "    CHECK (status <> 'running' OR (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL))\n"
+     ");\n"
+     "-- The cache: the newest succeeded build for a key.\n"
+     "CREATE INDEX builds_cache ON builds (build_key, finished_at DESC) WHERE status = 'succeeded';\n"
+     "-- Identical submissions in flight merge: one active build per key.\n"
+     "CREATE UNIQUE INDEX builds_active_key ON builds (build_key) WHERE status IN ('queued', 'running');\n"
+     "-- The queue: the oldest queued build first.\n"
+     "CREATE INDEX builds_queue ON builds (created_at, id) WHERE status = 'queued';\n"
+     "-- Expired leases, for the sweep.\n"
+     "CREATE INDEX builds_leases ON builds (lease_expires_at) WHERE status = 'running';\n"
+     "-- Listing, newest first, keyset pagination.\n"
+     "CREATE INDEX builds_list ON builds (created_at DESC, id DESC);\n"
+     "CREATE INDEX builds_recipe ON builds (config_hash, created_at DESC);\n"},
+};
+
+int migrate_latest_version(void)
+{
+    return migrations[ARRAY_SIZE(migrations) - 1].version;
+}
+
+enum db_status migrate_current_version(PGconn *c, int *version, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+    enum db_status st = db_check(c, r, err, errlen);
+    if (st == DB_OK)
+        *version = atoi(PQgetvalue(r, 0, 0));
+    else if (strstr(err, "does not exist") != NULL) { /* a database debate never touched */
+        *version = 0;
+        st = DB_OK;
+    }
+    PQclear(r);
+    return st;
+}
+
+static enum db_status apply(PGconn *c, const struct migration *m, char *err, size_t errlen)
+{
+    enum db_status st = db_exec(c, "BEGIN", err, errlen);
+    if (st != DB_OK)
+        return st;
+    if ((st = db_exec(c, m->sql, err, errlen)) != DB_OK)
+        goto fail;
+    char v[16];
+    snprintf(v, sizeof(v), "%d", m->version);
+    const char *params[] = {v, m->name};
+    PGresult *r = PQexecParams(c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, NULL, params,
+                               NULL, NULL, 0);
+    st = db_check(c, r, err, errlen);
+    PQclear(r);
+    if (st != DB_OK)
+        goto fail;
+    return db_exec(c, "COMMIT", err, errlen);
+fail:;
+    char ignored[64];
+    db_exec(c, "ROLLBACK", ignored, sizeof(ignored));
+    return st;
+}
+
+static enum db_status migrate_locked(PGconn *c, int *applied, char *err, size_t errlen)
+{
+    enum db_status st = db_exec(c,
+                                "CREATE TABLE IF NOT EXISTS schema_migrations (\n"
+                                "    version integer PRIMARY KEY,\n"
+                                "    name text NOT NULL,\n"
+                                "    applied_at timestamptz NOT NULL DEFAULT now())",
+                                err, errlen);
+    int current = 0;
+    if (st != DB_OK || (st = migrate_current_version(c, &current, err, errlen)) != DB_OK)
+        return st;
+    if (current > migrate_latest_version()) {
+        snprintf(err, errlen,
+                 "the database schema is at version %d, newer than this debate knows (%d): upgrade debate, or "
+                 "point it at another database",
+                 current, migrate_latest_version());
+        return DB_CONFLICT;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(migrations); i++) {
+        if (migrations[i].version <= current)
+            continue;
+        if ((st = apply(c, &migrations[i], err, errlen)) != DB_OK) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, " (in migration %d \"%s\")", migrations[i].version, migrations[i].name);
+            return st;
+        }
+        log_infox("applied database migration %d \"%s\"", migrations[i].version, migrations[i].name);
+        (*applied)++;
+    }
+    return DB_OK;
+}
+
+enum db_status migrate_run(PGconn *c, int *applied, char *err, size_t errlen)
+{
+    *applied = 0;
+    enum db_status st = db_exec(c, "SELECT pg_advisory_lock(" MIGRATION_LOCK_KEY ")", err, errlen);
+    if (st != DB_OK)
+        return st;
+    st = migrate_locked(c, applied, err, errlen);
+    char ignored[64];
+    db_exec(c, "SELECT pg_advisory_unlock(" MIGRATION_LOCK_KEY ")", ignored, sizeof(ignored));
+    return st;
+}

@@ -1,0 +1,30 @@
+/*
+ * Running helper programs (initdb, pg_ctl, pg_dump, pg_restore): fork and
+ * exec with an argument vector, never a shell; optionally as another user
+ * (when running as root: PostgreSQL refuses to run as root); standard
+ * output and error captured, the last PROC_TAIL bytes kept for messages.
+ *
+ * Errors: proc_run returns the exit status (0-255), 128+signal for a
+ * killed child, or -1 when it could not be started (message in err).
+ */
+#ifndef DEBATE_PROC_H
+#define DEBATE_PROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PROC_TAIL 4096
+
+struct proc_opts {
+    const char *user;       /* switch to this user when running as root; NULL: stay */
+    const char *stdout_path; /* write standard output to this file (created 0600); NULL: capture */
+    const char *const *env;  /* extra NAME=value entries, NULL-terminated; NULL: none */
+    char tail[PROC_TAIL + 1]; /* out: the end of what the program printed */
+};
+
+int proc_run(const char *const argv[], struct proc_opts *o, char *err, size_t errlen);
+
+/* Looks a user up: 0, or -1 with a message. */
+int proc_user_ids(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen);
+
+#endif
