@@ -33,7 +33,7 @@ $(1)/libdebate.a: $$(patsubst %.c,$(1)/obj/%.o,$$(LIB_SRCS))
 $(1)/debate: $(1)/obj/src/main.o $(1)/libdebate.a
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
 
-$(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/obj/tests/unit/harness.o $(1)/libdebate.a
+$(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/obj/tests/unit/harness.o $(1)/obj/tests/unit/dbtest.o $(1)/libdebate.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
 endef

@@ -5,8 +5,10 @@ Unit tests (C, tests/unit) run in the release build and under
 AddressSanitizer + UndefinedBehaviorSanitizer; the integration tests
 (pytest, tests/integration) drive both builds of the real binary.
 """
+import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,47 @@ SAN_ENV = {
 passed, failed, failures = 0, 0, []
 
 
+class Cluster:
+    """A private PostgreSQL cluster for the unit tests that need a database
+    (unix socket only, in a temporary directory; as user postgres when root,
+    since PostgreSQL refuses to run as root)."""
+
+    def __init__(self):
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                          key=lambda p: int(p.split("/")[4]))
+        if not versions:
+            raise RuntimeError("no PostgreSQL server under /usr/lib/postgresql")
+        self.bindir = os.path.dirname(versions[-1])
+        self.tmp = tempfile.mkdtemp(prefix="debate-unit-pg-")
+        os.chmod(self.tmp, 0o711)
+        self.data = os.path.join(self.tmp, "data")
+        self.run_dir = os.path.join(self.tmp, "run")
+        os.mkdir(self.run_dir, 0o700)
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.tmp, "postgres")
+            shutil.chown(self.run_dir, "postgres")
+        self.url = f"host={self.run_dir} user=debate"
+
+    def _pg(self, *args):
+        subprocess.run(self.as_user + list(args), check=True, capture_output=True, timeout=120)
+
+    def start(self):
+        self._pg(f"{self.bindir}/initdb", "-D", self.data, "-U", "debate", "--auth=trust", "-E", "UTF8",
+                 "--locale=C", "--no-instructions")
+        opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.run_dir}' "
+                "-c max_connections=100 -c fsync=off -c synchronous_commit=off")
+        self._pg(f"{self.bindir}/pg_ctl", "start", "-D", self.data, "-l", os.path.join(self.tmp, "log"),
+                 "-w", "-t", "60", "-o", opts)
+
+    def stop(self):
+        try:
+            self._pg(f"{self.bindir}/pg_ctl", "stop", "-D", self.data, "-m", "immediate", "-w")
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def record(name, ok, detail=""):
     global passed, failed
     if ok:
@@ -32,13 +75,13 @@ def record(name, ok, detail=""):
         failures.append((name, detail))
 
 
-def run_unit(variant, build):
+def run_unit(variant, build, db_url):
     tests_dir = os.path.join(ROOT, build, "tests")
     names = sorted(os.listdir(tests_dir)) if os.path.isdir(tests_dir) else []
     if not names:
         record(f"{variant}: unit tests", False, f"no unit test binaries in {tests_dir}")
     for name in names:
-        env = dict(os.environ, **SAN_ENV)
+        env = dict(os.environ, DEBATE_TEST_DATABASE_URL=db_url, **SAN_ENV)
         try:
             p = subprocess.run([os.path.join(tests_dir, name)], capture_output=True, text=True, env=env,
                                timeout=300)
@@ -84,9 +127,17 @@ def run_integration(variant, build):
 
 def main():
     only = sys.argv[1:]  # optional: "unit" or "integration"
-    for variant, build in VARIANTS:
-        if not only or "unit" in only:
-            run_unit(variant, build)
+    if not only or "unit" in only:
+        cluster = Cluster()
+        try:
+            cluster.start()
+        except (subprocess.CalledProcessError, RuntimeError) as e:
+            record("unit: PostgreSQL for the database tests", False, f"{e}\n{getattr(e, 'stderr', '')}")
+        try:
+            for variant, build in VARIANTS:
+                run_unit(variant, build, cluster.url)
+        finally:
+            cluster.stop()
     for variant, build in VARIANTS:
         if not only or "integration" in only:
             run_integration(variant, build)

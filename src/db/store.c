@@ -1,0 +1,467 @@
+#include "db/store.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "banned.h"
+
+#define TS(col) "coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')"
+
+/* The columns of struct build_record, in parse order. */
+#define COLS                                                                                                           \
+    "id::text, config_hash, build_key, status::text, stage, progress, recipe::text, lock::text, key_parts::text, "     \
+    "coalesce(iso_sha256, ''), coalesce(iso_size, -1), error_code, error_message, attempts, max_attempts, "            \
+    "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
+    TS("finished_at") ", " TS("lease_expires_at")
+
+/* A lease is held by owner while it has not expired. */
+#define HELD "id = $1::uuid AND status = 'running' AND lease_owner = $2 AND lease_expires_at > now()"
+
+static const char *const statuses[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+
+void build_record_release(struct build_record *b)
+{
+    free(b->recipe);
+    free(b->lock);
+    free(b->key_parts);
+    free(b->error_code);
+    free(b->error_message);
+    free(b->lease_owner);
+    memset(b, 0, sizeof(*b));
+}
+
+static void copy_field(char *dst, size_t cap, PGresult *r, int row, int col)
+{
+    snprintf(dst, cap, "%s", PQgetvalue(r, row, col));
+}
+
+static char *dup_or_null(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+static void parse_row(PGresult *r, int row, struct build_record *b)
+{
+    memset(b, 0, sizeof(*b));
+    int i = 0;
+    copy_field(b->id, sizeof(b->id), r, row, i++);
+    copy_field(b->config_hash, sizeof(b->config_hash), r, row, i++);
+    copy_field(b->build_key, sizeof(b->build_key), r, row, i++);
+    copy_field(b->status, sizeof(b->status), r, row, i++);
+    copy_field(b->stage, sizeof(b->stage), r, row, i++);
+    b->progress = atoi(PQgetvalue(r, row, i++));
+    b->recipe = dup_or_null(r, row, i++);
+    b->lock = dup_or_null(r, row, i++);
+    b->key_parts = dup_or_null(r, row, i++);
+    copy_field(b->iso_sha256, sizeof(b->iso_sha256), r, row, i++);
+    b->iso_size = atoll(PQgetvalue(r, row, i++));
+    b->error_code = dup_or_null(r, row, i++);
+    b->error_message = dup_or_null(r, row, i++);
+    b->attempts = atoi(PQgetvalue(r, row, i++));
+    b->max_attempts = atoi(PQgetvalue(r, row, i++));
+    b->lease_owner = dup_or_null(r, row, i++);
+    b->cancel_requested = PQgetvalue(r, row, i++)[0] == 't';
+    copy_field(b->created_at, STORE_TIME_LEN, r, row, i++);
+    copy_field(b->updated_at, STORE_TIME_LEN, r, row, i++);
+    copy_field(b->started_at, STORE_TIME_LEN, r, row, i++);
+    copy_field(b->finished_at, STORE_TIME_LEN, r, row, i++);
+    copy_field(b->lease_expires_at, STORE_TIME_LEN, r, row, i++);
+}
+
+static bool valid_uuid(const char *s)
+{
+    if (s == NULL || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Runs a statement with text parameters; on success *res holds the result. */
+static enum db_status query(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res, char *err,
+                            size_t errlen)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    enum db_status st = db_check(c, r, err, errlen);
+    if (st != DB_OK) {
+        PQclear(r);
+        *res = NULL;
+        return st;
+    }
+    *res = r;
+    return DB_OK;
+}
+
+/* Runs a statement returning at most one build row into out. */
+static enum db_status query_one(PGconn *c, const char *sql, int n, const char *const *params, struct build_record *out,
+                                char *err, size_t errlen)
+{
+    PGresult *r;
+    enum db_status st = query(c, sql, n, params, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(r) == 0)
+        st = DB_NOT_FOUND;
+    else
+        parse_row(r, 0, out);
+    PQclear(r);
+    return st;
+}
+
+static void hex32(char out[2 + 64 + 1], const uint8_t in[32])
+{
+    out[0] = '\\';
+    out[1] = 'x';
+    for (int i = 0; i < 32; i++) {
+        out[2 + 2 * i] = "0123456789abcdef"[in[i] >> 4];
+        out[3 + 2 * i] = "0123456789abcdef"[in[i] & 15];
+    }
+    out[66] = '\0';
+}
+
+enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct build_record *out, bool *merged,
+                                  char *err, size_t errlen)
+{
+    char hash[67], attempts[16];
+    hex32(hash, in->cancel_token_hash);
+    snprintf(attempts, sizeof(attempts), "%d", in->max_attempts > 0 ? in->max_attempts : 3);
+    const char *ins[] = {in->config_hash, in->build_key, in->key_parts ? in->key_parts : "{}", in->recipe, in->lock,
+                         hash, attempts, in->client};
+    const char *key[] = {in->build_key};
+    *merged = false;
+    /* A build that finishes between the two statements frees the key: try again. */
+    for (int tries = 0; tries < 3; tries++) {
+        enum db_status st = query_one(
+            c,
+            "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, cancel_token_hash, max_attempts, "
+            "client) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::bytea, $7, $8) "
+            "ON CONFLICT (build_key) WHERE status IN ('queued', 'running') DO NOTHING RETURNING " COLS,
+            8, ins, out, err, errlen);
+        if (st == DB_OK) {
+            char ignored[64];
+            db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
+            return DB_OK;
+        }
+        if (st != DB_NOT_FOUND)
+            return st;
+        st = query_one(c, "SELECT " COLS " FROM builds WHERE build_key = $1 AND status IN ('queued', 'running')", 1,
+                       key, out, err, errlen);
+        if (st == DB_OK) {
+            *merged = true;
+            return DB_OK;
+        }
+        if (st != DB_NOT_FOUND)
+            return st;
+    }
+    snprintf(err, errlen, "the build for this key kept changing state; try again");
+    return DB_CONFLICT;
+}
+
+enum db_status store_build_find_cached(PGconn *c, const char *build_key, struct build_record *out, char *err,
+                                       size_t errlen)
+{
+    const char *p[] = {build_key};
+    return query_one(c,
+                     "SELECT " COLS " FROM builds WHERE build_key = $1 AND status = 'succeeded' "
+                     "ORDER BY finished_at DESC LIMIT 1",
+                     1, p, out, err, errlen);
+}
+
+enum db_status store_build_find_previous(PGconn *c, const char *config_hash, const char *exclude_id,
+                                         struct build_record *out, char *err, size_t errlen)
+{
+    const char *p[] = {config_hash, valid_uuid(exclude_id) ? exclude_id : NULL};
+    return query_one(c,
+                     "SELECT " COLS " FROM builds WHERE config_hash = $1 AND ($2::uuid IS NULL OR id <> $2::uuid) "
+                     "ORDER BY created_at DESC LIMIT 1",
+                     2, p, out, err, errlen);
+}
+
+enum db_status store_build_get(PGconn *c, const char *id, struct build_record *out, char *err, size_t errlen)
+{
+    if (!valid_uuid(id))
+        return DB_NOT_FOUND;
+    const char *p[] = {id};
+    return query_one(c, "SELECT " COLS " FROM builds WHERE id = $1::uuid", 1, p, out, err, errlen);
+}
+
+enum db_status store_build_claim(PGconn *c, const char *owner, unsigned lease_s, struct build_record *out, char *err,
+                                 size_t errlen)
+{
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%u", lease_s);
+    const char *p[] = {owner, lease};
+    return query_one(c,
+                     "UPDATE builds SET status = 'running', attempts = attempts + 1, lease_owner = $1, "
+                     "lease_expires_at = now() + make_interval(secs => $2::int), started_at = coalesce(started_at, "
+                     "now()), stage = 'starting', progress = 0, updated_at = now() "
+                     "WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY created_at, id "
+                     "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " COLS,
+                     2, p, out, err, errlen);
+}
+
+/* For statements that update a held build: no row means the lease is gone. */
+static enum db_status update_held(PGconn *c, const char *sql, int n, const char *const *p, PGresult **r, char *err,
+                                  size_t errlen)
+{
+    if (!valid_uuid(p[0]))
+        return DB_LOST_LEASE;
+    enum db_status st = query(c, sql, n, p, r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(*r) == 0) {
+        PQclear(*r);
+        *r = NULL;
+        return DB_LOST_LEASE;
+    }
+    return DB_OK;
+}
+
+enum db_status store_build_heartbeat(PGconn *c, const char *id, const char *owner, unsigned lease_s,
+                                     bool *cancel_requested, char *err, size_t errlen)
+{
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%u", lease_s);
+    const char *p[] = {id, owner, lease};
+    PGresult *r;
+    enum db_status st = update_held(c,
+                                    "UPDATE builds SET lease_expires_at = now() + make_interval(secs => $3::int), "
+                                    "updated_at = now() WHERE " HELD " RETURNING cancel_requested",
+                                    3, p, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    *cancel_requested = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return DB_OK;
+}
+
+enum db_status store_build_progress(PGconn *c, const char *id, const char *owner, const char *stage, int progress,
+                                    char *err, size_t errlen)
+{
+    char pct[16];
+    snprintf(pct, sizeof(pct), "%d", progress < 0 ? 0 : progress > 100 ? 100 : progress);
+    const char *p[] = {id, owner, stage, pct};
+    PGresult *r;
+    enum db_status st = update_held(
+        c, "UPDATE builds SET stage = $3, progress = $4::int, updated_at = now() WHERE " HELD " RETURNING 1", 4, p, &r,
+        err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, const struct build_result *res,
+                                  char *err, size_t errlen)
+{
+    bool ok = strcmp(res->status, "succeeded") == 0;
+    if (!ok && strcmp(res->status, "failed") != 0 && strcmp(res->status, "cancelled") != 0) {
+        snprintf(err, errlen, "\"%s\" is not a final status", res->status);
+        return DB_QUERY_ERROR;
+    }
+    char size[32];
+    snprintf(size, sizeof(size), "%lld", res->iso_size);
+    const char *p[] = {id,
+                       owner,
+                       res->status,
+                       ok ? res->iso_sha256 : NULL,
+                       ok ? size : NULL,
+                       ok ? NULL : res->error_code,
+                       ok ? NULL : res->error_message};
+    PGresult *r;
+    enum db_status st = update_held(c,
+                                    "UPDATE builds SET status = $3::build_status, iso_sha256 = $4, iso_size = $5::bigint, "
+                                    "error_code = $6, error_message = $7, stage = CASE WHEN $3 = 'succeeded' THEN "
+                                    "'done' ELSE stage END, progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE "
+                                    "progress END, lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), "
+                                    "updated_at = now() WHERE " HELD " RETURNING 1",
+                                    7, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_build_sweep(PGconn *c, int *requeued, int *failed, char *err, size_t errlen)
+{
+    PGresult *r;
+    *requeued = *failed = 0;
+    enum db_status st = query(
+        c,
+        "WITH expired AS (SELECT id, attempts, max_attempts, cancel_requested FROM builds "
+        "  WHERE status = 'running' AND lease_expires_at <= now() FOR UPDATE SKIP LOCKED), "
+        "outcome AS (SELECT id, attempts, CASE WHEN cancel_requested THEN 'cancelled' "
+        "  WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END AS status FROM expired) "
+        "UPDATE builds b SET status = o.status::build_status, lease_owner = NULL, lease_expires_at = NULL, "
+        "  stage = CASE WHEN o.status = 'queued' THEN 'queued' ELSE b.stage END, "
+        "  progress = CASE WHEN o.status = 'queued' THEN 0 ELSE b.progress END, "
+        "  error_code = CASE o.status WHEN 'failed' THEN 'attempts_exhausted' WHEN 'cancelled' THEN 'cancelled' END, "
+        "  error_message = CASE o.status WHEN 'failed' THEN 'the build was started ' || o.attempts || "
+        "    ' times and each time its worker stopped answering' WHEN 'cancelled' THEN 'cancelled by the submitter' "
+        "    END, "
+        "  finished_at = CASE WHEN o.status = 'queued' THEN NULL ELSE now() END, updated_at = now() "
+        "FROM outcome o WHERE b.id = o.id RETURNING o.status",
+        0, NULL, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (strcmp(PQgetvalue(r, i, 0), "queued") == 0)
+            (*requeued)++;
+        else
+            (*failed)++;
+    }
+    PQclear(r);
+    if (*requeued > 0) {
+        char ignored[64];
+        db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
+    }
+    return DB_OK;
+}
+
+static enum db_status cancel_locked(PGconn *c, const char *id, const uint8_t token_hash[32], struct build_record *out,
+                                    char *err, size_t errlen)
+{
+    const char *p[] = {id};
+    PGresult *r;
+    enum db_status st =
+        query(c, "SELECT cancel_token_hash, status::text FROM builds WHERE id = $1::uuid FOR UPDATE", 1, p, &r, err,
+              errlen);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return DB_NOT_FOUND;
+    }
+    size_t len = 0;
+    unsigned char *stored = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &len);
+    bool match = stored != NULL && len == 32 && ct_equal(stored, token_hash, 32);
+    PQfreemem(stored);
+    char status[16];
+    snprintf(status, sizeof(status), "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    if (!match)
+        return DB_NOT_FOUND;
+    if (strcmp(status, "queued") == 0)
+        return query_one(c,
+                         "UPDATE builds SET status = 'cancelled', error_code = 'cancelled', error_message = "
+                         "'cancelled by the submitter', finished_at = now(), updated_at = now() WHERE id = $1::uuid "
+                         "RETURNING " COLS,
+                         1, p, out, err, errlen);
+    if (strcmp(status, "running") == 0)
+        return query_one(c,
+                         "UPDATE builds SET cancel_requested = true, updated_at = now() WHERE id = $1::uuid "
+                         "RETURNING " COLS,
+                         1, p, out, err, errlen);
+    st = query_one(c, "SELECT " COLS " FROM builds WHERE id = $1::uuid", 1, p, out, err, errlen);
+    return st == DB_OK ? DB_CONFLICT : st;
+}
+
+enum db_status store_build_cancel(PGconn *c, const char *id, const uint8_t token_hash[32], struct build_record *out,
+                                  char *err, size_t errlen)
+{
+    if (!valid_uuid(id))
+        return DB_NOT_FOUND;
+    enum db_status st = db_exec(c, "BEGIN", err, errlen);
+    if (st != DB_OK)
+        return st;
+    st = cancel_locked(c, id, token_hash, out, err, errlen);
+    char ignored[64];
+    if (st == DB_OK || st == DB_CONFLICT || st == DB_NOT_FOUND) {
+        enum db_status cst = db_exec(c, "COMMIT", err, errlen);
+        if (cst != DB_OK) {
+            if (st == DB_OK || st == DB_CONFLICT)
+                build_record_release(out);
+            return cst;
+        }
+    } else {
+        db_exec(c, "ROLLBACK", ignored, sizeof(ignored));
+    }
+    return st;
+}
+
+static bool valid_status(const char *s)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(statuses); i++)
+        if (strcmp(s, statuses[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A cursor is "<created_at>_<id>", as store_build_list hands it out. */
+static bool split_cursor(const char *cursor, char ts[STORE_TIME_LEN], char id[37])
+{
+    const char *us = strrchr(cursor, '_');
+    if (us == NULL || (size_t)(us - cursor) >= STORE_TIME_LEN || !valid_uuid(us + 1))
+        return false;
+    for (const char *p = cursor; p < us; p++)
+        if (!isdigit((unsigned char)*p) && strchr("-:.TZ", *p) == NULL)
+            return false;
+    snprintf(ts, STORE_TIME_LEN, "%.*s", (int)(us - cursor), cursor);
+    snprintf(id, 37, "%s", us + 1);
+    return ts[0] != '\0';
+}
+
+enum db_status store_build_list(PGconn *c, const char *status, const char *after, unsigned limit,
+                                struct build_record **out, size_t *n, char **next_cursor, char *err, size_t errlen)
+{
+    char ts[STORE_TIME_LEN] = "", id[37] = "", lim[16];
+    *out = NULL;
+    *n = 0;
+    *next_cursor = NULL;
+    if (status != NULL && !valid_status(status)) {
+        snprintf(err, errlen, "\"%s\" is not a build status (queued, running, succeeded, failed, cancelled)", status);
+        return DB_CONFLICT;
+    }
+    if (after != NULL && !split_cursor(after, ts, id)) {
+        snprintf(err, errlen, "the page cursor is malformed");
+        return DB_CONFLICT;
+    }
+    snprintf(lim, sizeof(lim), "%u", limit + 1);
+    const char *p[] = {status, after ? ts : NULL, after ? id : NULL, lim};
+    PGresult *r;
+    enum db_status st = query(c,
+                              "SELECT " COLS " FROM builds WHERE ($1::build_status IS NULL OR status = "
+                              "$1::build_status) AND ($2::timestamptz IS NULL OR (created_at, id) < "
+                              "($2::timestamptz, $3::uuid)) ORDER BY created_at DESC, id DESC LIMIT $4::int",
+                              4, p, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    size_t rows = (size_t)PQntuples(r);
+    bool more = rows > limit;
+    if (more)
+        rows = limit;
+    *out = xcalloc(rows ? rows : 1, sizeof(**out));
+    for (size_t i = 0; i < rows; i++)
+        parse_row(r, (int)i, &(*out)[i]);
+    *n = rows;
+    if (more && rows > 0)
+        *next_cursor = xasprintf("%s_%s", (*out)[rows - 1].created_at, (*out)[rows - 1].id);
+    PQclear(r);
+    return DB_OK;
+}
+
+enum db_status store_queue_position(PGconn *c, const char *id, int *position, char *err, size_t errlen)
+{
+    *position = 0;
+    if (!valid_uuid(id))
+        return DB_NOT_FOUND;
+    const char *p[] = {id};
+    PGresult *r;
+    enum db_status st =
+        query(c,
+              "SELECT CASE WHEN b.status = 'queued' THEN (SELECT count(*) FROM builds q WHERE q.status = 'queued' "
+              "AND (q.created_at, q.id) <= (b.created_at, b.id)) ELSE 0 END FROM builds b WHERE b.id = $1::uuid",
+              1, p, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(r) == 0)
+        st = DB_NOT_FOUND;
+    else
+        *position = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return st;
+}

@@ -1,0 +1,136 @@
+/*
+ * The queries the build service needs, over one connection the caller
+ * holds (from the pool, on a database thread, or in a tool). Each function
+ * is one statement or one short transaction, so a crash between two calls
+ * loses nothing that was committed.
+ *
+ * Rules the schema enforces and these functions rely on:
+ * - at most one queued or running build per build_key (identical
+ *   submissions in flight merge into it);
+ * - a worker changes a running build only while it holds the lease
+ *   (lease_owner = worker and lease not expired): otherwise DB_LOST_LEASE;
+ * - a build whose lease expired is requeued by store_build_sweep until it
+ *   has used max_attempts, then failed with error_code "attempts_exhausted".
+ *
+ * Errors: enum db_status (db/pool.h), with a message in err for
+ * DB_QUERY_ERROR and DB_UNAVAILABLE.
+ */
+#ifndef DEBATE_DB_STORE_H
+#define DEBATE_DB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "db/pool.h"
+
+#define STORE_TIME_LEN 32 /* "2026-11-30T00:41:26.309123Z" */
+
+struct build_record {
+    char id[37];
+    char config_hash[65];
+    char build_key[65];
+    char status[12];
+    char stage[32];
+    int progress;
+    char *recipe;    /* JSON text */
+    char *lock;      /* JSON text, or NULL */
+    char *key_parts; /* JSON text */
+    char iso_sha256[65]; /* "" until succeeded */
+    long long iso_size;  /* -1 until succeeded */
+    char *error_code;    /* or NULL */
+    char *error_message; /* or NULL */
+    int attempts, max_attempts;
+    char *lease_owner; /* or NULL */
+    bool cancel_requested;
+    char created_at[STORE_TIME_LEN], updated_at[STORE_TIME_LEN];
+    char started_at[STORE_TIME_LEN], finished_at[STORE_TIME_LEN]; /* "" when not yet */
+    char lease_expires_at[STORE_TIME_LEN];
+};
+
+void build_record_release(struct build_record *b);
+
+struct build_new {
+    const char *config_hash, *build_key;
+    const char *key_parts; /* JSON object text */
+    const char *recipe;    /* JSON text */
+    const char *lock;      /* JSON text or NULL */
+    const uint8_t *cancel_token_hash; /* 32 bytes */
+    int max_attempts;
+    const char *client; /* or NULL */
+};
+
+/*
+ * Queues a new build, or, when one with the same build_key is already
+ * queued or running, returns that one with *merged set. Wakes workers
+ * (NOTIFY debate_queue) when a build was queued.
+ */
+enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct build_record *out, bool *merged,
+                                  char *err, size_t errlen);
+
+/* The newest succeeded build with this key: DB_OK or DB_NOT_FOUND. */
+enum db_status store_build_find_cached(PGconn *c, const char *build_key, struct build_record *out, char *err,
+                                       size_t errlen);
+
+/* The newest build of the same recipe (config_hash) other than exclude_id: DB_OK or DB_NOT_FOUND. */
+enum db_status store_build_find_previous(PGconn *c, const char *config_hash, const char *exclude_id,
+                                         struct build_record *out, char *err, size_t errlen);
+
+/* One build by id (any text: a malformed id is DB_NOT_FOUND). */
+enum db_status store_build_get(PGconn *c, const char *id, struct build_record *out, char *err, size_t errlen);
+
+/*
+ * Claims the oldest queued build for owner (FOR UPDATE SKIP LOCKED), marks
+ * it running with a lease of lease_s seconds and counts the attempt.
+ * DB_NOT_FOUND when the queue is empty.
+ */
+enum db_status store_build_claim(PGconn *c, const char *owner, unsigned lease_s, struct build_record *out, char *err,
+                                 size_t errlen);
+
+/* Extends the lease; tells whether cancel was requested. DB_LOST_LEASE when not held. */
+enum db_status store_build_heartbeat(PGconn *c, const char *id, const char *owner, unsigned lease_s,
+                                     bool *cancel_requested, char *err, size_t errlen);
+
+/* Records stage and percent. DB_LOST_LEASE when not held. */
+enum db_status store_build_progress(PGconn *c, const char *id, const char *owner, const char *stage, int progress,
+                                    char *err, size_t errlen);
+
+struct build_result {
+    const char *status; /* "succeeded", "failed" or "cancelled" */
+    const char *iso_sha256; /* succeeded only */
+    long long iso_size;
+    const char *error_code, *error_message; /* failed / cancelled */
+};
+
+/* Ends a running build. DB_LOST_LEASE when the lease is not held. */
+enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, const struct build_result *r,
+                                  char *err, size_t errlen);
+
+/* Requeues running builds whose lease expired, or fails them when out of attempts. */
+enum db_status store_build_sweep(PGconn *c, int *requeued, int *failed, char *err, size_t errlen);
+
+/*
+ * Cancels with the token's hash (compared in constant time): a queued
+ * build ends cancelled at once, a running one gets cancel_requested for its
+ * worker. DB_NOT_FOUND for an unknown id and for a wrong token (so ids
+ * cannot be probed); DB_CONFLICT, with *out filled, when the build had
+ * already ended.
+ */
+enum db_status store_build_cancel(PGconn *c, const char *id, const uint8_t token_hash[32], struct build_record *out,
+                                  char *err, size_t errlen);
+
+/*
+ * Lists builds newest first: status (or NULL for all), after = the cursor
+ * of the last row of the previous page (or NULL), at most limit rows.
+ * *out (malloc'd array, *n rows) and *next_cursor (malloc'd, or NULL on the
+ * last page).
+ */
+enum db_status store_build_list(PGconn *c, const char *status, const char *after, unsigned limit,
+                                struct build_record **out, size_t *n, char **next_cursor, char *err, size_t errlen);
+
+/* Position in the queue (1 = next to run); 0 when not queued. */
+enum db_status store_queue_position(PGconn *c, const char *id, int *position, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,330 @@
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db/migrate.h"
+#include "db/store.h"
+#include "dbtest.h"
+#include "harness.h"
+
+static const uint8_t token_a[32] = {1, 2, 3};
+static const uint8_t token_b[32] = {9, 9, 9};
+
+/* A 64-hex-digit key made of one repeated digit. */
+static const char *key_of(char digit)
+{
+    static char keys[16][65];
+    static int next;
+    char *k = keys[next++ % 16];
+    memset(k, digit, 64);
+    k[64] = '\0';
+    return k;
+}
+
+static enum db_status submit(PGconn *c, const char *key, struct build_record *out, bool *merged)
+{
+    struct build_new in = {.config_hash = key_of('c'),
+                           .build_key = key,
+                           .key_parts = "{\"recipe\":\"x\"}",
+                           .recipe = "{\"name\":\"tiny\"}",
+                           .lock = NULL,
+                           .cancel_token_hash = token_a,
+                           .max_attempts = 2,
+                           .client = "127.0.0.1"};
+    char msg[512];
+    enum db_status st = store_build_submit(c, &in, out, merged, msg, sizeof(msg));
+    if (st != DB_OK)
+        harness_fail(__FILE__, __LINE__, "submit: %s %s", db_status_str(st), msg);
+    return st;
+}
+
+static char err[512];
+
+#define OK(call)                                                                                                       \
+    do {                                                                                                               \
+        enum db_status st_ = (call);                                                                                   \
+        if (st_ != DB_OK)                                                                                              \
+            harness_fail(__FILE__, __LINE__, "%s: %s %s", #call, db_status_str(st_), err);                             \
+    } while (0)
+#define E err, sizeof(err)
+
+TEST(identical_submissions_in_flight_merge)
+{
+    PGconn *c = dbtest_open();
+    struct build_record a, b;
+    bool merged;
+    submit(c, key_of('1'), &a, &merged);
+    CHECK(!merged);
+    CHECK_STR(a.status, "queued");
+    CHECK_INT(a.attempts, 0);
+    CHECK_INT(a.iso_size, -1);
+    CHECK(a.created_at[0] != '\0');
+    submit(c, key_of('1'), &b, &merged);
+    CHECK(merged);
+    CHECK_STR(b.id, a.id);
+    /* Another key is another build. */
+    struct build_record d;
+    submit(c, key_of('2'), &d, &merged);
+    CHECK(!merged);
+    CHECK(strcmp(d.id, a.id) != 0);
+    build_record_release(&a);
+    build_record_release(&b);
+    build_record_release(&d);
+    dbtest_close(c);
+}
+
+TEST(claim_takes_the_oldest_and_skips_locked_rows)
+{
+    PGconn *c = dbtest_open();
+    struct build_record first, second, got;
+    bool merged;
+    submit(c, key_of('1'), &first, &merged);
+    submit(c, key_of('2'), &second, &merged);
+    /* Worker A claims inside an open transaction, holding the row lock. */
+    PGconn *a = dbtest_connect();
+    dbtest_exec(a, "BEGIN");
+    OK(store_build_claim(a, "worker-a", 30, &got, E));
+    CHECK_STR(got.id, first.id);
+    CHECK_STR(got.status, "running");
+    CHECK_INT(got.attempts, 1);
+    CHECK_STR(got.lease_owner, "worker-a");
+    build_record_release(&got);
+    /* Worker B is not blocked by it: it gets the next one. */
+    OK(store_build_claim(c, "worker-b", 30, &got, E));
+    CHECK_STR(got.id, second.id);
+    build_record_release(&got);
+    dbtest_exec(a, "COMMIT");
+    CHECK_INT(store_build_claim(c, "worker-c", 30, &got, E), DB_NOT_FOUND);
+    PQfinish(a);
+    build_record_release(&first);
+    build_record_release(&second);
+    dbtest_close(c);
+}
+
+TEST(only_the_lease_holder_may_update_or_finish)
+{
+    PGconn *c = dbtest_open();
+    struct build_record b, got;
+    bool merged, cancel;
+    submit(c, key_of('1'), &b, &merged);
+    OK(store_build_claim(c, "worker-a", 30, &got, E));
+    CHECK_INT(store_build_heartbeat(c, b.id, "worker-b", 30, &cancel, E), DB_LOST_LEASE);
+    OK(store_build_heartbeat(c, b.id, "worker-a", 30, &cancel, E));
+    CHECK(!cancel);
+    OK(store_build_progress(c, b.id, "worker-a", "rootfs", 40, E));
+    CHECK_INT(store_build_progress(c, b.id, "worker-b", "rootfs", 50, E), DB_LOST_LEASE);
+    struct build_result ok = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 1234};
+    CHECK_INT(store_build_finish(c, b.id, "worker-b", &ok, E), DB_LOST_LEASE);
+    /* An expired lease is no longer held, even before the sweep runs. */
+    dbtest_exec(c, "UPDATE builds SET lease_expires_at = now() - interval '1 second'");
+    CHECK_INT(store_build_finish(c, b.id, "worker-a", &ok, E), DB_LOST_LEASE);
+    dbtest_exec(c, "UPDATE builds SET lease_expires_at = now() + interval '30 seconds'");
+    OK(store_build_finish(c, b.id, "worker-a", &ok, E));
+    build_record_release(&got);
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK_STR(got.status, "succeeded");
+    CHECK_STR(got.stage, "done");
+    CHECK_INT(got.progress, 100);
+    CHECK_INT(got.iso_size, 1234);
+    CHECK(got.lease_owner == NULL);
+    CHECK(got.finished_at[0] != '\0');
+    /* Finishing twice is refused. */
+    CHECK_INT(store_build_finish(c, b.id, "worker-a", &ok, E), DB_LOST_LEASE);
+    build_record_release(&got);
+    build_record_release(&b);
+    dbtest_close(c);
+}
+
+TEST(cache_lookup_finds_the_newest_succeeded_build)
+{
+    PGconn *c = dbtest_open();
+    struct build_record b, got;
+    bool merged;
+    CHECK_INT(store_build_find_cached(c, key_of('1'), &got, E), DB_NOT_FOUND);
+    submit(c, key_of('1'), &b, &merged);
+    CHECK_INT(store_build_find_cached(c, key_of('1'), &got, E), DB_NOT_FOUND); /* queued is not cached */
+    OK(store_build_claim(c, "w", 30, &got, E));
+    build_record_release(&got);
+    struct build_result ok = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 10};
+    OK(store_build_finish(c, b.id, "w", &ok, E));
+    OK(store_build_find_cached(c, key_of('1'), &got, E));
+    CHECK_STR(got.id, b.id);
+    CHECK_STR(got.iso_sha256, key_of('e'));
+    build_record_release(&got);
+    /* With the key free again, the same key queues a new build, not a merge. */
+    struct build_record again;
+    submit(c, key_of('1'), &again, &merged);
+    CHECK(!merged);
+    CHECK(strcmp(again.id, b.id) != 0);
+    /* The previous build of the same recipe, for "what changed" on a miss. */
+    OK(store_build_find_previous(c, again.config_hash, again.id, &got, E));
+    CHECK_STR(got.id, b.id);
+    build_record_release(&got);
+    build_record_release(&again);
+    build_record_release(&b);
+    dbtest_close(c);
+}
+
+TEST(sweep_requeues_expired_leases_then_fails_them)
+{
+    PGconn *c = dbtest_open();
+    struct build_record b, got;
+    bool merged;
+    int requeued, failed;
+    submit(c, key_of('1'), &b, &merged); /* max_attempts 2 */
+    OK(store_build_claim(c, "dead-worker", 30, &got, E));
+    build_record_release(&got);
+    OK(store_build_sweep(c, &requeued, &failed, E));
+    CHECK_INT(requeued + failed, 0); /* the lease still runs */
+    dbtest_exec(c, "UPDATE builds SET lease_expires_at = now() - interval '1 second'");
+    OK(store_build_sweep(c, &requeued, &failed, E));
+    CHECK_INT(requeued, 1);
+    CHECK_INT(failed, 0);
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK_STR(got.status, "queued");
+    CHECK_INT(got.attempts, 1);
+    CHECK(got.lease_owner == NULL);
+    build_record_release(&got);
+    OK(store_build_claim(c, "dead-again", 30, &got, E));
+    CHECK_INT(got.attempts, 2);
+    build_record_release(&got);
+    dbtest_exec(c, "UPDATE builds SET lease_expires_at = now() - interval '1 second'");
+    OK(store_build_sweep(c, &requeued, &failed, E));
+    CHECK_INT(requeued, 0);
+    CHECK_INT(failed, 1);
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK_STR(got.status, "failed");
+    CHECK_STR(got.error_code, "attempts_exhausted");
+    CHECK(strstr(got.error_message, "2 times") != NULL);
+    build_record_release(&got);
+    build_record_release(&b);
+    dbtest_close(c);
+}
+
+TEST(cancel_needs_the_token)
+{
+    PGconn *c = dbtest_open();
+    struct build_record q, r, got;
+    bool merged, cancel;
+    submit(c, key_of('1'), &q, &merged);
+    submit(c, key_of('2'), &r, &merged);
+    CHECK_INT(store_build_cancel(c, q.id, token_b, &got, E), DB_NOT_FOUND);
+    CHECK_INT(store_build_cancel(c, "not-a-uuid", token_a, &got, E), DB_NOT_FOUND);
+    CHECK_INT(store_build_cancel(c, "00000000-0000-0000-0000-000000000000", token_a, &got, E), DB_NOT_FOUND);
+    /* Queued: cancelled at once. */
+    OK(store_build_cancel(c, q.id, token_a, &got, E));
+    CHECK_STR(got.status, "cancelled");
+    build_record_release(&got);
+    /* Running: the worker is told at its next heartbeat. */
+    OK(store_build_claim(c, "w", 30, &got, E));
+    CHECK_STR(got.id, r.id);
+    build_record_release(&got);
+    OK(store_build_cancel(c, r.id, token_a, &got, E));
+    CHECK_STR(got.status, "running");
+    CHECK(got.cancel_requested);
+    build_record_release(&got);
+    OK(store_build_heartbeat(c, r.id, "w", 30, &cancel, E));
+    CHECK(cancel);
+    struct build_result cancelled = {.status = "cancelled", .error_code = "cancelled", .error_message = "by user"};
+    OK(store_build_finish(c, r.id, "w", &cancelled, E));
+    /* Ended: a conflict that says how it ended. */
+    CHECK_INT(store_build_cancel(c, r.id, token_a, &got, E), DB_CONFLICT);
+    CHECK_STR(got.status, "cancelled");
+    build_record_release(&got);
+    build_record_release(&q);
+    build_record_release(&r);
+    dbtest_close(c);
+}
+
+TEST(list_pages_newest_first_with_a_cursor)
+{
+    PGconn *c = dbtest_open();
+    char ids[5][37];
+    for (int i = 0; i < 5; i++) {
+        struct build_record b;
+        bool merged;
+        submit(c, key_of((char)('1' + i)), &b, &merged);
+        memcpy(ids[i], b.id, 37);
+        build_record_release(&b);
+    }
+    struct build_record *rows;
+    size_t n;
+    char *cursor;
+    OK(store_build_list(c, NULL, NULL, 2, &rows, &n, &cursor, E));
+    CHECK_INT(n, 2);
+    CHECK_STR(rows[0].id, ids[4]);
+    CHECK_STR(rows[1].id, ids[3]);
+    CHECK(cursor != NULL);
+    for (size_t i = 0; i < n; i++)
+        build_record_release(&rows[i]);
+    free(rows);
+    char *cursor2;
+    OK(store_build_list(c, NULL, cursor, 2, &rows, &n, &cursor2, E));
+    CHECK_INT(n, 2);
+    CHECK_STR(rows[0].id, ids[2]);
+    CHECK_STR(rows[1].id, ids[1]);
+    for (size_t i = 0; i < n; i++)
+        build_record_release(&rows[i]);
+    free(rows);
+    free(cursor);
+    char *cursor3;
+    OK(store_build_list(c, NULL, cursor2, 2, &rows, &n, &cursor3, E));
+    CHECK_INT(n, 1);
+    CHECK_STR(rows[0].id, ids[0]);
+    CHECK(cursor3 == NULL);
+    build_record_release(&rows[0]);
+    free(rows);
+    free(cursor2);
+    /* Filter by status. */
+    struct build_record got;
+    OK(store_build_claim(c, "w", 30, &got, E));
+    build_record_release(&got);
+    OK(store_build_list(c, "running", NULL, 10, &rows, &n, &cursor, E));
+    CHECK_INT(n, 1);
+    CHECK_STR(rows[0].id, ids[0]);
+    build_record_release(&rows[0]);
+    free(rows);
+    CHECK_INT(store_build_list(c, "bogus", NULL, 10, &rows, &n, &cursor, E), DB_CONFLICT);
+    CHECK_INT(store_build_list(c, NULL, "garbage", 10, &rows, &n, &cursor, E), DB_CONFLICT);
+    CHECK_INT(store_build_list(c, NULL, "2026-01-01T00:00:00Z_'; DROP TABLE builds; --", 10, &rows, &n, &cursor, E),
+              DB_CONFLICT);
+    dbtest_close(c);
+}
+
+TEST(queue_position_counts_from_one)
+{
+    PGconn *c = dbtest_open();
+    struct build_record a, b, got;
+    bool merged;
+    int pos;
+    submit(c, key_of('1'), &a, &merged);
+    submit(c, key_of('2'), &b, &merged);
+    OK(store_queue_position(c, a.id, &pos, E));
+    CHECK_INT(pos, 1);
+    OK(store_queue_position(c, b.id, &pos, E));
+    CHECK_INT(pos, 2);
+    OK(store_build_claim(c, "w", 30, &got, E));
+    build_record_release(&got);
+    OK(store_queue_position(c, a.id, &pos, E));
+    CHECK_INT(pos, 0);
+    OK(store_queue_position(c, b.id, &pos, E));
+    CHECK_INT(pos, 1);
+    CHECK_INT(store_queue_position(c, "nope", &pos, E), DB_NOT_FOUND);
+    build_record_release(&a);
+    build_record_release(&b);
+    dbtest_close(c);
+}
+
+TEST(migrations_are_idempotent_and_refuse_a_newer_schema)
+{
+    PGconn *c = dbtest_open();
+    int applied = -1, version = 0;
+    OK(migrate_run(c, &applied, E));
+    CHECK_INT(applied, 0);
+    OK(migrate_current_version(c, &version, E));
+    CHECK_INT(version, migrate_latest_version());
+    dbtest_exec(c, "INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')");
+    CHECK_INT(migrate_run(c, &applied, E), DB_CONFLICT);
+    CHECK(strstr(err, "newer than this debate knows") != NULL);
+    dbtest_close(c);
+}
