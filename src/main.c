@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "build/recipe.h"
 #include "config.h"
 #include "db/backup.h"
 #include "db/db.h"
@@ -27,6 +28,7 @@ static void usage(FILE *out)
           "  backup [--config FILE] [--now TIME] [--prune-only]\n"
           "                                    dump the database, then apply the retention rule\n"
           "  restore-test [--config FILE]      restore the newest dump into a scratch database and compare\n"
+          "  hash RECIPE                        print the canonical recipe and its config_hash\n"
           "  version                            print the version\n"
           "  help                               print this text\n"
           "\n"
@@ -106,6 +108,25 @@ out:
     server_release(&srv);
     config_release(&cfg);
     return rc;
+}
+
+static int cmd_hash(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: debate hash RECIPE\n");
+        return 2;
+    }
+    struct recipe r;
+    struct recipe_error e;
+    if (recipe_load(argv[1], &r, &e) < 0) {
+        char msg[512];
+        recipe_error_format(&e, msg, sizeof(msg));
+        fprintf(stderr, "debate hash: %s: %s\n", argv[1], msg);
+        return 1;
+    }
+    printf("%s\n%s\n", r.canonical, r.config_hash);
+    recipe_release(&r);
+    return 0;
 }
 
 /* Options shared by the database commands. */
@@ -208,6 +229,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "migrate") == 0 || strcmp(cmd, "backup") == 0 || strcmp(cmd, "restore-test") == 0)
         return cmd_db(argc - 1, argv + 1);
+    if (strcmp(cmd, "hash") == 0)
+        return cmd_hash(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("debate " DEBATE_VERSION);
         return 0;

@@ -1,0 +1,80 @@
+/*
+ * Recipes, format version 1: strict parsing, validation, canonical form
+ * and config_hash. See docs/recipes.md for the format.
+ *
+ * Strict: unknown fields, wrong types, duplicate keys, non-integer numbers
+ * and oversized values are errors. Every error names the field
+ * ("packages[3]", "overlays[0].path") and says what is wrong.
+ *
+ * Canonical form: every field present (defaults filled in), packages
+ * sorted and deduplicated, overlays sorted by path, hooks sorted by name
+ * (the order they run in), keys sorted, no insignificant whitespace, ASCII
+ * only (other characters as \u escapes). config_hash is the SHA-256 of
+ * those bytes, in lower-case hex.
+ */
+#ifndef DEBATE_BUILD_RECIPE_H
+#define DEBATE_BUILD_RECIPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#define RECIPE_MAX_BYTES (16u << 20)     /* the whole document */
+#define RECIPE_MAX_PACKAGES 512
+#define RECIPE_MAX_OVERLAY_BYTES (8u << 20) /* all overlay contents together */
+#define RECIPE_MAX_OVERLAYS 1024
+#define RECIPE_MAX_HOOKS 64
+#define RECIPE_MAX_HOOK_BYTES (64u << 10)
+
+struct recipe_error {
+    char field[128];   /* "" for the document as a whole */
+    char message[256];
+    int line, column;  /* for syntax errors, else 0 */
+};
+
+struct recipe_overlay {
+    char *path;
+    unsigned mode;
+    char *content;
+    size_t content_len;
+};
+
+struct recipe_hook {
+    char *name;
+    char *script;
+};
+
+struct recipe {
+    char *name;
+    char *distribution;
+    char *release;
+    char *architecture;
+    char *variant; /* "live" (live-boot, systemd) or "busybox" */
+    char **packages;
+    size_t npackages;
+    struct recipe_overlay *overlays;
+    size_t noverlays;
+    struct recipe_hook *hooks;
+    size_t nhooks;
+    bool boot_bios, boot_uefi;
+    char *cmdline;
+    char *hostname;
+    char *compression; /* "zstd" or "xz" */
+    char *canonical;   /* canonical JSON */
+    char config_hash[65];
+};
+
+/* Parses and validates. 0, or -1 with *err filled in. */
+int recipe_parse(const char *text, size_t len, struct recipe *r, struct recipe_error *err);
+/* Reads a file (at most RECIPE_MAX_BYTES) and parses it. */
+int recipe_load(const char *path, struct recipe *r, struct recipe_error *err);
+void recipe_release(struct recipe *r);
+
+/* "field: message" or "line L, column C: message" into buf. */
+void recipe_error_format(const struct recipe_error *err, char *buf, size_t len);
+
+/* Lower-case hex SHA-256 of data. */
+void sha256_hex(const void *data, size_t len, char out[65]);
+
+#endif
