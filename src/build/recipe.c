@@ -128,6 +128,24 @@ static bool only_keys(struct ctx *c, json_t *obj, const char *prefix, const char
     return true;
 }
 
+/*
+ * An optional array field of at most max entries: true with *out NULL when
+ * absent, true with *out set when valid, false (error recorded) otherwise.
+ */
+static bool get_array(struct ctx *c, json_t *doc, const char *key, const char *what, size_t max, json_t **out)
+{
+    json_t *arr = json_object_get(doc, key);
+    *out = NULL;
+    if (arr == NULL)
+        return true;
+    if (!json_is_array(arr))
+        return fail(c, key, "must be an array%s, not %s", what, type_name(arr));
+    if (json_array_size(arr) > max)
+        return fail(c, key, "has %zu entries; at most %zu are allowed", json_array_size(arr), max);
+    *out = arr;
+    return true;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -135,14 +153,9 @@ static int cmp_str(const void *a, const void *b)
 
 static bool parse_packages(struct ctx *c, json_t *doc, struct recipe *r)
 {
-    json_t *arr = json_object_get(doc, "packages");
-    if (arr == NULL)
-        return true;
-    if (!json_is_array(arr))
-        return fail(c, "packages", "must be an array of package names, not %s", type_name(arr));
-    if (json_array_size(arr) > RECIPE_MAX_PACKAGES)
-        return fail(c, "packages", "has %zu entries; at most %d are allowed", json_array_size(arr),
-                    RECIPE_MAX_PACKAGES);
+    json_t *arr;
+    if (!get_array(c, doc, "packages", " of package names", RECIPE_MAX_PACKAGES, &arr) || arr == NULL)
+        return !c->failed;
     r->packages = xcalloc(json_array_size(arr) + 1, sizeof(char *));
     size_t i;
     json_t *v;
@@ -249,14 +262,9 @@ static bool parse_overlay(struct ctx *c, json_t *v, size_t i, struct recipe_over
 
 static bool parse_overlays(struct ctx *c, json_t *doc, struct recipe *r)
 {
-    json_t *arr = json_object_get(doc, "overlays");
-    if (arr == NULL)
-        return true;
-    if (!json_is_array(arr))
-        return fail(c, "overlays", "must be an array, not %s", type_name(arr));
-    if (json_array_size(arr) > RECIPE_MAX_OVERLAYS)
-        return fail(c, "overlays", "has %zu entries; at most %d are allowed", json_array_size(arr),
-                    RECIPE_MAX_OVERLAYS);
+    json_t *arr;
+    if (!get_array(c, doc, "overlays", "", RECIPE_MAX_OVERLAYS, &arr) || arr == NULL)
+        return !c->failed;
     r->overlays = xcalloc(json_array_size(arr) + 1, sizeof(*r->overlays));
     size_t i, total = 0;
     json_t *v;
@@ -307,13 +315,9 @@ static bool parse_hook(struct ctx *c, json_t *v, size_t i, struct recipe_hook *h
 
 static bool parse_hooks(struct ctx *c, json_t *doc, struct recipe *r)
 {
-    json_t *arr = json_object_get(doc, "hooks");
-    if (arr == NULL)
-        return true;
-    if (!json_is_array(arr))
-        return fail(c, "hooks", "must be an array, not %s", type_name(arr));
-    if (json_array_size(arr) > RECIPE_MAX_HOOKS)
-        return fail(c, "hooks", "has %zu entries; at most %d are allowed", json_array_size(arr), RECIPE_MAX_HOOKS);
+    json_t *arr;
+    if (!get_array(c, doc, "hooks", "", RECIPE_MAX_HOOKS, &arr) || arr == NULL)
+        return !c->failed;
     r->hooks = xcalloc(json_array_size(arr) + 1, sizeof(*r->hooks));
     size_t i;
     json_t *v;
