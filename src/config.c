@@ -56,6 +56,9 @@ static const struct setting settings[] = {
     S(backup_retention_days, T_UINT, "30", 1, 36500),
     S(ready_min_free_mb, T_UINT, "512", 0, 100000000),
     S(restore_test_max_age_days, T_UINT, "8", 1, 36500),
+    S(mirror, T_STRING, "", 0, 0),
+    S(archive_keyring, T_STRING, "/usr/share/keyrings/debian-archive-keyring.gpg", 0, 0),
+    S(cache_dir, T_STRING, "", 0, 0),
 };
 
 struct errbuf {
@@ -291,9 +294,13 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
     load_env(cfg, &e);
     if (e.count == 0)
         validate(cfg, &e);
-    if (e.count == 0 && cfg->backup_dir[0] == '\0') { /* derived default */
+    if (e.count == 0 && cfg->backup_dir[0] == '\0') { /* derived defaults */
         free(cfg->backup_dir);
         cfg->backup_dir = xasprintf("%s/backups", cfg->data_dir);
+    }
+    if (e.count == 0 && cfg->cache_dir[0] == '\0') {
+        free(cfg->cache_dir);
+        cfg->cache_dir = xasprintf("%s/cache", cfg->data_dir);
     }
     return e.count == 0 ? 0 : -1;
 }

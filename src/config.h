@@ -49,6 +49,9 @@ struct config {
     unsigned backup_retention_days;
     unsigned ready_min_free_mb;
     unsigned restore_test_max_age_days;
+    char *mirror;
+    char *archive_keyring;
+    char *cache_dir;
 };
 
 /* Fills in the defaults. */

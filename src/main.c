@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "build/recipe.h"
+#include "build/resolve.h"
 #include "config.h"
 #include "db/backup.h"
 #include "db/db.h"
@@ -29,6 +30,7 @@ static void usage(FILE *out)
           "                                    dump the database, then apply the retention rule\n"
           "  restore-test [--config FILE]      restore the newest dump into a scratch database and compare\n"
           "  hash RECIPE                        print the canonical recipe and its config_hash\n"
+          "  lock RECIPE [--mirror URL]         resolve the recipe's packages and print the lock\n"
           "  version                            print the version\n"
           "  help                               print this text\n"
           "\n"
@@ -127,6 +129,57 @@ static int cmd_hash(int argc, char **argv)
     printf("%s\n%s\n", r.canonical, r.config_hash);
     recipe_release(&r);
     return 0;
+}
+
+static int cmd_lock(int argc, char **argv)
+{
+    static const struct option opts[] = {{"mirror", required_argument, NULL, 'm'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {NULL, 0, NULL, 0}};
+    const char *mirror = NULL, *file = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:c:", opts, NULL)) != -1) {
+        if (c == 'm')
+            mirror = optarg;
+        else if (c == 'c')
+            file = optarg;
+        else
+            return 2;
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "usage: debate lock RECIPE [--mirror URL]\n");
+        return 2;
+    }
+    struct config cfg;
+    if (load_config(&cfg, file) < 0) {
+        config_release(&cfg);
+        return 1;
+    }
+    struct recipe r;
+    struct recipe_error e;
+    char msg[2048];
+    int rc = 1;
+    if (recipe_load(argv[optind], &r, &e) < 0) {
+        recipe_error_format(&e, msg, sizeof(msg));
+        fprintf(stderr, "debate lock: %s: %s\n", argv[optind], msg);
+        config_release(&cfg);
+        return 1;
+    }
+    _cleanup_free_ char *default_mirror = resolve_default_mirror();
+    if (mirror == NULL)
+        mirror = cfg.mirror[0] ? cfg.mirror : default_mirror;
+    struct lock l;
+    if (resolve_lock(&r, mirror, cfg.archive_keyring, cfg.cache_dir, &l, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "debate lock: %s\n", msg);
+    } else {
+        printf("%s\n", l.json);
+        fprintf(stderr, "debate lock: %zu packages, lock_hash %s\n", l.npkgs, l.hash);
+        lock_release(&l);
+        rc = 0;
+    }
+    recipe_release(&r);
+    config_release(&cfg);
+    return rc;
 }
 
 /* Options shared by the database commands. */
@@ -231,6 +284,8 @@ int main(int argc, char **argv)
         return cmd_db(argc - 1, argv + 1);
     if (strcmp(cmd, "hash") == 0)
         return cmd_hash(argc - 1, argv + 1);
+    if (strcmp(cmd, "lock") == 0)
+        return cmd_lock(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("debate " DEBATE_VERSION);
         return 0;

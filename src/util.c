@@ -232,12 +232,13 @@ int read_file(const char *path, size_t max, char **out, size_t *len)
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    /* Room for one byte past cap: reading it means the file is larger. */
     size_t cap = max < 4096 ? max : 4096, n = 0;
     _cleanup_free_ char *buf = xmalloc(cap + 2);
     for (;;) {
-        if (n == cap + 1)
-            return -EFBIG; /* read one byte past max: the file is larger */
-        if (n == cap && cap < max) {
+        if (n > max)
+            return -EFBIG;
+        if (n > cap) {
             cap = cap * 2 > max ? max : cap * 2;
             buf = xrealloc(buf, cap + 2);
         }

@@ -34,6 +34,32 @@ TEST(base64url_rejects_bad_input)
     CHECK_INT(base64url_decode(out, 2, "AAAAAA", 6), -1);
 }
 
+TEST(read_file_reads_large_files_and_enforces_the_limit)
+{
+    char dir[] = "/tmp/debate-util-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    _cleanup_free_ char *path = xasprintf("%s/big", dir);
+    size_t size = 100000;
+    char *data = xmalloc(size);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (char)('a' + i % 26);
+    CHECK_INT(write_file_atomic(path, data, size, 0600), 0);
+    char *got;
+    size_t len;
+    CHECK_INT(read_file(path, size, &got, &len), 0);
+    CHECK_INT(len, size);
+    CHECK(memcmp(got, data, size) == 0);
+    free(got);
+    CHECK_INT(read_file(path, 1 << 20, &got, &len), 0);
+    CHECK_INT(len, size);
+    free(got);
+    CHECK_INT(read_file(path, size - 1, &got, &len), -EFBIG);
+    CHECK_INT(read_file(path, 4096, &got, &len), -EFBIG);
+    free(data);
+    unlink(path);
+    rmdir(dir);
+}
+
 TEST(ct_equal_compares)
 {
     CHECK(ct_equal("abc", "abc", 3));

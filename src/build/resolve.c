@@ -1,0 +1,491 @@
+#include "build/resolve.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "proc.h"
+#include "util.h"
+#include "banned.h"
+
+/* A private apt: its own configuration, state and lists, under dir. */
+struct apt {
+    char *dir, *conf;
+};
+
+static void apt_release(struct apt *a)
+{
+    if (a->dir != NULL) {
+        const char *argv[] = {"/bin/rm", "-rf", a->dir, NULL};
+        struct proc_opts o = {0};
+        char err[128];
+        proc_run(argv, &o, err, sizeof(err));
+    }
+    free(a->dir);
+    free(a->conf);
+}
+
+static int apt_init(struct apt *a, const char *cache_dir, const char *mirror, const char *keyring,
+                    const char *release, const char *arch, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof(*a));
+    _cleanup_free_ char *base = xasprintf("%s/apt", cache_dir);
+    int rc = mkdir_p(base, 0700);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create \"%s\": %s", base, strerror(-rc));
+        return -1;
+    }
+    _cleanup_free_ char *tmpl = xasprintf("%s/run-XXXXXX", base);
+    if (mkdtemp(tmpl) == NULL) {
+        snprintf(err, errlen, "cannot create a directory in \"%s\": %s", base, strerror(errno));
+        return -1;
+    }
+    /* apt reads relative Dir:: paths as relative to Dir: give it absolute ones. */
+    a->dir = realpath(tmpl, NULL);
+    if (a->dir == NULL) {
+        snprintf(err, errlen, "cannot resolve \"%s\": %s", tmpl, strerror(errno));
+        return -1;
+    }
+    const char *subdirs[] = {"etc/apt.conf.d", "etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
+                             "state/lists/partial", "cache/archives/partial", "log"};
+    for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", a->dir, subdirs[i]);
+        if ((rc = mkdir_p(p, 0700)) < 0) {
+            snprintf(err, errlen, "cannot create \"%s\": %s", p, strerror(-rc));
+            return -1;
+        }
+    }
+    _cleanup_free_ char *status = xasprintf("%s/state/status", a->dir);
+    _cleanup_free_ char *sources = xasprintf("%s/etc/sources.list", a->dir);
+    _cleanup_free_ char *src = xasprintf("deb [signed-by=%s] %s %s main\n", keyring, mirror, release);
+    _cleanup_free_ char *conf = xasprintf(
+        "Dir \"%1$s/\";\n"
+        "Dir::State \"%1$s/state/\";\n"
+        "Dir::State::status \"%1$s/state/status\";\n"
+        "Dir::Cache \"%1$s/cache/\";\n"
+        "Dir::Etc \"%1$s/etc/\";\n"
+        "Dir::Etc::SourceList \"%1$s/etc/sources.list\";\n"
+        "Dir::Etc::SourceParts \"%1$s/etc/sources.list.d/\";\n"
+        "Dir::Etc::Parts \"%1$s/etc/apt.conf.d/\";\n"
+        "Dir::Etc::Preferences \"%1$s/etc/preferences\";\n"
+        "Dir::Etc::PreferencesParts \"%1$s/etc/preferences.d/\";\n"
+        "Dir::Etc::Trusted \"%1$s/etc/trusted.gpg\";\n"
+        "Dir::Etc::TrustedParts \"%1$s/etc/trusted.gpg.d/\";\n"
+        "Dir::Log \"%1$s/log/\";\n"
+        "APT::Architecture \"%2$s\";\n"
+        "APT::Architectures { \"%2$s\"; };\n"
+        "APT::Install-Recommends \"false\";\n"
+        "APT::Sandbox::User \"root\";\n"
+        "Acquire::Languages \"none\";\n"
+        "Acquire::AllowInsecureRepositories \"false\";\n"
+        "Acquire::IndexTargets::deb::Packages::KeepCompressed \"true\";\n"
+        "Acquire::CompressionTypes::Order { \"xz\"; };\n"
+        "Acquire::Retries \"2\";\n"
+        "Acquire::http::Timeout \"20\";\n"
+        "Debug::NoLocking \"true\";\n",
+        a->dir, arch);
+    a->conf = xasprintf("%s/apt.conf", a->dir);
+    if ((rc = write_file_atomic(status, "", 0, 0600)) < 0 || (rc = write_file_atomic(sources, src, strlen(src), 0600)) < 0 ||
+        (rc = write_file_atomic(a->conf, conf, strlen(conf), 0600)) < 0) {
+        snprintf(err, errlen, "cannot write apt's configuration in \"%s\": %s", a->dir, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs apt-get (or apt-cache) with the private configuration; output into out (malloc'd) when non-NULL. */
+static int apt_run(struct apt *a, const char *const *args, char **out, struct proc_opts *o, char *err, size_t errlen)
+{
+    _cleanup_free_ char *env_conf = xasprintf("APT_CONFIG=%s", a->conf);
+    const char *env[] = {env_conf, "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive", NULL};
+    _cleanup_free_ char *out_path = out ? xasprintf("%s/output", a->dir) : NULL;
+    o->env = env;
+    o->stdout_path = out_path;
+    int rc = proc_run(args, o, err, errlen);
+    if (out != NULL) {
+        size_t len;
+        if (read_file(out_path, 64u << 20, out, &len) < 0)
+            *out = xstrdup("");
+    }
+    return rc;
+}
+
+char *resolve_default_mirror(void)
+{
+    const char *files[] = {"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"};
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        if (read_file(files[i], 1 << 20, &text, &len) < 0)
+            continue;
+        for (char *line = text, *next; line; line = next) {
+            next = strchr(line, '\n');
+            if (next)
+                *next++ = '\0';
+            char *url = NULL;
+            if (strncmp(line, "URIs:", 5) == 0)
+                url = line + 5;
+            else if (strncmp(line, "deb ", 4) == 0)
+                url = line + 4;
+            if (url == NULL)
+                continue;
+            while (*url == ' ' || *url == '\t')
+                url++;
+            if (*url == '[') { /* deb [options] URL */
+                char *close = strchr(url, ']');
+                url = close ? close + 1 : url;
+                while (*url == ' ')
+                    url++;
+            }
+            size_t n = strcspn(url, " \t");
+            if (n > 7 && strncmp(url, "http", 4) == 0 && strstr(url, "security") == NULL)
+                return xstrndup(url, n);
+        }
+    }
+    return xstrdup("http://deb.debian.org/debian");
+}
+
+static const char *classify_update_failure(const char *tail)
+{
+    if (strstr(tail, "NO_PUBKEY") || strstr(tail, "BADSIG") || strstr(tail, "is not signed") ||
+        strstr(tail, "signatures were invalid") || strstr(tail, "not signed"))
+        return "the signature of the mirror's index is not valid";
+    if (strstr(tail, "Could not resolve") || strstr(tail, "Failed to fetch") || strstr(tail, "Could not connect") ||
+        strstr(tail, "Connection") || strstr(tail, "timed out"))
+        return "the mirror is unreachable";
+    return "apt-get update failed";
+}
+
+/* True when apt kept the release file: the definitive sign that update worked. */
+static bool has_inrelease(struct apt *a)
+{
+    _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
+    DIR *d = opendir(lists);
+    bool found = false;
+    struct dirent *e;
+    while (d != NULL && !found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        found = n >= 10 && strcmp(e->d_name + n - 10, "_InRelease") == 0;
+    }
+    if (d != NULL)
+        closedir(d);
+    return found;
+}
+
+static int apt_update(struct apt *a, const char *mirror, char *err, size_t errlen)
+{
+    const char *args[] = {"/usr/bin/apt-get", "-q", "update", NULL};
+    struct proc_opts o = {0};
+    _cleanup_free_ char *out = NULL;
+    int rc = apt_run(a, args, &out, &o, err, errlen);
+    /* apt-get update exits 0 when a fetch fails ("W: Failed to fetch"): check what it kept. */
+    if (rc == 0 && has_inrelease(a) && strstr(o.tail, "E: ") == NULL)
+        return 0;
+    _cleanup_free_ char *all = xasprintf("%s\n%s", out, o.tail);
+    const char *why = classify_update_failure(all);
+    size_t tl = strlen(o.tail);
+    snprintf(err, errlen, "%s (%s): %s", why, mirror, tl > 400 ? o.tail + tl - 400 : o.tail);
+    return -1;
+}
+
+/* Names of the Essential packages, from the index apt just fetched. */
+static char **essential_packages(struct apt *a, size_t *n, char *err, size_t errlen)
+{
+    const char *args[] = {"/usr/bin/apt-cache", "dumpavail", NULL};
+    struct proc_opts o = {0};
+    _cleanup_free_ char *out = NULL;
+    *n = 0;
+    if (apt_run(a, args, &out, &o, err, errlen) != 0)
+        return NULL;
+    char **names = NULL;
+    char *pkg = NULL;
+    for (char *line = out, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strncmp(line, "Package: ", 9) == 0)
+            pkg = line + 9;
+        else if (strcmp(line, "Essential: yes") == 0 && pkg != NULL) {
+            names = xrealloc(names, (*n + 1) * sizeof(*names));
+            names[(*n)++] = xstrdup(pkg);
+        }
+    }
+    return names;
+}
+
+static char *url_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            out[o++] = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int cmp_pkg(const void *a, const void *b)
+{
+    return strcmp(((const struct lock_pkg *)a)->name, ((const struct lock_pkg *)b)->name);
+}
+
+/* 'URI' name_version_arch.deb SIZE HASH: the closure; hashes come from the index. */
+static int parse_uri_line(const char *line, const char *mirror, struct lock_pkg *p)
+{
+    memset(p, 0, sizeof(*p));
+    if (line[0] != '\'')
+        return -1;
+    const char *uri_end = strchr(line + 1, '\'');
+    if (uri_end == NULL)
+        return -1;
+    size_t mlen = strlen(mirror);
+    const char *uri = line + 1;
+    if ((size_t)(uri_end - uri) <= mlen + 1 || strncmp(uri, mirror, mlen) != 0)
+        return -1;
+    char file[512];
+    long long size;
+    if (sscanf(uri_end + 1, " %511s %lld", file, &size) != 2)
+        return -1;
+    p->size = size;
+    /* name_version_arch.deb */
+    char *u1 = strchr(file, '_'), *u2 = u1 ? strchr(u1 + 1, '_') : NULL, *dot = strrchr(file, '.');
+    if (u1 == NULL || u2 == NULL || dot == NULL || dot < u2)
+        return -1;
+    p->name = xstrndup(file, (size_t)(u1 - file));
+    p->version = url_decode(u1 + 1, (size_t)(u2 - u1 - 1));
+    p->arch = xstrndup(u2 + 1, (size_t)(dot - u2 - 1));
+    return 0;
+}
+
+/* Fills sha256, size and filename of every package from the signed index (apt-cache show). */
+static int index_metadata(struct apt *a, struct lock *l, char *err, size_t errlen)
+{
+    const char **args = xcalloc(l->npkgs + 4, sizeof(*args));
+    char **specs = xcalloc(l->npkgs + 1, sizeof(*specs));
+    size_t argc = 0;
+    args[argc++] = "/usr/bin/apt-cache";
+    args[argc++] = "show";
+    args[argc++] = "--no-all-versions";
+    for (size_t i = 0; i < l->npkgs; i++) {
+        specs[i] = xasprintf("%s=%s", l->pkgs[i].name, l->pkgs[i].version);
+        args[argc++] = specs[i];
+    }
+    struct proc_opts o = {0};
+    _cleanup_free_ char *out = NULL;
+    int rc = apt_run(a, args, &out, &o, err, errlen);
+    for (size_t i = 0; i < l->npkgs; i++)
+        free(specs[i]);
+    free(specs);
+    free(args);
+    if (rc != 0) {
+        snprintf(err, errlen, "apt-cache show failed: %s", o.tail);
+        return -1;
+    }
+    struct lock_pkg *cur = NULL;
+    for (char *line = out, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strncmp(line, "Package: ", 9) == 0) {
+            struct lock_pkg key = {.name = line + 9};
+            cur = bsearch(&key, l->pkgs, l->npkgs, sizeof(*l->pkgs), cmp_pkg);
+        } else if (cur != NULL && strncmp(line, "SHA256: ", 8) == 0 && strlen(line + 8) == 64) {
+            memcpy(cur->sha256, line + 8, 65);
+        } else if (cur != NULL && strncmp(line, "Size: ", 6) == 0) {
+            cur->size = atoll(line + 6);
+        } else if (cur != NULL && strncmp(line, "Filename: ", 10) == 0) {
+            free(cur->filename);
+            cur->filename = xstrdup(line + 10);
+        }
+    }
+    for (size_t i = 0; i < l->npkgs; i++) {
+        if (l->pkgs[i].sha256[0] == '\0' || l->pkgs[i].filename == NULL) {
+            snprintf(err, errlen, "the index has no SHA-256 for \"%s\" %s", l->pkgs[i].name, l->pkgs[i].version);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void lock_pkg_release(struct lock_pkg *p)
+{
+    free(p->name);
+    free(p->version);
+    free(p->arch);
+    free(p->filename);
+}
+
+static int closure(struct apt *a, const struct recipe *r, const char *mirror, struct lock *l, char *err, size_t errlen)
+{
+    size_t nes = 0;
+    char **essential = NULL;
+    bool live = strcmp(r->variant, "live") == 0;
+    if (live && (essential = essential_packages(a, &nes, err, errlen)) == NULL)
+        return -1;
+    size_t argc = 0, cap = 8 + nes + r->npackages;
+    const char **args = xcalloc(cap, sizeof(*args));
+    args[argc++] = "/usr/bin/apt-get";
+    args[argc++] = "-qq";
+    args[argc++] = "--print-uris";
+    args[argc++] = "install";
+    if (live)
+        args[argc++] = "apt";
+    for (size_t i = 0; i < nes; i++)
+        args[argc++] = essential[i];
+    for (size_t i = 0; i < r->npackages; i++)
+        args[argc++] = r->packages[i];
+    args[argc] = NULL;
+    struct proc_opts o = {0};
+    _cleanup_free_ char *out = NULL;
+    int rc = apt_run(a, args, &out, &o, err, errlen);
+    free(args);
+    for (size_t i = 0; i < nes; i++)
+        free(essential[i]);
+    free(essential);
+    if (rc != 0) {
+        const char *missing = strstr(o.tail, "Unable to locate package ");
+        if (missing != NULL) {
+            missing += strlen("Unable to locate package ");
+            snprintf(err, errlen, "unknown package \"%.*s\" in %s %s", (int)strcspn(missing, "\n "), missing,
+                     r->distribution, r->release);
+        } else {
+            snprintf(err, errlen, "cannot resolve the packages: %s", o.tail);
+        }
+        return -1;
+    }
+    for (char *line = out, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        struct lock_pkg p;
+        if (parse_uri_line(line, mirror, &p) < 0) {
+            lock_pkg_release(&p);
+            snprintf(err, errlen, "unexpected line from apt-get: \"%.200s\"", line);
+            return -1;
+        }
+        l->pkgs = xrealloc(l->pkgs, (l->npkgs + 1) * sizeof(*l->pkgs));
+        l->pkgs[l->npkgs++] = p;
+    }
+    qsort(l->pkgs, l->npkgs, sizeof(*l->pkgs), cmp_pkg);
+    return index_metadata(a, l, err, errlen);
+}
+
+/* The saved InRelease: its hash and Date. */
+static int read_inrelease(struct apt *a, struct lock *l, char *err, size_t errlen)
+{
+    _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
+    DIR *d = opendir(lists);
+    if (d == NULL) {
+        snprintf(err, errlen, "cannot read \"%s\": %s", lists, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    int rc = -1;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 10 || strcmp(e->d_name + n - 10, "_InRelease") != 0)
+            continue;
+        _cleanup_free_ char *path = xasprintf("%s/%s", lists, e->d_name);
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        if (read_file(path, 16 << 20, &text, &len) < 0)
+            break;
+        sha256_hex(text, len, l->inrelease_sha256);
+        const char *date = strstr(text, "\nDate: ");
+        l->date = date ? xstrndup(date + 7, strcspn(date + 7, "\n")) : xstrdup("");
+        rc = 0;
+        break;
+    }
+    closedir(d);
+    if (rc < 0)
+        snprintf(err, errlen, "apt kept no InRelease in \"%s\"", lists);
+    return rc;
+}
+
+static void lock_to_json(struct lock *l)
+{
+    json_t *pkgs = json_array();
+    for (size_t i = 0; i < l->npkgs; i++) {
+        struct lock_pkg *p = &l->pkgs[i];
+        json_array_append_new(pkgs, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "name", p->name, "version",
+                                              p->version, "architecture", p->arch, "size", (json_int_t)p->size,
+                                              "sha256", p->sha256, "filename", p->filename));
+    }
+    json_t *doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:o}", "format", 1, "mirror", l->mirror, "release",
+                            l->release, "architecture", l->arch, "inrelease_sha256", l->inrelease_sha256, "date",
+                            l->date, "packages", pkgs);
+    l->json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    json_decref(doc);
+    if (l->json == NULL)
+        abort();
+    sha256_hex(l->json, strlen(l->json), l->hash);
+}
+
+/* Keeps the signed indexes for offline builds: CACHE/indexes/<inrelease sha256>/. */
+static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err, size_t errlen)
+{
+    _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, l->inrelease_sha256);
+    if (access(dest, F_OK) == 0)
+        return 0;
+    _cleanup_free_ char *parent = xasprintf("%s/indexes", cache_dir);
+    _cleanup_free_ char *tmp = xasprintf("%s/.tmp-%ld", parent, (long)getpid());
+    int rc = mkdir_p(parent, 0700);
+    _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
+    const char *argv[] = {"/bin/cp", "-a", lists, tmp, NULL};
+    struct proc_opts o = {0};
+    if (rc < 0 || proc_run(argv, &o, err, errlen) != 0 || rename(tmp, dest) < 0) {
+        if (access(dest, F_OK) == 0)
+            return 0; /* another build kept the same ones first */
+        snprintf(err, errlen, "cannot keep the indexes in \"%s\"", dest);
+        return -1;
+    }
+    return 0;
+}
+
+int resolve_lock(const struct recipe *r, const char *mirror, const char *keyring, const char *cache_dir,
+                 struct lock *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    struct apt a;
+    int rc = -1;
+    if (apt_init(&a, cache_dir, mirror, keyring, r->release, r->architecture, err, errlen) < 0)
+        goto done;
+    out->mirror = xstrdup(mirror);
+    out->release = xstrdup(r->release);
+    out->arch = xstrdup(r->architecture);
+    if (apt_update(&a, mirror, err, errlen) < 0 || read_inrelease(&a, out, err, errlen) < 0 ||
+        closure(&a, r, mirror, out, err, errlen) < 0 || keep_indexes(&a, cache_dir, out, err, errlen) < 0)
+        goto done;
+    lock_to_json(out);
+    rc = 0;
+done:
+    apt_release(&a);
+    if (rc < 0)
+        lock_release(out);
+    return rc;
+}
+
+void lock_release(struct lock *l)
+{
+    for (size_t i = 0; i < l->npkgs; i++)
+        lock_pkg_release(&l->pkgs[i]);
+    free(l->pkgs);
+    free(l->mirror);
+    free(l->release);
+    free(l->arch);
+    free(l->date);
+    free(l->json);
+    memset(l, 0, sizeof(*l));
+}

@@ -1,0 +1,61 @@
+/*
+ * Resolving a recipe to a lock, and the package cache.
+ *
+ * Resolution runs apt in a private directory (its own configuration,
+ * sources, state and keyring: nothing of the host's apt setup but the
+ * archive keyring) against the configured mirror: `apt-get update` fetches
+ * and verifies the signed InRelease with the archive keyring, then
+ * `apt-get install --print-uris` against an empty package database gives
+ * the whole dependency closure with each package's size and SHA-256 from
+ * the signed index. For the "live" variant the closure starts from the
+ * Essential packages and apt (what mmdebstrap's minbase installs) plus the
+ * recipe's packages; for "busybox" from the recipe's packages alone.
+ *
+ * The lock records the mirror, the release, the InRelease's SHA-256 and
+ * Date, and every package (name, version, architecture, size, SHA-256, pool
+ * path), sorted by name; its canonical JSON's SHA-256 is lock_hash.
+ *
+ * The package cache (CACHE/debs/SHA256.deb) holds every package a lock
+ * names, verified, written by rename so that concurrent builds are safe;
+ * the signed indexes are kept beside (CACHE/indexes) so an offline build
+ * can make a local mirror.
+ *
+ * Errors: 0, or -1 with a message in err ("unknown package \"x\"", "the
+ * mirror ... is unreachable", "the signature of ... is not valid").
+ */
+#ifndef DEBATE_BUILD_RESOLVE_H
+#define DEBATE_BUILD_RESOLVE_H
+
+#include <stddef.h>
+
+#include "build/recipe.h"
+
+struct lock_pkg {
+    char *name, *version, *arch, *filename; /* filename: pool path below the mirror */
+    long long size;
+    char sha256[65];
+};
+
+struct lock {
+    char *mirror, *release, *arch;
+    char inrelease_sha256[65];
+    char *date;
+    struct lock_pkg *pkgs;
+    size_t npkgs;
+    char *json; /* canonical */
+    char hash[65];
+};
+
+/* The mirror apt uses on this machine for Debian (from /etc/apt/sources*). */
+char *resolve_default_mirror(void);
+
+/* Resolves r against mirror (signed with keys in keyring), using cache_dir for apt's files. */
+int resolve_lock(const struct recipe *r, const char *mirror, const char *keyring, const char *cache_dir,
+                 struct lock *out, char *err, size_t errlen);
+
+/* Makes sure every package of the lock is in the cache; *fetched counts downloads. */
+int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen);
+
+void lock_release(struct lock *l);
+
+#endif
