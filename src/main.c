@@ -30,7 +30,8 @@ static void usage(FILE *out)
           "                                    dump the database, then apply the retention rule\n"
           "  restore-test [--config FILE]      restore the newest dump into a scratch database and compare\n"
           "  hash RECIPE                        print the canonical recipe and its config_hash\n"
-          "  lock RECIPE [--mirror URL]         resolve the recipe's packages and print the lock\n"
+          "  lock RECIPE [--mirror URL] [--fetch]\n"
+          "                                    resolve the recipe's packages, print the lock (--fetch: and cache them)\n"
           "  version                            print the version\n"
           "  help                               print this text\n"
           "\n"
@@ -135,12 +136,15 @@ static int cmd_lock(int argc, char **argv)
 {
     static const struct option opts[] = {{"mirror", required_argument, NULL, 'm'},
                                          {"config", required_argument, NULL, 'c'},
+                                         {"fetch", no_argument, NULL, 'f'},
                                          {NULL, 0, NULL, 0}};
     const char *mirror = NULL, *file = NULL;
-    int c;
+    int c, fetch = 0;
     while ((c = getopt_long(argc, argv, "m:c:", opts, NULL)) != -1) {
         if (c == 'm')
             mirror = optarg;
+        else if (c == 'f')
+            fetch = 1;
         else if (c == 'c')
             file = optarg;
         else
@@ -174,8 +178,14 @@ static int cmd_lock(int argc, char **argv)
     } else {
         printf("%s\n", l.json);
         fprintf(stderr, "debate lock: %zu packages, lock_hash %s\n", l.npkgs, l.hash);
+        int fetched = 0;
+        if (fetch && resolve_fetch(&l, cfg.cache_dir, &fetched, msg, sizeof(msg)) < 0)
+            fprintf(stderr, "debate lock: %s\n", msg);
+        else
+            rc = 0;
+        if (fetch && rc == 0)
+            fprintf(stderr, "debate lock: %d packages downloaded into \"%s/debs\"\n", fetched, cfg.cache_dir);
         lock_release(&l);
-        rc = 0;
     }
     recipe_release(&r);
     config_release(&cfg);

@@ -17,6 +17,7 @@
 /* A private apt: its own configuration, state and lists, under dir. */
 struct apt {
     char *dir, *conf;
+    char inrelease_name[256]; /* in state/lists, once update has run */
 };
 
 static void apt_release(struct apt *a)
@@ -397,6 +398,7 @@ static int read_inrelease(struct apt *a, struct lock *l, char *err, size_t errle
         size_t n = strlen(e->d_name);
         if (n < 10 || strcmp(e->d_name + n - 10, "_InRelease") != 0)
             continue;
+        snprintf(a->inrelease_name, sizeof(a->inrelease_name), "%s", e->d_name);
         _cleanup_free_ char *path = xasprintf("%s/%s", lists, e->d_name);
         _cleanup_free_ char *text = NULL;
         size_t len;
@@ -433,25 +435,141 @@ static void lock_to_json(struct lock *l)
     sha256_hex(l->json, strlen(l->json), l->hash);
 }
 
-/* Keeps the signed indexes for offline builds: CACHE/indexes/<inrelease sha256>/. */
-static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err, size_t errlen)
+/* Finds "<sha256> <size> <path>" for path in the SHA256 section of a release file. */
+static int release_hash(const char *inrelease, const char *path, char out[65])
 {
-    _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, l->inrelease_sha256);
-    if (access(dest, F_OK) == 0)
-        return 0;
-    _cleanup_free_ char *parent = xasprintf("%s/indexes", cache_dir);
-    _cleanup_free_ char *tmp = xasprintf("%s/.tmp-%ld", parent, (long)getpid());
-    int rc = mkdir_p(parent, 0700);
-    _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
-    const char *argv[] = {"/bin/cp", "-a", lists, tmp, NULL};
+    const char *sec = strstr(inrelease, "\nSHA256:\n");
+    if (sec == NULL)
+        return -1;
+    for (const char *line = sec + 9; *line == ' '; line = strchr(line, '\n') + 1) {
+        char hash[80], name[256];
+        long long size;
+        if (sscanf(line, " %79s %lld %255s", hash, &size, name) == 3 && strcmp(name, path) == 0 &&
+            strlen(hash) == 64) {
+            memcpy(out, hash, 65);
+            return 0;
+        }
+        if (strchr(line, '\n') == NULL)
+            break;
+    }
+    return -1;
+}
+
+/* apt-helper download-file with (uri, target, SHA256:hash) triples; apt checks every hash. */
+static int download(const char *const *triples, size_t n, char *err, size_t errlen)
+{
+    const char **argv = xcalloc(n + 6, sizeof(*argv));
+    size_t argc = 0;
+    argv[argc++] = "/usr/lib/apt/apt-helper";
+    argv[argc++] = "-o";
+    argv[argc++] = "APT::Sandbox::User=root";
+    argv[argc++] = "download-file";
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = triples[i];
     struct proc_opts o = {0};
-    if (rc < 0 || proc_run(argv, &o, err, errlen) != 0 || rename(tmp, dest) < 0) {
-        if (access(dest, F_OK) == 0)
-            return 0; /* another build kept the same ones first */
-        snprintf(err, errlen, "cannot keep the indexes in \"%s\"", dest);
+    const char *env[] = {"LC_ALL=C", NULL};
+    o.env = env;
+    int rc = proc_run(argv, &o, err, errlen);
+    free(argv);
+    if (rc != 0) {
+        const char *why = strstr(o.tail, "Hash Sum mismatch") ? "a download did not match its checksum"
+                          : classify_update_failure(o.tail);
+        size_t tl = strlen(o.tail);
+        snprintf(err, errlen, "%s: %s", why, tl > 400 ? o.tail + tl - 400 : o.tail);
         return -1;
     }
     return 0;
+}
+
+/*
+ * Keeps the signed indexes for offline builds: CACHE/indexes/<InRelease
+ * sha256>/ holds the InRelease apt verified and the exact Packages.xz it
+ * names (by hash), which is what a local mirror needs.
+ */
+static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err, size_t errlen)
+{
+    _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, l->inrelease_sha256);
+    _cleanup_free_ char *xz = xasprintf("%s/Packages.xz", dest);
+    if (access(xz, F_OK) == 0)
+        return 0;
+    int rc = mkdir_p(dest, 0700);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create \"%s\": %s", dest, strerror(-rc));
+        return -1;
+    }
+    _cleanup_free_ char *src = xasprintf("%s/state/lists/%s", a->dir, a->inrelease_name);
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    if (read_file(src, 16 << 20, &text, &len) < 0) {
+        snprintf(err, errlen, "cannot read \"%s\"", src);
+        return -1;
+    }
+    _cleanup_free_ char *in_path = xasprintf("%s/InRelease", dest);
+    if ((rc = write_file_atomic(in_path, text, len, 0644)) < 0) {
+        snprintf(err, errlen, "cannot write \"%s\": %s", in_path, strerror(-rc));
+        return -1;
+    }
+    char hash[65];
+    _cleanup_free_ char *index = xasprintf("main/binary-%s/Packages.xz", l->arch);
+    if (release_hash(text, index, hash) < 0) {
+        snprintf(err, errlen, "the release file does not list \"%s\"", index);
+        return -1;
+    }
+    _cleanup_free_ char *uri = xasprintf("%s/dists/%s/main/binary-%s/by-hash/SHA256/%s", l->mirror, l->release,
+                                         l->arch, hash);
+    _cleanup_free_ char *tmp = xasprintf("%s.tmp.%ld", xz, (long)getpid());
+    _cleanup_free_ char *sum = xasprintf("SHA256:%s", hash);
+    const char *triple[] = {uri, tmp, sum};
+    if (download(triple, 3, err, errlen) < 0)
+        return -1;
+    if (rename(tmp, xz) < 0) {
+        snprintf(err, errlen, "cannot rename into \"%s\": %s", xz, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen)
+{
+    _cleanup_free_ char *debs = xasprintf("%s/debs", cache_dir);
+    _cleanup_free_ char *tmp = xasprintf("%s/.tmp-%ld", debs, (long)getpid());
+    *fetched = 0;
+    int rc = mkdir_p(tmp, 0700);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create \"%s\": %s", tmp, strerror(-rc));
+        return -1;
+    }
+    char **strs = xcalloc(3 * l->npkgs + 1, sizeof(*strs));
+    size_t n = 0;
+    for (size_t i = 0; i < l->npkgs; i++) {
+        const struct lock_pkg *p = &l->pkgs[i];
+        _cleanup_free_ char *final = xasprintf("%s/%s.deb", debs, p->sha256);
+        struct stat st;
+        if (stat(final, &st) == 0 && st.st_size == p->size)
+            continue;
+        strs[n++] = xasprintf("%s/%s", l->mirror, p->filename);
+        strs[n++] = xasprintf("%s/%s.deb", tmp, p->sha256);
+        strs[n++] = xasprintf("SHA256:%s", p->sha256);
+    }
+    rc = n > 0 ? download((const char *const *)strs, n, err, errlen) : 0;
+    /* Verified by apt: move each into place; rename makes concurrent builds safe. */
+    for (size_t i = 0; rc == 0 && i < n; i += 3) {
+        _cleanup_free_ char *final = xasprintf("%s/%s", debs, strs[i + 1] + strlen(tmp) + 1);
+        if (rename(strs[i + 1], final) < 0) {
+            snprintf(err, errlen, "cannot move \"%s\" into the cache: %s", strs[i + 1], strerror(errno));
+            rc = -1;
+        }
+        (*fetched)++;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(strs[i]);
+    free(strs);
+    const char *argv[] = {"/bin/rm", "-rf", tmp, NULL};
+    struct proc_opts o = {0};
+    char ignored[128];
+    proc_run(argv, &o, ignored, sizeof(ignored));
+    return rc;
 }
 
 int resolve_lock(const struct recipe *r, const char *mirror, const char *keyring, const char *cache_dir,
