@@ -14,6 +14,7 @@ int db_open(struct db *db, const struct config *cfg, unsigned flags, char *err, 
 {
     memset(db, 0, sizeof(*db));
     db->statement_timeout_ms = cfg->db_statement_timeout_ms;
+    db->own_cluster = (flags & DB_OPEN_OWN) != 0;
     if (cfg->database_url[0] == '\0') {
         db->embedded = true;
         if (embedded_start(&db->pg, cfg, err, errlen) < 0)
@@ -33,8 +34,12 @@ int db_open(struct db *db, const struct config *cfg, unsigned flags, char *err, 
             log_warnx("%s; retrying for 30 seconds", err);
         sleep(1);
     }
-    if (c == NULL)
+    if (c == NULL) {
+        /* An adopted cluster we cannot reach is not ours to stop. */
+        if (db->embedded && db->pg.adopted)
+            db->own_cluster = false;
         goto fail;
+    }
     if (flags & DB_OPEN_MIGRATE) {
         int applied;
         enum db_status st = migrate_run(c, &applied, err, errlen);
@@ -58,7 +63,7 @@ void db_close(struct db *db)
     db->pool = NULL;
     if (db->embedded) {
         char err[1024];
-        if (embedded_stop(&db->pg, err, sizeof(err)) < 0)
+        if (embedded_stop(&db->pg, db->own_cluster, err, sizeof(err)) < 0)
             log_warnx("stopping the embedded PostgreSQL: %s", err);
         embedded_release(&db->pg);
     }

@@ -20,11 +20,13 @@ struct db {
     char *conninfo;
     struct db_pool *pool;
     unsigned statement_timeout_ms;
+    bool own_cluster;
 };
 
 enum db_open_flags {
     DB_OPEN_MIGRATE = 1 << 0, /* apply migrations */
     DB_OPEN_WAIT = 1 << 1,    /* retry for up to 30 s while the server is not reachable */
+    DB_OPEN_OWN = 1 << 2,     /* serve: the embedded cluster is ours to stop, even if adopted */
 };
 
 /* Starts the embedded cluster when configured so, checks the connection, migrates. */

@@ -128,8 +128,10 @@ static bool is_running(struct embedded_pg *pg)
 
 /*
  * After a crash postmaster.pid may name a process that is gone or, worse,
- * a new unrelated process that reuses the pid; postgres would then refuse
- * to start. Remove the file when its pid is not a live postgres.
+ * a new unrelated process that reuses the pid (even another postgres, such
+ * as the system's cluster after a reboot); pg_ctl would then think the
+ * cluster runs, or postgres would refuse to start. The pid is ours only if
+ * it is a postgres whose working directory is this data directory.
  */
 static void remove_stale_pidfile(struct embedded_pg *pg)
 {
@@ -140,10 +142,18 @@ static void remove_stale_pidfile(struct embedded_pg *pg)
         return;
     long pid = strtol(text, NULL, 10);
     _cleanup_free_ char *comm_path = xasprintf("/proc/%ld/comm", pid);
+    _cleanup_free_ char *cwd_path = xasprintf("/proc/%ld/cwd", pid);
     _cleanup_free_ char *comm = NULL;
-    if (pid > 0 && read_file(comm_path, 256, &comm, &len) == 0 && strncmp(comm, "postgres", 8) == 0)
+    _cleanup_free_ char *want = realpath(pg->datadir, NULL);
+    char cwd[4096];
+    ssize_t n = readlink(cwd_path, cwd, sizeof(cwd) - 1);
+    if (n >= 0)
+        cwd[n] = '\0';
+    bool ours = pid > 0 && read_file(comm_path, 256, &comm, &len) == 0 && strncmp(comm, "postgres", 8) == 0 &&
+                n >= 0 && want != NULL && strcmp(cwd, want) == 0;
+    if (ours)
         return;
-    log_warnx("removing stale \"%s\" (pid %ld is not a running postgres)", path, pid);
+    log_warnx("removing stale \"%s\" (pid %ld is not this cluster's postgres)", path, pid);
     unlink(path);
 }
 
@@ -195,10 +205,11 @@ int embedded_start(struct embedded_pg *pg, const struct config *cfg, char *err, 
     _cleanup_free_ char *version = xasprintf("%s/PG_VERSION", pg->datadir);
     if (access(version, F_OK) != 0 && initdb(pg, err, errlen) < 0)
         return -1;
+    remove_stale_pidfile(pg);
     if (is_running(pg)) {
         log_infox("adopting the embedded PostgreSQL cluster already running in \"%s\"", pg->datadir);
+        pg->adopted = true;
     } else {
-        remove_stale_pidfile(pg);
         _cleanup_free_ char *bin = xasprintf("%s/pg_ctl", pg->bindir);
         _cleanup_free_ char *opts =
             xasprintf("-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0700",
@@ -211,9 +222,9 @@ int embedded_start(struct embedded_pg *pg, const struct config *cfg, char *err, 
     return create_database(pg, err, errlen);
 }
 
-int embedded_stop(struct embedded_pg *pg, char *err, size_t errlen)
+int embedded_stop(struct embedded_pg *pg, bool stop_adopted, char *err, size_t errlen)
 {
-    if (!pg->started)
+    if (!pg->started || (pg->adopted && !stop_adopted))
         return 0;
     _cleanup_free_ char *bin = xasprintf("%s/pg_ctl", pg->bindir);
     const char *argv[] = {bin, "stop", "-D", pg->datadir, "-m", "fast", "-w", "-t", "60", NULL};

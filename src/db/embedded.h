@@ -26,7 +26,8 @@ struct embedded_pg {
     char *sockdir;  /* DATA_DIR/pg/run */
     char *logfile;  /* DATA_DIR/pg/postgres.log */
     const char *user; /* the OS user running postgres, or NULL */
-    bool started;   /* started (or adopted) by this process */
+    bool started;   /* running because of this process: started or adopted */
+    bool adopted;   /* it was already running (left by a server that died, or a live one) */
     bool created;   /* initdb ran in this process */
 };
 
@@ -38,8 +39,12 @@ char *embedded_find_bindir(const struct config *cfg, char *err, size_t errlen);
  * started (or adopted) it. Returns 0 or -1.
  */
 int embedded_start(struct embedded_pg *pg, const struct config *cfg, char *err, size_t errlen);
-/* Stops the cluster if started is set (fast shutdown, waits). */
-int embedded_stop(struct embedded_pg *pg, char *err, size_t errlen);
+/*
+ * Stops the cluster (fast shutdown, waits) if this process started it, or
+ * if it adopted it and stop_adopted is set (serve owns the cluster; a
+ * command-line tool running beside a live server must leave it alone).
+ */
+int embedded_stop(struct embedded_pg *pg, bool stop_adopted, char *err, size_t errlen);
 void embedded_release(struct embedded_pg *pg);
 
 /* The libpq connection string for the cluster (malloc'd). */

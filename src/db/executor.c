@@ -17,9 +17,12 @@ struct executor {
     unsigned queued;
     bool stopping;
     uint64_t completed, rejected;
+    _Atomic uint64_t expired; /* answered 503 by the loop timer */
     unsigned nthreads;
     pthread_t *threads;
 };
+
+enum { JOB_QUEUED, JOB_STARTED, JOB_EXPIRED };
 
 /* Lives in the request's pool: tells the job when the request is gone. */
 struct db_job_guard {
@@ -50,6 +53,11 @@ static void *worker(void *arg)
         ex->queued--;
         pthread_mutex_unlock(&ex->lock);
 
+        int expect = JOB_QUEUED;
+        if (!atomic_compare_exchange_strong(&job->state, &expect, JOB_STARTED)) {
+            post(job); /* its loop already answered 503: only hand it back */
+            continue;
+        }
         job->started_ms = clock_monotonic_ms();
         PGconn *c = db_pool_acquire(ex->pool, job->queued_ms + ex->acquire_timeout_ms, &job->status, job->err,
                                     sizeof(job->err));
@@ -111,6 +119,7 @@ static void on_completions(h2o_multithread_receiver_t *receiver, h2o_linklist_t 
         h2o_linklist_unlink(&m->link);
         struct db_job *job = H2O_STRUCT_FROM_MEMBER(struct db_job, msg, m);
         loop->outstanding--;
+        h2o_timeout_unlink(&job->timer);
         if (job->req != NULL) {
             job->guard->job = NULL;
             job->done(job, job->req);
@@ -120,16 +129,39 @@ static void on_completions(h2o_multithread_receiver_t *receiver, h2o_linklist_t 
     }
 }
 
-void executor_loop_init(struct executor_loop *loop, h2o_multithread_queue_t *queue)
+void executor_loop_init(struct executor_loop *loop, h2o_loop_t *evloop, h2o_multithread_queue_t *queue,
+                        unsigned acquire_timeout_ms)
 {
     memset(loop, 0, sizeof(*loop));
     loop->queue = queue;
+    loop->loop = evloop;
+    h2o_timeout_init(evloop, &loop->wait_timeout, acquire_timeout_ms);
     h2o_multithread_register_receiver(queue, &loop->receiver, on_completions);
 }
 
 void executor_loop_dispose(struct executor_loop *loop)
 {
     h2o_multithread_unregister_receiver(loop->queue, &loop->receiver);
+    h2o_timeout_dispose(loop->loop, &loop->wait_timeout);
+}
+
+/* On the loop: no database thread took the job in time. */
+static void on_job_expired(h2o_timeout_entry_t *entry)
+{
+    struct db_job *job = H2O_STRUCT_FROM_MEMBER(struct db_job, timer, entry);
+    int expect = JOB_QUEUED;
+    if (!atomic_compare_exchange_strong(&job->state, &expect, JOB_EXPIRED))
+        return; /* a thread has it: its own deadline applies */
+    atomic_fetch_add(&job->executor->expired, 1);
+    if (job->req != NULL) {
+        h2o_req_t *req = job->req;
+        job->req = NULL;
+        job->guard->job = NULL;
+        job->status = DB_TIMEOUT;
+        snprintf(job->err, sizeof(job->err), "no database connection was free within the acquire timeout");
+        job->done(job, req);
+    }
+    /* The job stays queued until a thread hands it back; it is freed then. */
 }
 
 struct db_job *executor_job_new(db_job_run_cb run, db_job_done_cb done, void *data)
@@ -144,7 +176,11 @@ struct db_job *executor_job_new(db_job_run_cb run, db_job_done_cb done, void *da
 void executor_submit(struct executor *ex, struct executor_loop *loop, h2o_req_t *req, struct db_job *job)
 {
     job->loop = loop;
+    job->executor = ex;
     loop->outstanding++;
+    atomic_init(&job->state, JOB_QUEUED);
+    job->timer.cb = on_job_expired;
+    h2o_timeout_link(loop->loop, &loop->wait_timeout, &job->timer);
     job->req = req;
     job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
     job->guard->job = job;
@@ -153,6 +189,7 @@ void executor_submit(struct executor *ex, struct executor_loop *loop, h2o_req_t 
     if (ex->queued >= ex->max_queue || ex->stopping) {
         ex->rejected++;
         pthread_mutex_unlock(&ex->lock);
+        atomic_store(&job->state, JOB_STARTED);
         job->status = DB_TIMEOUT;
         snprintf(job->err, sizeof(job->err), "the database queue is full");
         post(job);
@@ -175,5 +212,6 @@ void executor_stats(struct executor *ex, struct executor_stats *out)
     out->queued = ex->queued;
     out->completed = ex->completed;
     out->rejected = ex->rejected;
+    out->expired = atomic_load(&ex->expired);
     pthread_mutex_unlock(&ex->lock);
 }

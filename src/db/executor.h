@@ -1,17 +1,22 @@
 /*
  * Database work for the event loops. A loop must never block on the
  * database, so a request hands a job to a pool of database threads; the
- * thread takes a connection (bounded by the pool's acquire timeout, counted
- * from submission), runs the job, gives the connection back and posts the
- * job to the submitting loop's queue (h2o_multithread), where the job's
- * completion callback answers the request. If the client went away in the
- * meantime the completion is skipped.
+ * thread takes a connection, runs the job, gives the connection back and
+ * posts the job to the submitting loop's queue (h2o_multithread), where the
+ * job's completion callback answers the request. If the client went away in
+ * the meantime the completion is skipped.
+ *
+ * The wait is bounded: a loop timer answers 503 database_busy when no
+ * thread has started the job within the acquire timeout (all threads busy),
+ * and a thread that starts a job gives up on the pool at the same deadline.
  *
  * Threads: executor_submit and the completion run on the loop thread;
  * run() runs on a database thread and must not touch the request.
  */
 #ifndef DEBATE_DB_EXECUTOR_H
 #define DEBATE_DB_EXECUTOR_H
+
+#include <stdatomic.h>
 
 #include <h2o.h>
 #include <h2o/multithread.h>
@@ -25,7 +30,9 @@ struct db_job;
 struct executor_loop {
     h2o_multithread_receiver_t receiver;
     h2o_multithread_queue_t *queue;
-    size_t outstanding; /* loop thread only */
+    h2o_loop_t *loop;
+    h2o_timeout_t wait_timeout; /* the acquire timeout, as a loop timer */
+    size_t outstanding;         /* loop thread only */
 };
 
 typedef void (*db_job_run_cb)(struct db_job *job, PGconn *conn);
@@ -41,8 +48,11 @@ struct db_job {
     char err[512];
     uint64_t queued_ms, started_ms, finished_ms;
     /* private */
+    _Atomic int state; /* JOB_QUEUED, JOB_STARTED or JOB_EXPIRED */
+    h2o_timeout_entry_t timer;
     h2o_multithread_message_t msg;
     struct executor_loop *loop;
+    struct executor *executor;
     h2o_req_t *req;
     struct db_job_guard *guard;
     struct db_job *next;
@@ -56,7 +66,8 @@ void executor_free(struct executor *ex);
  * Per loop, on its thread: start and stop receiving completions. A loop
  * must not be disposed while loop->outstanding > 0.
  */
-void executor_loop_init(struct executor_loop *loop, h2o_multithread_queue_t *queue);
+void executor_loop_init(struct executor_loop *loop, h2o_loop_t *evloop, h2o_multithread_queue_t *queue,
+                        unsigned acquire_timeout_ms);
 void executor_loop_dispose(struct executor_loop *loop);
 
 /*
@@ -68,7 +79,7 @@ struct db_job *executor_job_new(db_job_run_cb run, db_job_done_cb done, void *da
 
 struct executor_stats {
     unsigned queued;
-    uint64_t completed, rejected;
+    uint64_t completed, rejected, expired;
 };
 void executor_stats(struct executor *ex, struct executor_stats *out);
 

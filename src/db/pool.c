@@ -12,6 +12,7 @@
 #include "banned.h"
 
 #define CHECK_IDLE_MS 1000
+#define OVERFLOW_IDLE_MS 5000 /* an overflow connection idle this long is closed */
 
 struct idle_conn {
     PGconn *conn;
@@ -202,6 +203,23 @@ PGconn *db_pool_acquire(struct db_pool *p, uint64_t deadline_ms, enum db_status 
     return c;
 }
 
+/*
+ * Called with the lock held: closes the oldest idle connection when the pool
+ * is above its size and that connection has not been used for a while.
+ * Closing overflow connections lazily, not the moment they come back, keeps
+ * a busy pool from reconnecting for every burst.
+ */
+static PGconn *take_stale_overflow(struct db_pool *p, uint64_t now)
+{
+    if (p->open <= p->size || p->nidle == 0 || now - p->idle[0].since_ms < OVERFLOW_IDLE_MS)
+        return NULL;
+    PGconn *c = p->idle[0].conn;
+    memmove(p->idle, p->idle + 1, (p->nidle - 1) * sizeof(*p->idle));
+    p->nidle--;
+    p->open--;
+    return c;
+}
+
 void db_pool_release(struct db_pool *p, PGconn *c)
 {
     if (c == NULL)
@@ -211,22 +229,25 @@ void db_pool_release(struct db_pool *p, PGconn *c)
         db_exec(c, "ROLLBACK", err, sizeof(err));
     }
     bool broken = PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE;
+    uint64_t now = clock_monotonic_ms();
     pthread_mutex_lock(&p->lock);
-    if (broken || p->nidle >= p->size) {
-        /* Broken, or an overflow connection: close it. */
+    PGconn *close_now = NULL;
+    if (broken) {
         p->open--;
-        if (broken)
-            p->discarded++;
-        pthread_mutex_unlock(&p->lock);
-        PQfinish(c);
-        pthread_mutex_lock(&p->lock);
+        p->discarded++;
+        close_now = c;
     } else {
         p->idle[p->nidle].conn = c;
-        p->idle[p->nidle].since_ms = clock_monotonic_ms();
+        p->idle[p->nidle].since_ms = now;
         p->nidle++;
     }
+    PGconn *stale = take_stale_overflow(p, now);
     pthread_cond_signal(&p->freed);
     pthread_mutex_unlock(&p->lock);
+    if (close_now != NULL)
+        PQfinish(close_now);
+    if (stale != NULL)
+        PQfinish(stale);
 }
 
 void db_pool_stats(struct db_pool *p, struct db_pool_stats *out)

@@ -46,7 +46,7 @@ static int get_metrics(struct server *srv, h2o_req_t *req, const struct route_ma
         "# HELP debate_backup_last_restore_test_success_timestamp_seconds When a restore test last succeeded (0: never).\n"
         "# TYPE debate_backup_last_restore_test_success_timestamp_seconds gauge\n"
         "debate_backup_last_restore_test_success_timestamp_seconds %lld\n",
-        ps.idle, ps.in_use, (unsigned long long)ps.timeouts, (unsigned long long)ps.discarded, es.queued,
+        ps.idle, ps.in_use, (unsigned long long)(ps.timeouts + es.expired + es.rejected), (unsigned long long)ps.discarded, es.queued,
         backup_last_restore_test(srv->cfg));
     size_t more_len = strlen(more);
     body = xrealloc(body, len + more_len);

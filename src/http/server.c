@@ -148,7 +148,7 @@ static void *loop_main(void *arg)
     log_buffer_start();
     lp->evloop = h2o_evloop_create();
     h2o_context_init(&lp->ctx, lp->evloop, &srv->globalconf);
-    executor_loop_init(&lp->db, lp->ctx.queue);
+    executor_loop_init(&lp->db, lp->evloop, lp->ctx.queue, srv->cfg->db_acquire_timeout_ms);
     lp->accept_https = (h2o_accept_ctx_t){.ctx = &lp->ctx, .hosts = srv->globalconf.hosts, .ssl_ctx = srv->ssl_ctx};
     lp->accept_http = (h2o_accept_ctx_t){.ctx = &lp->ctx, .hosts = srv->globalconf.hosts, .ssl_ctx = NULL};
     listener_start(lp, &lp->https, lp->https_fd, &lp->accept_https);
@@ -229,11 +229,15 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
     snprintf(srv->boot_id, sizeof(srv->boot_id), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
     if ((srv->https_fd = listen_socket(cfg->listen, cfg->https_port, err, errlen)) < 0)
         return -1;
-    if (db_open(&srv->db, cfg, DB_OPEN_MIGRATE | DB_OPEN_WAIT, err, errlen) < 0)
+    if (db_open(&srv->db, cfg, DB_OPEN_MIGRATE | DB_OPEN_WAIT | DB_OPEN_OWN, err, errlen) < 0)
         return -1;
     srv->db_ready = true;
-    srv->executor = executor_new(srv->db.pool, cfg->db_pool_size + cfg->db_pool_overflow, cfg->db_acquire_timeout_ms,
-                                 4096);
+    /*
+     * As many database threads as kept connections: more threads than that
+     * only add context switches on a small machine (bench/db); the
+     * overflow is headroom for bursts of other users (workers, tools).
+     */
+    srv->executor = executor_new(srv->db.pool, cfg->db_pool_size, cfg->db_acquire_timeout_ms, 4096);
     srv->https_port = bound_port(srv->https_fd);
     if ((srv->http_fd = listen_socket(cfg->listen, cfg->http_port, err, errlen)) < 0)
         return -1;

@@ -701,3 +701,226 @@ def shared_csrf(server):
 def scratch_dir():
     with tempfile.TemporaryDirectory(prefix="debate-check-") as d:
         yield Path(d)
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL clusters for the database tests (tests/integration/test_db.py)
+# --------------------------------------------------------------------------
+
+def pg_bindir():
+    """PostgreSQL server binaries: DEBATE_TEST_PG_BINDIR, else the newest
+    /usr/lib/postgresql/N/bin with a pg_ctl."""
+    env = os.environ.get("DEBATE_TEST_PG_BINDIR")
+    if env:
+        return Path(env)
+    best = None
+    root = Path("/usr/lib/postgresql")
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.name.isdigit() and (d / "bin" / "pg_ctl").exists():
+                if best is None or int(d.name) > int(best.name):
+                    best = d
+    if best is None:
+        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql "
+                    "(apt-get install postgresql-15)")
+    return best / "bin"
+
+
+PG_OS_USER = "postgres"   # PostgreSQL refuses to run as root
+
+
+def as_pg_user(argv):
+    """argv run as the postgres OS user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", PG_OS_USER, "--"] + [str(a) for a in argv]
+    return [str(a) for a in argv]
+
+
+def _chown_pg(path):
+    if os.geteuid() == 0:
+        shutil.chown(str(path), PG_OS_USER, PG_OS_USER)
+
+
+def postgres_pids(path_fragment):
+    """Pids of live `postgres` postmasters whose command line mentions
+    path_fragment (the postmaster runs as `postgres -D DATADIR ...`)."""
+    frag = str(path_fragment).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", "rb") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if comm in (b"postgres", b"postmaster") and frag in cmdline and state != b"Z":
+            pids.append(int(entry))
+    return pids
+
+
+def reap_postgres(path_fragment, timeout=10.0):
+    """Stop (SIGQUIT, then SIGKILL) every postmaster under path_fragment.
+    Returns the pids found. Used at teardown so no test leaks a cluster."""
+    found = postgres_pids(path_fragment)
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGQUIT)   # immediate shutdown
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while postgres_pids(path_fragment) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in postgres_pids(path_fragment):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return found
+
+
+def run_psql(conninfo, sql, timeout=30.0, check=True):
+    """Runs SQL with psql (unaligned, tuples only); returns stdout stripped.
+    With check, a failure raises AssertionError carrying psql's message."""
+    p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                        "-d", conninfo, "-c", sql],
+                       capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise AssertionError(f"psql failed ({p.returncode}) for {sql!r}: "
+                             f"{p.stderr.strip()}")
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+class PsqlSession:
+    """A psql process kept open, fed SQL on stdin: holds a transaction (and
+    its locks) across test steps. close() ends it (rolling back)."""
+
+    def __init__(self, conninfo):
+        self.proc = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+
+    def send(self, sql):
+        self.proc.stdin.write(sql.rstrip() + "\n")
+        self.proc.stdin.flush()
+
+    def close(self, timeout=10.0):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()    # EOF: psql exits, the transaction is rolled back
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        return out
+
+
+class PgCluster:
+    """An independent PostgreSQL cluster in a temp dir (0711): unix socket
+    only (listen_addresses=''), trust authentication, superuser "debate",
+    database "debate". Runs as the postgres OS user when we are root."""
+
+    def __init__(self, root, max_connections=100):
+        self.root = Path(root)
+        self.datadir = self.root / "data"
+        self.sockdir = self.root / "run"
+        self.logdir = self.root / "log"
+        self.logfile = self.logdir / "postgres.log"
+        self.max_connections = max_connections
+        self.bindir = pg_bindir()
+        self.url = f"host={self.sockdir} dbname=debate user=debate"
+
+    def url_for(self, dbname):
+        return f"host={self.sockdir} dbname={dbname} user=debate"
+
+    def _run(self, argv, timeout=120.0, check=True):
+        p = subprocess.run(as_pg_user(argv), capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(map(str, argv))} failed ({p.returncode}):\n"
+                                 f"{p.stdout}{p.stderr}\n{self.log_tail()}")
+        return p
+
+    def init(self):
+        for d in (self.datadir, self.sockdir, self.logdir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _chown_pg(d)
+        self.sockdir.chmod(0o755)
+        self._run([self.bindir / "initdb", "-D", self.datadir, "-U", "debate",
+                   "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync",
+                   "--no-instructions"])
+        self.start()
+        self.psql("CREATE DATABASE debate", dbname="postgres")
+        return self
+
+    def start(self, timeout=60):
+        opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.sockdir}' "
+                f"-c max_connections={self.max_connections} -c fsync=off "
+                f"-c synchronous_commit=off -c full_page_writes=off")
+        self._run([self.bindir / "pg_ctl", "start", "-D", self.datadir, "-l", self.logfile,
+                   "-w", "-t", str(timeout), "-o", opts], timeout=timeout + 30)
+
+    def stop(self, mode="fast", timeout=60):
+        self._run([self.bindir / "pg_ctl", "stop", "-D", self.datadir, "-m", mode,
+                   "-w", "-t", str(timeout)], timeout=timeout + 30)
+
+    def running(self):
+        return self._run([self.bindir / "pg_ctl", "status", "-D", self.datadir],
+                         check=False).returncode == 0
+
+    def psql(self, sql, dbname="debate", timeout=30.0, check=True):
+        return run_psql(self.url_for(dbname), sql, timeout=timeout, check=check)
+
+    def session(self, dbname="debate"):
+        return PsqlSession(self.url_for(dbname))
+
+    def wait_for(self, sql, timeout=10.0, what=None):
+        """Polls until `sql` returns 't'."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.psql(sql, check=False)
+            if last == "t":
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for "
+                             f"{what or sql!r} (last result {last!r})")
+
+    def log_tail(self, n=4000):
+        try:
+            return "--- postgres log tail ---\n" + self.logfile.read_text("utf-8", "replace")[-n:]
+        except OSError:
+            return ""
+
+    def destroy(self):
+        if self.datadir.exists() and (self.datadir / "postmaster.pid").exists():
+            try:
+                self.stop(mode="immediate", timeout=20)
+            except Exception:  # noqa: BLE001 - reaped below
+                pass
+        reap_postgres(self.datadir)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_cluster():
+    """A fresh, running PostgreSQL cluster of its own: .url (libpq conninfo),
+    .stop(), .start(), .psql(sql), .session(); destroyed at teardown."""
+    cluster = PgCluster(_own_tmpdir("debate-pg-"))
+    try:
+        cluster.init()
+        yield cluster
+    finally:
+        cluster.destroy()
