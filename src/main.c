@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "build/engine.h"
 #include "build/recipe.h"
 #include "build/resolve.h"
 #include "config.h"
@@ -29,6 +32,8 @@ static void usage(FILE *out)
           "  backup [--config FILE] [--now TIME] [--prune-only]\n"
           "                                    dump the database, then apply the retention rule\n"
           "  restore-test [--config FILE]      restore the newest dump into a scratch database and compare\n"
+          "  build RECIPE -o OUT.iso [--mirror URL] [--hook-timeout SECONDS]\n"
+          "                                    build the ISO (and OUT.iso.manifest.json); needs root\n"
           "  hash RECIPE                        print the canonical recipe and its config_hash\n"
           "  lock RECIPE [--mirror URL] [--fetch]\n"
           "                                    resolve the recipe's packages, print the lock (--fetch: and cache them)\n"
@@ -192,6 +197,107 @@ static int cmd_lock(int argc, char **argv)
     return rc;
 }
 
+static volatile sig_atomic_t build_interrupted;
+
+static void on_build_signal(int sig)
+{
+    (void)sig;
+    build_interrupted = 1;
+}
+
+struct progress_view {
+    bool tty;
+    int last_pct;
+    enum engine_stage last_stage;
+};
+
+static void show_progress(void *arg, enum engine_stage stage, int pct, const char *message)
+{
+    struct progress_view *v = arg;
+    if (!v->tty) {
+        printf("debate build: %3d%% %-11s %s\n", pct, engine_stage_name(stage), message);
+        fflush(stdout);
+        return;
+    }
+    char bar[31];
+    int filled = pct * 30 / 100;
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[30] = '\0';
+    if (stage != v->last_stage && v->last_pct >= 0)
+        fputc('\n', stderr);
+    fprintf(stderr, "\r[%s] %3d%% %-11s %-60.60s", bar, pct, engine_stage_name(stage), message);
+    if (stage == STAGE_DONE)
+        fputc('\n', stderr);
+    v->last_pct = pct;
+    v->last_stage = stage;
+}
+
+static int cmd_build(int argc, char **argv)
+{
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"mirror", required_argument, NULL, 'm'},
+                                         {"hook-timeout", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
+    const char *output = NULL, *file = NULL, *mirror = NULL;
+    unsigned hook_timeout = 300;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:c:m:", opts, NULL)) != -1) {
+        if (c == 'o')
+            output = optarg;
+        else if (c == 'c')
+            file = optarg;
+        else if (c == 'm')
+            mirror = optarg;
+        else if (c == 't')
+            hook_timeout = (unsigned)strtoul(optarg, NULL, 10);
+        else
+            return 2;
+    }
+    if (optind + 1 != argc || output == NULL || hook_timeout == 0) {
+        fprintf(stderr, "usage: debate build RECIPE -o OUT.iso [--mirror URL] [--hook-timeout SECONDS]\n");
+        return 2;
+    }
+    if (geteuid() != 0) {
+        fprintf(stderr, "debate build: must run as root (it builds in namespaces of its own)\n");
+        return 1;
+    }
+    struct config cfg;
+    if (load_config(&cfg, file) < 0) {
+        config_release(&cfg);
+        return 1;
+    }
+    struct recipe r;
+    struct recipe_error e;
+    char msg[4096];
+    if (recipe_load(argv[optind], &r, &e) < 0) {
+        recipe_error_format(&e, msg, sizeof(msg));
+        fprintf(stderr, "debate build: %s: %s\n", argv[optind], msg);
+        config_release(&cfg);
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_build_signal; /* no SA_RESTART: waits end, the build stops */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct progress_view view = {isatty(STDERR_FILENO) != 0, -1, STAGE_RESOLVING};
+    struct engine_opts o = {.cfg = &cfg, .output = output, .mirror = mirror, .hook_timeout_s = hook_timeout,
+                            .progress = show_progress, .progress_arg = &view, .interrupted = &build_interrupted};
+    struct engine_result res;
+    int rc = engine_build(&r, &o, &res, msg, sizeof(msg));
+    if (view.tty && view.last_pct >= 0 && rc != 0)
+        fputc('\n', stderr);
+    if (rc != 0)
+        fprintf(stderr, "debate build: %s\n", msg);
+    else
+        printf("%s  %s\n", res.iso_sha256, output);
+    recipe_release(&r);
+    config_release(&cfg);
+    return rc != 0 ? 1 : 0;
+}
+
 /* Options shared by the database commands. */
 struct db_cmd {
     const char *file;
@@ -294,6 +400,8 @@ int main(int argc, char **argv)
         return cmd_db(argc - 1, argv + 1);
     if (strcmp(cmd, "hash") == 0)
         return cmd_hash(argc - 1, argv + 1);
+    if (strcmp(cmd, "build") == 0)
+        return cmd_build(argc - 1, argv + 1);
     if (strcmp(cmd, "lock") == 0)
         return cmd_lock(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

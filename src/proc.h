@@ -10,6 +10,7 @@
 #ifndef DEBATE_PROC_H
 #define DEBATE_PROC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -18,7 +19,11 @@
 struct proc_opts {
     const char *user;       /* switch to this user when running as root; NULL: stay */
     const char *stdout_path; /* write standard output to this file (created 0600); NULL: capture */
+    const char *stdin_path;  /* read standard input from this file; NULL: /dev/null */
     const char *const *env;  /* extra NAME=value entries, NULL-terminated; NULL: none */
+    bool clean_env;          /* the environment is env alone, nothing inherited */
+    unsigned timeout_s;      /* kill the program's whole process group after this long; 0: none */
+    bool timed_out;          /* out: it was killed for running too long */
     char tail[PROC_TAIL + 1]; /* out: the end of what the program printed */
 };
 

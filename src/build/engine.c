@@ -1,0 +1,953 @@
+#include "build/engine.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "build/cpio.h"
+#include "proc.h"
+#include "util.h"
+#include "banned.h"
+
+/* Where the work directory appears inside the build's mount namespace. */
+#define WORK "/mnt/build"
+
+static const char *const stage_names[] = {"resolving",  "fetching", "rootfs",     "customizing", "kernel",
+                                          "squashfs",   "bootloader", "assembling", "done"};
+/* Overall percent at the start of each stage. */
+static const int stage_start[] = {0, 5, 15, 35, 45, 70, 80, 90, 100};
+
+/* Modules the busybox initramfs loads to find and mount the ISO (with their dependencies). */
+static const char *const initramfs_modules[] = {"ata_piix", "ahci",     "sr_mod", "sd_mod", "isofs",
+                                                "loop",     "squashfs", "overlay", NULL};
+
+/* Host tools whose versions can change the bytes: recorded in the manifest. */
+static const char *const tool_packages[] = {"mmdebstrap", "apt",    "dpkg",        "xorriso", "squashfs-tools",
+                                            "mtools",     "dosfstools", "grub-efi-amd64-bin", "grub-common",
+                                            "isolinux",   "syslinux-common", "zstd", "kmod",  "tar", NULL};
+
+const char *engine_stage_name(enum engine_stage s)
+{
+    return s <= STAGE_DONE ? stage_names[s] : "unknown";
+}
+
+struct build {
+    const struct recipe *r;
+    const struct engine_opts *o;
+    struct lock lock;
+    long long epoch;
+    char epoch_str[24];
+    char *work;  /* the work directory, as the host sees it */
+    char label[33];
+    const struct lock_pkg *kernel_pkg, *busybox_pkg;
+    char *err;
+    size_t errlen;
+    int progress_fd; /* in the build child: where progress lines go */
+    /* the tools' environment (tool_env) */
+    const char *env[16];
+    char env_sde[48], env_kept[5][256], env_preload[512];
+};
+
+static int fail(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct build *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->err, b->errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void progress(struct build *b, enum engine_stage stage, int within, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void progress(struct build *b, enum engine_stage stage, int within, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int span = stage_start[stage + (stage < STAGE_DONE)] - stage_start[stage];
+    int pct = stage_start[stage] + span * within / 100;
+    if (b->progress_fd >= 0) {
+        char line[320];
+        int n = snprintf(line, sizeof(line), "P %d %d %s\n", stage, pct, msg);
+        ssize_t unused = write(b->progress_fd, line, (size_t)n);
+        (void)unused;
+    } else if (b->o->progress != NULL) {
+        b->o->progress(b->o->progress_arg, stage, pct, msg);
+    }
+}
+
+/*
+ * The environment every tool of the build sees: an allowlist. libfaketime's
+ * variables pass so that determinism can be tested under a shifted clock.
+ */
+static const char **tool_env(struct build *b, bool with_epoch)
+{
+    static const char *const pass[] = {"FAKETIME", "FAKETIME_NO_CACHE", "NO_FAKE_STAT", "DONT_FAKE_MONOTONIC", NULL};
+    const char **env = b->env;
+    size_t n = 0;
+    env[n++] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+    env[n++] = "HOME=/root";
+    env[n++] = "TZ=UTC";
+    env[n++] = "LC_ALL=C.UTF-8";
+    env[n++] = "DEBIAN_FRONTEND=noninteractive";
+    env[n++] = "MTOOLS_SKIP_CHECK=1";
+    if (with_epoch) {
+        snprintf(b->env_sde, sizeof(b->env_sde), "SOURCE_DATE_EPOCH=%s", b->epoch_str);
+        env[n++] = b->env_sde;
+    }
+    for (size_t i = 0; pass[i] != NULL; i++) {
+        const char *v = getenv(pass[i]);
+        if (v != NULL) {
+            snprintf(b->env_kept[i], sizeof(b->env_kept[i]), "%s=%s", pass[i], v);
+            env[n++] = b->env_kept[i];
+        }
+    }
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload != NULL && strstr(preload, "faketime") != NULL) {
+        snprintf(b->env_preload, sizeof(b->env_preload), "LD_PRELOAD=%s", preload);
+        env[n++] = b->env_preload;
+    }
+    env[n] = NULL;
+    return env;
+}
+
+/* Runs one tool of the build; on failure the message names it and quotes its last words. */
+static int tool(struct build *b, const char *what, const char *const argv[], struct proc_opts *o, bool with_epoch)
+{
+    o->env = tool_env(b, with_epoch);
+    o->clean_env = true;
+    char err[512];
+    int rc = proc_run(argv, o, err, sizeof(err));
+    if (rc == 0)
+        return 0;
+    const char *tail = o->tail;
+    size_t tl = strlen(tail);
+    if (tl > 1500)
+        tail += tl - 1500;
+    if (strstr(o->tail, "No space left on device"))
+        return fail(b, "%s: the disk is full (%s)", what, err);
+    return fail(b, "%s: %s: %s", what, err, tail);
+}
+
+static int run_tool(struct build *b, const char *what, const char *const argv[], bool with_epoch)
+{
+    struct proc_opts o = {0};
+    return tool(b, what, argv, &o, with_epoch);
+}
+
+static char *wpath(const char *rel)
+{
+    return xasprintf(WORK "/%s", rel);
+}
+
+static int write_text(struct build *b, const char *path, const char *text, unsigned mode)
+{
+    int rc = write_file_atomic(path, text, strlen(text), mode);
+    if (rc < 0)
+        return fail(b, "cannot write \"%s\": %s", path, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
+    return 0;
+}
+
+/* ---- isolation ---------------------------------------------------------------------------- */
+
+/*
+ * In the build child: own mount, UTS and network namespaces (loopback
+ * only, not even up), the work directory at a fixed path reached through
+ * 0755 directories (so neither the caller's path nor its permissions reach
+ * the image), a fixed host name and umask.
+ */
+static int isolate(struct build *b)
+{
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWNET) < 0)
+        return fail(b, "cannot create the build's namespaces: %s", strerror(errno));
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("debate-build", "/mnt", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0 ||
+        mkdir(WORK, 0755) < 0 || mount(b->work, WORK, NULL, MS_BIND, NULL) < 0 || chmod(WORK, 0755) < 0)
+        return fail(b, "cannot set up the build's mounts: %s", strerror(errno));
+    if (sethostname("debate-build", 12) < 0)
+        return fail(b, "cannot set the build's host name: %s", strerror(errno));
+    umask(022);
+    _cleanup_free_ char *dev = NULL;
+    size_t len;
+    if (read_file("/proc/net/dev", 65536, &dev, &len) == 0) {
+        /* Two header lines, then one line per interface: only lo may be there. */
+        const char *l3 = strchr(strchr(dev, '\n') + 1, '\n') + 1;
+        const char *next = strchr(l3, '\n');
+        if (strstr(l3, "lo:") == NULL || (next && next[1] != '\0'))
+            return fail(b, "the build's network namespace has interfaces besides lo");
+    }
+    return 0;
+}
+
+/* ---- stage: a local mirror of exactly the lock, from the cache ---------------------------- */
+
+static int link_or_copy(struct build *b, const char *from, const char *to)
+{
+    _cleanup_free_ char *dir = xstrdup(to);
+    int rc = mkdir_p(dirname(dir), 0755);
+    if (rc < 0)
+        return fail(b, "cannot create the directory of \"%s\": %s", to, strerror(-rc));
+    if (link(from, to) == 0)
+        return 0;
+    const char *argv[] = {"/bin/cp", from, to, NULL};
+    return run_tool(b, "copying a package", argv, false);
+}
+
+static int make_mirror(struct build *b)
+{
+    const struct config *cfg = b->o->cfg;
+    const struct lock *l = &b->lock;
+    _cleanup_free_ char *idx = xasprintf("%s/indexes/%s", cfg->cache_dir, l->inrelease_sha256);
+    _cleanup_free_ char *dists = xasprintf(WORK "/mirror/dists/%s", l->release);
+    _cleanup_free_ char *bin = xasprintf("%s/main/binary-%s", dists, l->arch);
+    _cleanup_free_ char *src_in = xasprintf("%s/InRelease", idx), *dst_in = xasprintf("%s/InRelease", dists);
+    _cleanup_free_ char *src_xz = xasprintf("%s/Packages.xz", idx), *dst_xz = xasprintf("%s/Packages.xz", bin);
+    if (link_or_copy(b, src_in, dst_in) < 0 || link_or_copy(b, src_xz, dst_xz) < 0)
+        return -1;
+    for (size_t i = 0; i < l->npkgs; i++) {
+        _cleanup_free_ char *from = xasprintf("%s/debs/%s.deb", cfg->cache_dir, l->pkgs[i].sha256);
+        _cleanup_free_ char *to = xasprintf(WORK "/mirror/%s", l->pkgs[i].filename);
+        struct stat st;
+        if (stat(from, &st) < 0 || st.st_size != l->pkgs[i].size)
+            return fail(b, "the package cache has no verified copy of \"%s\" %s", l->pkgs[i].name,
+                        l->pkgs[i].version);
+        if (link_or_copy(b, from, to) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- stage: root filesystem -------------------------------------------------------------- */
+
+static int rootfs(struct build *b)
+{
+    const char *keyring = b->o->cfg->archive_keyring;
+    _cleanup_free_ char *kr = xasprintf("--keyring=%s", keyring);
+    _cleanup_free_ char *include = NULL;
+    for (size_t i = 0; i < b->r->npackages; i++) {
+        if (strncmp(b->r->packages[i], "linux-image-", 12) == 0)
+            continue; /* the kernel is taken from its package, not installed */
+        char *next = include ? xasprintf("%s,%s", include, b->r->packages[i]) : xstrdup(b->r->packages[i]);
+        free(include);
+        include = next;
+    }
+    if (include == NULL)
+        return fail(b, "packages: the busybox variant needs at least busybox-static");
+    _cleanup_free_ char *inc = xasprintf("--include=%s", include);
+    _cleanup_free_ char *source = xasprintf("deb [signed-by=%s] copy://" WORK "/mirror %s main", keyring,
+                                            b->lock.release);
+    const char *argv[] = {"/usr/bin/mmdebstrap", "--quiet", "--variant=extract", "--mode=root",
+                          "--architectures=amd64", inc, kr, "--aptopt=APT::Sandbox::User \"root\"",
+                          "--extract-hook=mkdir -p \"$1/bin\" \"$1/sbin\" \"$1/usr/bin\" \"$1/usr/sbin\" && "
+                          "chroot \"$1\" /bin/busybox --install -s",
+                          b->lock.release, WORK "/root", source, NULL};
+    return run_tool(b, "mmdebstrap", argv, true);
+}
+
+/* ---- stage: customizing ----------------------------------------------------------------- */
+
+/* Opens path inside root, resolving every link as if root were "/": nothing escapes it. */
+static int open_in_root(int rootfd, const char *path, int flags, mode_t mode)
+{
+    struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .mode = mode, .resolve = RESOLVE_IN_ROOT};
+    return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+}
+
+static int mkdirs_in_root(int rootfd, const char *path)
+{
+    _cleanup_free_ char *p = xstrdup(path);
+    for (char *s = strchr(p + 1, '/'); s != NULL; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        int fd = open_in_root(rootfd, p, O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0) {
+            _cleanup_free_ char *parent = xstrdup(p), *base = xstrdup(p);
+            int pfd = open_in_root(rootfd, dirname(parent), O_RDONLY | O_DIRECTORY, 0);
+            if (pfd < 0 || (mkdirat(pfd, basename(base), 0755) < 0 && errno != EEXIST)) {
+                if (pfd >= 0)
+                    close(pfd);
+                return -1;
+            }
+            close(pfd);
+        } else {
+            close(fd);
+        }
+        *s = '/';
+    }
+    return 0;
+}
+
+static int write_in_root(struct build *b, int rootfd, const char *path, const char *data, size_t len, unsigned mode)
+{
+    if (mkdirs_in_root(rootfd, path) < 0)
+        return fail(b, "cannot create the directories of \"%s\" in the image: %s", path, strerror(errno));
+    int fd = open_in_root(rootfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return fail(b, "cannot write \"%s\" in the image: %s", path, strerror(errno));
+    ssize_t n = write(fd, data, len);
+    int saved = errno;
+    if (fchmod(fd, mode) < 0 || fchown(fd, 0, 0) < 0 || n != (ssize_t)len) {
+        close(fd);
+        return fail(b, "cannot write \"%s\" in the image: %s", path,
+                    saved == ENOSPC ? "the disk is full" : strerror(saved ? saved : errno));
+    }
+    close(fd);
+    return 0;
+}
+
+static char *rcs_script(const struct recipe *r)
+{
+    return xasprintf("#!/bin/sh\n"
+                     "mount -t proc proc /proc\n"
+                     "mount -t sysfs sysfs /sys\n"
+                     "hostname -F /etc/hostname\n"
+                     "echo \"DEBATE-BOOTED %s\"\n"
+                     "[ -f /etc/debate-marker ] && echo \"marker: $(cat /etc/debate-marker)\"\n"
+                     "[ -f /etc/motd ] && cat /etc/motd\n"
+                     "exit 0\n",
+                     r->name);
+}
+
+static int run_hooks(struct build *b)
+{
+    for (size_t i = 0; i < b->r->nhooks; i++) {
+        const struct recipe_hook *h = &b->r->hooks[i];
+        progress(b, STAGE_CUSTOMIZING, 50 + (int)(50 * i / b->r->nhooks), "hook \"%s\"", h->name);
+        _cleanup_free_ char *inside = xasprintf("/tmp/debate-hook-%s", h->name);
+        _cleanup_free_ char *outside = xasprintf(WORK "/root%s", inside);
+        int rc = write_file_atomic(outside, h->script, strlen(h->script), 0755);
+        if (rc < 0)
+            return fail(b, "hook \"%s\": cannot write it: %s", h->name, strerror(-rc));
+        const char *argv[] = {"/usr/sbin/chroot", WORK "/root", inside, NULL};
+        struct proc_opts o = {.timeout_s = b->o->hook_timeout_s};
+        o.env = tool_env(b, true);
+        o.clean_env = true;
+        char err[256];
+        rc = proc_run(argv, &o, err, sizeof(err));
+        unlink(outside);
+        if (rc != 0) {
+            const char *tail = o.tail;
+            size_t tl = strlen(tail);
+            if (tl > 800)
+                tail += tl - 800;
+            if (o.timed_out)
+                return fail(b, "hook \"%s\" ran longer than %u seconds and was stopped; its last output:\n%s",
+                            h->name, b->o->hook_timeout_s, tail);
+            return fail(b, "hook \"%s\" failed with exit code %d; its last output:\n%s", h->name, rc, tail);
+        }
+    }
+    return 0;
+}
+
+static int customize(struct build *b)
+{
+    const struct recipe *r = b->r;
+    int rootfd = open(WORK "/root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return fail(b, "cannot open the root filesystem: %s", strerror(errno));
+    static const char *const dirs[] = {"/proc/", "/sys/", "/dev/", "/run/", "/tmp/", "/root/", "/mnt/", "/etc/init.d/"};
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        if (mkdirs_in_root(rootfd, dirs[i]) < 0) {
+            close(rootfd);
+            return fail(b, "cannot create \"%s\" in the image: %s", dirs[i], strerror(errno));
+        }
+    }
+    if (fchmodat(rootfd, "tmp", 01777, 0) < 0 || fchmodat(rootfd, "root", 0700, 0) < 0) {
+        close(rootfd);
+        return fail(b, "cannot set the modes of /tmp and /root in the image: %s", strerror(errno));
+    }
+    unlinkat(rootfd, "etc/resolv.conf", 0); /* the host's must not leak in; absent is fine */
+    /* mmdebstrap records the mirror it used: write the canonical one instead. */
+    _cleanup_free_ char *sources = xasprintf("deb %s %s main\n", b->lock.mirror, b->lock.release);
+    _cleanup_free_ char *hostname = xasprintf("%s\n", r->hostname);
+    _cleanup_free_ char *rcs = rcs_script(r);
+    static const char inittab[] = "::sysinit:/etc/init.d/rcS\n::askfirst:-/bin/sh\n::shutdown:/bin/umount -a -r\n";
+    int rc = write_in_root(b, rootfd, "/etc/apt/sources.list", sources, strlen(sources), 0644);
+    rc = rc ?: write_in_root(b, rootfd, "/etc/hostname", hostname, strlen(hostname), 0644);
+    rc = rc ?: write_in_root(b, rootfd, "/etc/inittab", inittab, strlen(inittab), 0644);
+    rc = rc ?: write_in_root(b, rootfd, "/etc/init.d/rcS", rcs, strlen(rcs), 0755);
+    for (size_t i = 0; rc == 0 && i < r->noverlays; i++)
+        rc = write_in_root(b, rootfd, r->overlays[i].path, r->overlays[i].content, r->overlays[i].content_len,
+                           r->overlays[i].mode);
+    close(rootfd);
+    if (rc < 0)
+        return -1;
+    progress(b, STAGE_CUSTOMIZING, 50, "%zu overlays written", r->noverlays);
+    if (sethostname(r->hostname, strlen(r->hostname)) < 0)
+        return fail(b, "cannot set the host name for the hooks: %s", strerror(errno));
+    rc = run_hooks(b);
+    if (sethostname("debate-build", 12) < 0 && rc == 0)
+        return fail(b, "cannot reset the build's host name: %s", strerror(errno));
+    return rc;
+}
+
+/* ---- stage: kernel and initramfs --------------------------------------------------------- */
+
+static int extract_deb(struct build *b, const struct lock_pkg *p, const char *dest, const char *const *members)
+{
+    _cleanup_free_ char *deb = xasprintf("%s/debs/%s.deb", b->o->cfg->cache_dir, p->sha256);
+    _cleanup_free_ char *tar = xasprintf(WORK "/%s.tar", p->name);
+    const char *argv[] = {"/usr/bin/dpkg-deb", "--fsys-tarfile", deb, NULL};
+    struct proc_opts o = {.stdout_path = tar};
+    if (tool(b, "dpkg-deb", argv, &o, false) < 0)
+        return -1;
+    int rc = mkdir_p(dest, 0755);
+    if (rc < 0)
+        return fail(b, "cannot create \"%s\": %s", dest, strerror(-rc));
+    const char *targv[64] = {"/bin/tar", "-x", "-f", tar, "-C", dest, "--wildcards", NULL};
+    size_t n = 7;
+    for (size_t i = 0; members[i] != NULL && n < ARRAY_SIZE(targv) - 1; i++)
+        targv[n++] = members[i];
+    targv[n] = NULL;
+    rc = run_tool(b, "tar", targv, false);
+    unlink(tar);
+    return rc;
+}
+
+/* The kernel's version directory under K/lib/modules. */
+static char *kernel_version(const char *kdir)
+{
+    _cleanup_free_ char *mods = xasprintf("%s/lib/modules", kdir);
+    DIR *d = opendir(mods);
+    char *kv = NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            kv = xstrdup(e->d_name);
+    if (d)
+        closedir(d);
+    return kv;
+}
+
+/* Appends the modules needed for name, in load order, to list (no duplicates). */
+static int module_closure(struct build *b, const char *kdir, const char *kv, const char *name, char **list)
+{
+    const char *argv[] = {"/sbin/modprobe", "-d", kdir, "-S", kv, "--show-depends", name, NULL};
+    _cleanup_free_ char *out_path = wpath("modprobe.out");
+    struct proc_opts o = {.stdout_path = out_path};
+    if (tool(b, "modprobe", argv, &o, false) < 0)
+        return -1;
+    _cleanup_free_ char *out = NULL;
+    size_t len;
+    if (read_file(out_path, 1 << 20, &out, &len) < 0)
+        return fail(b, "cannot read modprobe's output");
+    _cleanup_free_ char *prefix = xasprintf("insmod %s/lib/modules/%s/", kdir, kv);
+    for (char *line = out, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strncmp(line, "builtin ", 8) == 0)
+            continue;
+        if (strncmp(line, prefix, strlen(prefix)) != 0)
+            return fail(b, "unexpected modprobe output: \"%.200s\"", line);
+        char *rel = line + strlen(prefix);
+        rel[strcspn(rel, " ")] = '\0';
+        _cleanup_free_ char *needle = xasprintf("\n%s\n", rel);
+        _cleanup_free_ char *hay = xasprintf("\n%s", *list);
+        if (strstr(hay, needle) != NULL)
+            continue;
+        char *grown = xasprintf("%s%s\n", *list, rel);
+        free(*list);
+        *list = grown;
+    }
+    return 0;
+}
+
+static char *init_script(const char *label, const char *kv)
+{
+    return xasprintf(
+        "#!/bin/busybox sh\n"
+        "LABEL=%s\n"
+        "KV=%s\n"
+        "/bin/busybox mount -t proc proc /proc\n"
+        "/bin/busybox mount -t sysfs sysfs /sys\n"
+        "/bin/busybox mount -t devtmpfs devtmpfs /dev\n"
+        "exec </dev/console >/dev/console 2>&1\n"
+        "/bin/busybox --install -s /bin\n"
+        "export PATH=/bin\n"
+        "fail() { echo \"DEBATE-INITRAMFS-FAIL: $*\"; sleep 1; poweroff -f; }\n"
+        "while read -r m; do insmod \"/lib/modules/$KV/$m\" || echo \"insmod $m failed\"; done < /modules.list\n"
+        "dev=; i=0\n"
+        "while [ $i -lt 150 ]; do dev=$(findfs \"LABEL=$LABEL\" 2>/dev/null) && break; dev=; i=$((i+1)); sleep 0.1; done\n"
+        "[ -n \"$dev\" ] || fail \"no device with label $LABEL\"\n"
+        "mount -t iso9660 -o ro \"$dev\" /mnt/iso || fail \"mount $dev\"\n"
+        "mount -t squashfs -o ro,loop /mnt/iso/live/root.sfs /mnt/ro || fail \"mount squashfs\"\n"
+        "mount -t tmpfs -o mode=0755 tmpfs /mnt/rw && mkdir /mnt/rw/upper /mnt/rw/work\n"
+        "mount -t overlay -o lowerdir=/mnt/ro,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work overlay /newroot "
+        "|| fail \"mount overlay\"\n"
+        "mount --move /dev /newroot/dev\n"
+        "umount /proc /sys\n"
+        "exec switch_root /newroot /sbin/init\n",
+        label, kv);
+}
+
+static int copy_into(struct build *b, const char *from, const char *to, unsigned mode)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len;
+    int rc = read_file(from, 256u << 20, &data, &len);
+    if (rc < 0)
+        return fail(b, "cannot read \"%s\": %s", from, strerror(-rc));
+    _cleanup_free_ char *dir = xstrdup(to);
+    if ((rc = mkdir_p(dirname(dir), 0755)) < 0 || (rc = write_file_atomic(to, data, len, mode)) < 0)
+        return fail(b, "cannot write \"%s\": %s", to, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
+    return 0;
+}
+
+static long long clamp_epoch;
+static int clamp_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    struct timespec ts[2] = {{clamp_epoch, 0}, {clamp_epoch, 0}};
+    return utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -1 : 0;
+}
+
+/* Sets every mtime in the tree to the epoch (links themselves, not their targets). */
+static int clamp_tree(struct build *b, const char *dir)
+{
+    clamp_epoch = b->epoch;
+    if (nftw(dir, clamp_one, 32, FTW_PHYS) != 0)
+        return fail(b, "cannot set the times in \"%s\": %s", dir, strerror(errno));
+    return 0;
+}
+
+static int kernel(struct build *b)
+{
+    static const char *const members[] = {
+        "./boot/vmlinuz-*", "./lib/modules/*/modules.order", "./lib/modules/*/modules.builtin",
+        "./lib/modules/*/modules.builtin.modinfo", "./lib/modules/*/kernel/drivers/ata/*",
+        "./lib/modules/*/kernel/drivers/scsi/*", "./lib/modules/*/kernel/drivers/cdrom/*",
+        "./lib/modules/*/kernel/drivers/block/loop.ko", "./lib/modules/*/kernel/block/*",
+        "./lib/modules/*/kernel/lib/*", "./lib/modules/*/kernel/crypto/*", "./lib/modules/*/kernel/arch/x86/crypto/*",
+        "./lib/modules/*/kernel/fs/isofs/*", "./lib/modules/*/kernel/fs/squashfs/*",
+        "./lib/modules/*/kernel/fs/overlayfs/*", NULL};
+    static const char *const bb_members[] = {"./bin/busybox", NULL};
+    if (b->kernel_pkg == NULL)
+        return fail(b, "packages: the image needs a kernel: add linux-image-amd64");
+    if (extract_deb(b, b->kernel_pkg, WORK "/kernel", members) < 0)
+        return -1;
+    _cleanup_free_ char *kv = kernel_version(WORK "/kernel");
+    if (kv == NULL)
+        return fail(b, "the kernel package \"%s\" holds no modules", b->kernel_pkg->name);
+    const char *depmod[] = {"/sbin/depmod", "-b", WORK "/kernel", kv, NULL};
+    if (run_tool(b, "depmod", depmod, false) < 0)
+        return -1;
+    progress(b, STAGE_KERNEL, 40, "kernel %s", kv);
+    char *list = xstrdup("");
+    for (size_t i = 0; initramfs_modules[i]; i++) {
+        if (module_closure(b, WORK "/kernel", kv, initramfs_modules[i], &list) < 0) {
+            free(list);
+            return -1;
+        }
+    }
+    const char *I = WORK "/initrd";
+    const char *dirs[] = {"bin", "dev", "proc", "sys", "run", "newroot", "mnt/iso", "mnt/ro", "mnt/rw"};
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        _cleanup_free_ char *d = xasprintf("%s/%s", I, dirs[i]);
+        mkdir_p(d, 0755);
+    }
+    int rc = extract_deb(b, b->busybox_pkg, WORK "/busybox", bb_members);
+    rc = rc ?: copy_into(b, WORK "/busybox/bin/busybox", WORK "/initrd/bin/busybox", 0755);
+    for (char *m = list, *next; rc == 0 && m && *m; m = next) {
+        next = strchr(m, '\n');
+        *next++ = '\0';
+        _cleanup_free_ char *from = xasprintf(WORK "/kernel/lib/modules/%s/%s", kv, m);
+        _cleanup_free_ char *to = xasprintf("%s/lib/modules/%s/%s", I, kv, m);
+        rc = copy_into(b, from, to, 0644);
+        next[-1] = '\n';
+    }
+    _cleanup_free_ char *init = init_script(b->label, kv);
+    _cleanup_free_ char *list_path = xasprintf("%s/modules.list", I), *init_path = xasprintf("%s/init", I);
+    rc = rc ?: write_text(b, list_path, list, 0644);
+    rc = rc ?: write_text(b, init_path, init, 0755);
+    free(list);
+    if (rc < 0 || clamp_tree(b, I) < 0)
+        return -1;
+    char err[512];
+    if (cpio_write_tree(I, WORK "/initrd.cpio", b->epoch, err, sizeof(err)) < 0)
+        return fail(b, "initramfs: %s", err);
+    const char *zstd[] = {"/usr/bin/zstd", "-q", "-9", "-T1", "-f", "-o", WORK "/initrd.img", WORK "/initrd.cpio", NULL};
+    rc = run_tool(b, "zstd", zstd, false);
+    rc = rc ?: mkdir_p(WORK "/iso/live", 0755);
+    _cleanup_free_ char *vmlinuz = xasprintf(WORK "/kernel/boot/vmlinuz-%s", kv);
+    rc = rc ?: copy_into(b, vmlinuz, WORK "/iso/live/vmlinuz", 0644);
+    rc = rc ?: copy_into(b, WORK "/initrd.img", WORK "/iso/live/initrd.img", 0644);
+    return rc;
+}
+
+/* ---- stages: squashfs, bootloader, assembling ------------------------------------------- */
+
+static int squashfs(struct build *b)
+{
+    /* mksquashfs refuses SOURCE_DATE_EPOCH together with these flags: run it without. */
+    const char *argv[] = {"/usr/bin/mksquashfs", WORK "/root", WORK "/iso/live/root.sfs", "-comp",
+                          b->r->compression, "-reproducible", "-mkfs-time", b->epoch_str, "-all-time", b->epoch_str,
+                          "-noappend", "-no-progress", "-quiet", NULL};
+    return run_tool(b, "mksquashfs", argv, false);
+}
+
+static int bootloader(struct build *b)
+{
+    const char *cmdline_extra = b->r->cmdline;
+    _cleanup_free_ char *cmdline = xasprintf("panic=5%s%s", cmdline_extra[0] ? " " : "", cmdline_extra);
+    int rc = mkdir_p(WORK "/iso/isolinux", 0755);
+    rc = rc ?: mkdir_p(WORK "/iso/boot/grub", 0755);
+    if (rc < 0)
+        return fail(b, "cannot create the ISO's directories: %s", strerror(-rc));
+    if (b->r->boot_bios) {
+        _cleanup_free_ char *cfg = xasprintf("SERIAL 0 115200\nDEFAULT live\nPROMPT 0\nTIMEOUT 0\nLABEL live\n"
+                                             "  KERNEL /live/vmlinuz\n  APPEND initrd=/live/initrd.img %s\n",
+                                             cmdline);
+        rc = copy_into(b, "/usr/lib/ISOLINUX/isolinux.bin", WORK "/iso/isolinux/isolinux.bin", 0644);
+        rc = rc ?: copy_into(b, "/usr/lib/syslinux/modules/bios/ldlinux.c32", WORK "/iso/isolinux/ldlinux.c32", 0644);
+        rc = rc ?: write_text(b, WORK "/iso/isolinux/isolinux.cfg", cfg, 0644);
+        if (rc < 0)
+            return -1;
+    }
+    if (!b->r->boot_uefi)
+        return 0;
+    _cleanup_free_ char *embed = xasprintf("search --no-floppy --set=root --label %s\nlinux ($root)/live/vmlinuz %s\n"
+                                           "initrd ($root)/live/initrd.img\nboot\n",
+                                           b->label, cmdline);
+    if (write_text(b, WORK "/grub-embed.cfg", embed, 0644) < 0)
+        return -1;
+    const char *mkimage[] = {"/usr/bin/grub-mkimage", "-O", "x86_64-efi", "-d", "/usr/lib/grub/x86_64-efi", "-p",
+                             "/boot/grub", "-c", WORK "/grub-embed.cfg", "-o", WORK "/BOOTX64.EFI", "part_gpt",
+                             "part_msdos", "iso9660", "fat", "search", "search_label", "linux", "normal", "echo",
+                             "efi_gop", NULL};
+    if (run_tool(b, "grub-mkimage", mkimage, false) < 0)
+        return -1;
+    struct timespec ts[2] = {{b->epoch, 0}, {b->epoch, 0}};
+    struct stat st;
+    if (utimensat(AT_FDCWD, WORK "/BOOTX64.EFI", ts, 0) < 0 || stat(WORK "/BOOTX64.EFI", &st) < 0)
+        return fail(b, "cannot stamp the EFI image: %s", strerror(errno));
+    char kb[32];
+    snprintf(kb, sizeof(kb), "%lld", ((long long)st.st_size / 1024 + 256) / 64 * 64);
+    const char *mkfs[] = {"/sbin/mkfs.fat", "-C", "--invariant", "-i", "DEB47E00", "-n", "EFIBOOT",
+                          WORK "/iso/boot/grub/efi.img", kb, NULL};
+    const char *mmd[] = {"/usr/bin/mmd", "-i", WORK "/iso/boot/grub/efi.img", "::/EFI", "::/EFI/BOOT", NULL};
+    const char *mcopy[] = {"/usr/bin/mcopy", "-m", "-i", WORK "/iso/boot/grub/efi.img", WORK "/BOOTX64.EFI",
+                           "::/EFI/BOOT/BOOTX64.EFI", NULL};
+    if (run_tool(b, "mkfs.fat", mkfs, true) < 0)
+        return -1;
+    return run_tool(b, "mmd", mmd, true) ?: run_tool(b, "mcopy", mcopy, true);
+}
+
+static int assemble(struct build *b, const char *iso_out)
+{
+    if (clamp_tree(b, WORK "/iso") < 0)
+        return -1;
+    struct tm tm;
+    time_t t = (time_t)b->epoch;
+    gmtime_r(&t, &tm);
+    char date[32];
+    strftime(date, sizeof(date), "%Y%m%d%H%M%S00", &tm);
+    _cleanup_free_ char *moddate = xasprintf("--modification-date=%s", date);
+    const char *argv[40] = {"/usr/bin/xorriso", "-as", "mkisofs", "-o", iso_out, "-quiet", "-V", b->label,
+                            "-iso-level", "3", "-r", moddate, "--set_all_file_dates", date, "--gpt_disk_guid",
+                            "modification-date", NULL};
+    size_t n = 16;
+    if (b->r->boot_bios) {
+        const char *bios[] = {"-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin", "-b", "isolinux/isolinux.bin", "-c",
+                              "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"};
+        for (size_t i = 0; i < ARRAY_SIZE(bios); i++)
+            argv[n++] = bios[i];
+    }
+    if (b->r->boot_uefi) {
+        const char *efi[] = {"-eltorito-alt-boot", "-e", "boot/grub/efi.img", "-no-emul-boot",
+                             "-isohybrid-gpt-basdat"};
+        for (size_t i = 0; i < ARRAY_SIZE(efi); i++)
+            argv[n++] = efi[i];
+    }
+    argv[n++] = WORK "/iso";
+    argv[n] = NULL;
+    return run_tool(b, "xorriso", argv, true);
+}
+
+/* ---- the offline part, in its own process and namespaces -------------------------------- */
+
+static int offline_stages(struct build *b)
+{
+    static const struct {
+        enum engine_stage stage;
+        int (*fn)(struct build *);
+    } steps[] = {{STAGE_ROOTFS, make_mirror}, {STAGE_ROOTFS, rootfs},     {STAGE_CUSTOMIZING, customize},
+                 {STAGE_KERNEL, kernel},      {STAGE_SQUASHFS, squashfs}, {STAGE_BOOTLOADER, bootloader}};
+    if (isolate(b) < 0)
+        return -1;
+    for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+        progress(b, steps[i].stage, 0, "%s", stage_names[steps[i].stage]);
+        if (steps[i].fn(b) < 0)
+            return -1;
+    }
+    progress(b, STAGE_ASSEMBLING, 0, "assembling");
+    return assemble(b, WORK "/image.iso");
+}
+
+/* Runs the offline stages in a child; forwards its progress; returns its verdict. */
+static int run_offline(struct build *b)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return fail(b, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        return fail(b, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        b->progress_fd = fds[1];
+        char err[2048] = "";
+        b->err = err;
+        b->errlen = sizeof(err);
+        int rc = offline_stages(b);
+        if (rc < 0) {
+            char line[2100];
+            int n = snprintf(line, sizeof(line), "E %s\n", err);
+            ssize_t unused = write(fds[1], line, (size_t)n);
+            (void)unused;
+        }
+        _exit(rc < 0 ? 1 : 0);
+    }
+    close(fds[1]);
+    FILE *in = fdopen(fds[0], "re");
+    char line[2200];
+    _cleanup_free_ char *error = NULL;
+    while (in != NULL && fgets(line, sizeof(line), in) != NULL) {
+        if (b->o->interrupted && *b->o->interrupted)
+            break;
+        if (line[0] == 'P') {
+            int stage, pct, off = 0;
+            if (sscanf(line, "P %d %d %n", &stage, &pct, &off) >= 2 && b->o->progress != NULL) {
+                line[strcspn(line, "\n")] = '\0';
+                b->o->progress(b->o->progress_arg, (enum engine_stage)stage, pct, line + off);
+            }
+        } else if (line[0] == 'E') {
+            /* the error may span lines: take everything that follows */
+            size_t cap = strlen(line) + 1;
+            error = xstrdup(line + 2);
+            while (fgets(line, sizeof(line), in) != NULL) {
+                cap += strlen(line);
+                error = xrealloc(error, cap);
+                strncat(error, line, cap - strlen(error) - 1);
+            }
+        }
+    }
+    if (b->o->interrupted && *b->o->interrupted)
+        kill(-pid, SIGKILL);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (in != NULL)
+        fclose(in);
+    if (b->o->interrupted && *b->o->interrupted)
+        return fail(b, "interrupted: the build stopped and nothing was written to \"%s\"", b->o->output);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (error != NULL) {
+        error[strcspn(error, "\0")] = '\0';
+        size_t n = strlen(error);
+        while (n > 0 && error[n - 1] == '\n')
+            error[--n] = '\0';
+        return fail(b, "%s", error);
+    }
+    return fail(b, "the build process died (status %d)", status);
+}
+
+/* ---- the whole build -------------------------------------------------------------------- */
+
+static int find_packages(struct build *b)
+{
+    for (size_t i = 0; i < b->lock.npkgs; i++) {
+        const struct lock_pkg *p = &b->lock.pkgs[i];
+        if (strncmp(p->name, "linux-image-", 12) == 0 && isdigit((unsigned char)p->name[12]))
+            b->kernel_pkg = p;
+        if (strcmp(p->name, "busybox-static") == 0)
+            b->busybox_pkg = p;
+    }
+    if (b->busybox_pkg == NULL)
+        return fail(b, "packages: the busybox variant needs busybox-static");
+    return 0;
+}
+
+static int epoch_from_lock(struct build *b)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(b->lock.date, "%a, %d %b %Y %H:%M:%S UTC", &tm);
+    if (end == NULL)
+        return fail(b, "cannot read the release date \"%s\"", b->lock.date);
+    b->epoch = (long long)timegm(&tm);
+    snprintf(b->epoch_str, sizeof(b->epoch_str), "%lld", b->epoch);
+    return 0;
+}
+
+static void make_label(struct build *b)
+{
+    size_t n = 0;
+    const char *prefix = "DEBATE_";
+    for (const char *p = prefix; *p; p++)
+        b->label[n++] = *p;
+    for (const char *p = b->r->name; *p && n < 32; p++)
+        b->label[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    b->label[n] = '\0';
+}
+
+static char *tool_versions(struct build *b)
+{
+    const char *argv[32] = {"/usr/bin/dpkg-query", "-W", "-f=${Package} ${Version}\\n"};
+    size_t n = 3;
+    for (size_t i = 0; tool_packages[i]; i++)
+        argv[n++] = tool_packages[i];
+    argv[n] = NULL;
+    _cleanup_free_ char *path = xasprintf("%s/tools.txt", b->work);
+    struct proc_opts o = {.stdout_path = path};
+    char err[256];
+    proc_run(argv, &o, err, sizeof(err));
+    char *text = NULL;
+    size_t len;
+    if (read_file(path, 1 << 20, &text, &len) < 0)
+        text = xstrdup("");
+    return text;
+}
+
+static int write_manifest(struct build *b, const struct engine_result *res, const char *path)
+{
+    json_error_t je;
+    json_t *recipe = json_loads(b->r->canonical, 0, &je);
+    json_t *lock = json_loads(b->lock.json, 0, &je);
+    json_t *tools = json_object();
+    _cleanup_free_ char *versions = tool_versions(b);
+    for (char *line = versions, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *sp = strchr(line, ' ');
+        if (sp) {
+            *sp = '\0';
+            json_object_set_new(tools, line, json_string(sp + 1));
+        }
+    }
+    json_t *doc = json_pack("{s:i, s:o, s:s, s:o, s:s, s:o, s:I, s:s, s:s, s:I, s:s}", "format", 1, "recipe", recipe,
+                            "config_hash", b->r->config_hash, "lock", lock, "lock_hash", b->lock.hash, "tools", tools,
+                            "source_date_epoch", (json_int_t)b->epoch, "squashfs_sha256", res->squashfs_sha256,
+                            "iso_sha256", res->iso_sha256, "iso_size", (json_int_t)res->iso_size, "builder",
+                            "debate " DEBATE_VERSION);
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(doc);
+    _cleanup_free_ char *with_nl = xasprintf("%s\n", text);
+    free(text);
+    return write_text(b, path, with_nl, 0644);
+}
+
+static int file_sha256(struct build *b, const char *path, char out[65], long long *size)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len;
+    int rc = read_file(path, 4ull << 30, &data, &len);
+    if (rc < 0)
+        return fail(b, "cannot read \"%s\": %s", path, strerror(-rc));
+    sha256_hex(data, len, out);
+    if (size)
+        *size = (long long)len;
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    const char *argv[] = {"/bin/rm", "-rf", "--one-file-system", path, NULL};
+    struct proc_opts o = {0};
+    char err[128];
+    proc_run(argv, &o, err, sizeof(err));
+}
+
+static int finish(struct build *b, struct engine_result *res)
+{
+    _cleanup_free_ char *iso = xasprintf("%s/image.iso", b->work);
+    _cleanup_free_ char *sfs = xasprintf("%s/iso/live/root.sfs", b->work);
+    if (file_sha256(b, sfs, res->squashfs_sha256, NULL) < 0 || file_sha256(b, iso, res->iso_sha256, &res->iso_size) < 0)
+        return -1;
+    _cleanup_free_ char *manifest = xasprintf("%s.manifest.json", b->o->output);
+    _cleanup_free_ char *manifest_tmp = xasprintf("%s/manifest.json", b->work);
+    if (write_manifest(b, res, manifest_tmp) < 0)
+        return -1;
+    int fd = open(iso, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return fail(b, "cannot sync the ISO: %s", strerror(errno));
+    }
+    close(fd);
+    /* The ISO appears at its path whole or not at all. */
+    if (rename(iso, b->o->output) < 0)
+        return fail(b, "cannot move the ISO to \"%s\": %s", b->o->output, strerror(errno));
+    if (rename(manifest_tmp, manifest) < 0)
+        return fail(b, "cannot write \"%s\": %s", manifest, strerror(errno));
+    return 0;
+}
+
+int engine_build(const struct recipe *r, const struct engine_opts *o, struct engine_result *res, char *err,
+                 size_t errlen)
+{
+    struct build b = {.r = r, .o = o, .err = err, .errlen = errlen, .progress_fd = -1};
+    memset(res, 0, sizeof(*res));
+    if (strcmp(r->variant, "busybox") != 0)
+        return fail(&b, "variant: building \"%s\" images is not available yet; \"busybox\" is", r->variant);
+    make_label(&b);
+    _cleanup_free_ char *out_copy = xstrdup(o->output);
+    _cleanup_free_ char *host_mirror = resolve_default_mirror();
+    const char *mirror = o->mirror ? o->mirror : o->cfg->mirror[0] ? o->cfg->mirror : host_mirror;
+    int rc = -1;
+
+    progress(&b, STAGE_RESOLVING, 0, "resolving %zu packages against %s", r->npackages, mirror);
+    if (resolve_lock(r, mirror, o->cfg->archive_keyring, o->cfg->cache_dir, &b.lock, err, errlen) < 0)
+        return -1;
+    progress(&b, STAGE_FETCHING, 0, "%zu packages in the lock (%.12s)", b.lock.npkgs, b.lock.hash);
+    if (resolve_fetch(&b.lock, o->cfg->cache_dir, &res->fetched, err, errlen) < 0)
+        goto out;
+    progress(&b, STAGE_FETCHING, 100, "%d packages downloaded", res->fetched);
+    if (find_packages(&b) < 0 || epoch_from_lock(&b) < 0)
+        goto out;
+    res->source_date_epoch = b.epoch;
+
+    b.work = xasprintf("%s/.debate-build-%ld", dirname(out_copy), (long)getpid());
+    remove_tree(b.work);
+    if (mkdir(b.work, 0755) < 0) {
+        fail(&b, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
+        goto out;
+    }
+    if (run_offline(&b) < 0 || finish(&b, res) < 0)
+        goto out;
+    progress(&b, STAGE_DONE, 100, "%s sha256 %s", o->output, res->iso_sha256);
+    rc = 0;
+out:
+    if (b.work != NULL)
+        remove_tree(b.work);
+    free(b.work);
+    lock_release(&b.lock);
+    return rc;
+}

@@ -1,0 +1,70 @@
+/*
+ * The build engine: a recipe and its lock in, a bootable ISO and its
+ * manifest out, byte for byte the same for the same inputs.
+ *
+ * Stages, each reported through the progress callback: resolving,
+ * fetching (the only ones with network access), then, offline in private
+ * mount, UTS and network namespaces (loopback only) and a clean
+ * environment: rootfs, customizing, kernel, squashfs, bootloader,
+ * assembling. The ISO is built in a work directory beside the output and
+ * renamed into place only when complete: the output path never holds a
+ * partial ISO.
+ *
+ * SOURCE_DATE_EPOCH is the Date of the signed InRelease the lock pins, so
+ * it is a function of the inputs alone; every timestamp in the image is
+ * clamped to it.
+ *
+ * Errors: 0, or -1 with a message in err naming the cause (an unknown
+ * package, an unreachable mirror, a bad signature, a failing hook with its
+ * exit code and the tail of its output, a full disk, an interrupt).
+ */
+#ifndef DEBATE_BUILD_ENGINE_H
+#define DEBATE_BUILD_ENGINE_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "build/recipe.h"
+#include "build/resolve.h"
+#include "config.h"
+
+/* Stage names, in order. */
+enum engine_stage {
+    STAGE_RESOLVING,
+    STAGE_FETCHING,
+    STAGE_ROOTFS,
+    STAGE_CUSTOMIZING,
+    STAGE_KERNEL,
+    STAGE_SQUASHFS,
+    STAGE_BOOTLOADER,
+    STAGE_ASSEMBLING,
+    STAGE_DONE,
+};
+
+const char *engine_stage_name(enum engine_stage s);
+
+/* A progress event: stage, overall percent, a line of text. */
+typedef void (*engine_progress_cb)(void *arg, enum engine_stage stage, int percent, const char *message);
+
+struct engine_opts {
+    const struct config *cfg;
+    const char *output;              /* the ISO's path; the manifest goes to OUTPUT.manifest.json */
+    const char *mirror;              /* NULL: cfg->mirror or the host's */
+    unsigned hook_timeout_s;         /* per hook */
+    engine_progress_cb progress;
+    void *progress_arg;
+    volatile sig_atomic_t *interrupted; /* set by a signal handler: the build stops cleanly */
+};
+
+struct engine_result {
+    char iso_sha256[65];
+    char squashfs_sha256[65];
+    long long iso_size;
+    long long source_date_epoch;
+    int fetched; /* packages downloaded */
+};
+
+int engine_build(const struct recipe *r, const struct engine_opts *o, struct engine_result *res, char *err,
+                 size_t errlen);
+
+#endif
