@@ -32,7 +32,7 @@ static void usage(FILE *out)
           "  backup [--config FILE] [--now TIME] [--prune-only]\n"
           "                                    dump the database, then apply the retention rule\n"
           "  restore-test [--config FILE]      restore the newest dump into a scratch database and compare\n"
-          "  build RECIPE -o OUT.iso [--mirror URL] [--hook-timeout SECONDS]\n"
+          "  build RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS]\n"
           "                                    build the ISO (and OUT.iso.manifest.json); needs root\n"
           "  hash RECIPE                        print the canonical recipe and its config_hash\n"
           "  lock RECIPE [--mirror URL] [--fetch]\n"
@@ -239,8 +239,9 @@ static int cmd_build(int argc, char **argv)
                                          {"config", required_argument, NULL, 'c'},
                                          {"mirror", required_argument, NULL, 'm'},
                                          {"hook-timeout", required_argument, NULL, 't'},
+                                         {"lock", required_argument, NULL, 'l'},
                                          {NULL, 0, NULL, 0}};
-    const char *output = NULL, *file = NULL, *mirror = NULL;
+    const char *output = NULL, *file = NULL, *mirror = NULL, *lock = NULL;
     unsigned hook_timeout = 300;
     int c;
     while ((c = getopt_long(argc, argv, "o:c:m:", opts, NULL)) != -1) {
@@ -252,6 +253,8 @@ static int cmd_build(int argc, char **argv)
             mirror = optarg;
         else if (c == 't')
             hook_timeout = (unsigned)strtoul(optarg, NULL, 10);
+        else if (c == 'l')
+            lock = optarg;
         else
             return 2;
     }
@@ -283,7 +286,8 @@ static int cmd_build(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     struct progress_view view = {isatty(STDERR_FILENO) != 0, -1, STAGE_RESOLVING};
-    struct engine_opts o = {.cfg = &cfg, .output = output, .mirror = mirror, .hook_timeout_s = hook_timeout,
+    struct engine_opts o = {.cfg = &cfg, .output = output, .mirror = mirror, .lock_path = lock,
+                            .hook_timeout_s = hook_timeout,
                             .progress = show_progress, .progress_arg = &view, .interrupted = &build_interrupted};
     struct engine_result res;
     int rc = engine_build(&r, &o, &res, msg, sizeof(msg));

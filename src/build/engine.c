@@ -923,9 +923,20 @@ int engine_build(const struct recipe *r, const struct engine_opts *o, struct eng
     const char *mirror = o->mirror ? o->mirror : o->cfg->mirror[0] ? o->cfg->mirror : host_mirror;
     int rc = -1;
 
-    progress(&b, STAGE_RESOLVING, 0, "resolving %zu packages against %s", r->npackages, mirror);
-    if (resolve_lock(r, mirror, o->cfg->archive_keyring, o->cfg->cache_dir, &b.lock, err, errlen) < 0)
-        return -1;
+    if (o->lock_path != NULL) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int frc = read_file(o->lock_path, 64u << 20, &text, &len);
+        if (frc < 0)
+            return fail(&b, "cannot read the lock \"%s\": %s", o->lock_path, strerror(-frc));
+        if (lock_parse(text, len, r, &b.lock, err, errlen) < 0)
+            return -1;
+        progress(&b, STAGE_RESOLVING, 100, "using the lock \"%s\"", o->lock_path);
+    } else {
+        progress(&b, STAGE_RESOLVING, 0, "resolving %zu packages against %s", r->npackages, mirror);
+        if (resolve_lock(r, mirror, o->cfg->archive_keyring, o->cfg->cache_dir, &b.lock, err, errlen) < 0)
+            return -1;
+    }
     progress(&b, STAGE_FETCHING, 0, "%zu packages in the lock (%.12s)", b.lock.npkgs, b.lock.hash);
     if (resolve_fetch(&b.lock, o->cfg->cache_dir, &res->fetched, err, errlen) < 0)
         goto out;

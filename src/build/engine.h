@@ -50,6 +50,7 @@ struct engine_opts {
     const struct config *cfg;
     const char *output;              /* the ISO's path; the manifest goes to OUTPUT.manifest.json */
     const char *mirror;              /* NULL: cfg->mirror or the host's */
+    const char *lock_path;           /* a lock to build exactly (no resolution, offline when cached); or NULL */
     unsigned hook_timeout_s;         /* per hook */
     engine_progress_cb progress;
     void *progress_arg;

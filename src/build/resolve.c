@@ -595,6 +595,95 @@ done:
     return rc;
 }
 
+static const char *get_str(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static bool is_hex64(const char *s)
+{
+    if (s == NULL || strlen(s) != 64)
+        return false;
+    for (int i = 0; i < 64; i++)
+        if (!strchr("0123456789abcdef", s[i]))
+            return false;
+    return true;
+}
+
+static int parse_lock_pkg(json_t *v, size_t i, struct lock_pkg *p, char *err, size_t errlen)
+{
+    const char *name = get_str(v, "name"), *version = get_str(v, "version"), *arch = get_str(v, "architecture");
+    const char *sha = get_str(v, "sha256"), *file = get_str(v, "filename");
+    json_t *size = json_object_get(v, "size");
+    if (name == NULL || version == NULL || arch == NULL || file == NULL || !is_hex64(sha) || !json_is_integer(size) ||
+        strstr(file, "..") != NULL || file[0] == '/') {
+        snprintf(err, errlen, "lock: packages[%zu] is malformed", i);
+        return -1;
+    }
+    p->name = xstrdup(name);
+    p->version = xstrdup(version);
+    p->arch = xstrdup(arch);
+    p->filename = xstrdup(file);
+    p->size = (long long)json_integer_value(size);
+    memcpy(p->sha256, sha, 65);
+    return 0;
+}
+
+int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    json_error_t je;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (doc == NULL) {
+        snprintf(err, errlen, "lock: line %d: %s", je.line, je.text);
+        return -1;
+    }
+    int rc = -1;
+    const char *mirror = get_str(doc, "mirror"), *release = get_str(doc, "release"), *arch = get_str(doc, "architecture");
+    const char *inrel = get_str(doc, "inrelease_sha256"), *date = get_str(doc, "date");
+    json_t *pkgs = json_object_get(doc, "packages");
+    if (mirror == NULL || release == NULL || arch == NULL || !is_hex64(inrel) || date == NULL ||
+        !json_is_array(pkgs)) {
+        snprintf(err, errlen, "lock: not a lock printed by debate lock");
+        goto out;
+    }
+    if (strcmp(release, r->release) != 0 || strcmp(arch, r->architecture) != 0) {
+        snprintf(err, errlen, "lock: it is for %s %s, the recipe for %s %s", release, arch, r->release,
+                 r->architecture);
+        goto out;
+    }
+    out->mirror = xstrdup(mirror);
+    out->release = xstrdup(release);
+    out->arch = xstrdup(arch);
+    out->date = xstrdup(date);
+    memcpy(out->inrelease_sha256, inrel, 65);
+    out->pkgs = xcalloc(json_array_size(pkgs) + 1, sizeof(*out->pkgs));
+    size_t i;
+    json_t *v;
+    json_array_foreach(pkgs, i, v)
+    {
+        if (parse_lock_pkg(v, i, &out->pkgs[i], err, errlen) < 0)
+            goto out;
+        out->npkgs++;
+    }
+    qsort(out->pkgs, out->npkgs, sizeof(*out->pkgs), cmp_pkg);
+    for (size_t k = 0; k < r->npackages; k++) {
+        struct lock_pkg key = {.name = r->packages[k]};
+        if (bsearch(&key, out->pkgs, out->npkgs, sizeof(*out->pkgs), cmp_pkg) == NULL) {
+            snprintf(err, errlen, "lock: it does not pin the recipe's package \"%s\"", r->packages[k]);
+            goto out;
+        }
+    }
+    lock_to_json(out);
+    rc = 0;
+out:
+    json_decref(doc);
+    if (rc < 0)
+        lock_release(out);
+    return rc;
+}
+
 void lock_release(struct lock *l)
 {
     for (size_t i = 0; i < l->npkgs; i++)

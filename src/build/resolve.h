@@ -56,6 +56,13 @@ int resolve_lock(const struct recipe *r, const char *mirror, const char *keyring
 /* Makes sure every package of the lock is in the cache; *fetched counts downloads. */
 int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen);
 
+/*
+ * Reads a lock printed by debate lock (for an offline or exact rebuild):
+ * checks its shape and that it is for r's release and architecture, and
+ * recomputes its canonical form and hash. 0, or -1 with a message.
+ */
+int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen);
+
 void lock_release(struct lock *l);
 
 #endif

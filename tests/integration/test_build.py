@@ -1,0 +1,259 @@
+"""debate build: the tiny example built for real, offline, twice under a
+hostile environment (same bytes), booted under QEMU with BIOS and UEFI, and
+every way a build can fail leaving no ISO behind.
+
+The package cache is shared by the module, so only the first build
+downloads anything.
+"""
+import calendar
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBATE = os.environ.get("DEBATE_BIN", str(ROOT / "build" / "debate"))
+TINY = ROOT / "examples" / "tiny.json"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="debate build runs as root")
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+    d = Path(tempfile.mkdtemp(prefix="debate-build-data-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def out_dir():
+    d = Path(tempfile.mkdtemp(prefix="debate-build-out-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def build(data_dir, recipe, output, *args, env=None, wrap=(), timeout=600):
+    e = dict(os.environ, DEBATE_DATA_DIR=str(data_dir))
+    e.update(env or {})
+    return subprocess.run(list(wrap) + [DEBATE, "build", str(recipe), "-o", str(output), *args],
+                          capture_output=True, text=True, env=e, timeout=timeout)
+
+
+def assert_no_iso(output):
+    assert not Path(output).exists(), f"{output} exists after a failed build"
+    assert not Path(f"{output}.manifest.json").exists()
+    leftovers = list(Path(output).parent.glob(".debate-build-*"))
+    assert not leftovers, f"work directories left behind: {leftovers}"
+
+
+def write_recipe(tmp, **overrides):
+    doc = json.loads(TINY.read_text())
+    doc.update(overrides)
+    path = Path(tmp) / "recipe.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_iso(data_dir):
+    """The reference build of examples/tiny.json (fills the cache)."""
+    d = Path(tempfile.mkdtemp(prefix="debate-build-ref-"))
+    out = d / "tiny.iso"
+    r = build(data_dir, TINY, out)
+    assert r.returncode == 0, r.stderr
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_tiny_is_byte_identical_under_a_hostile_environment(data_dir, tiny_iso, out_dir):
+    # Another directory (below a 0700 one), the clock 3 days ahead, another
+    # time zone, locale, umask and host name: the same bytes.
+    deep = out_dir / "private" / "elsewhere"
+    deep.mkdir(parents=True)
+    (out_dir / "private").chmod(0o700)
+    out = deep / "tiny.iso"
+    script = ('hostname evil-build-host && umask 077 && '
+              f'exec faketime -f +3d "{DEBATE}" build "{TINY}" -o "{out}"')
+    r = subprocess.run(["unshare", "--uts", "--", "/bin/sh", "-c", script], capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, DEBATE_DATA_DIR=str(data_dir), TZ="Asia/Tokyo",
+                                             LC_ALL="C", NO_FAKE_STAT="1",
+                                             # faketime preloads its library ahead of ASan's runtime
+                                             ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "")
+                                             + ":verify_asan_link_order=0"))
+    assert r.returncode == 0, r.stderr
+    assert sha256(out) == sha256(tiny_iso)
+
+
+def test_manifest_describes_the_build(data_dir, tiny_iso):
+    m = json.loads(Path(f"{tiny_iso}.manifest.json").read_text())
+    canonical, config_hash = subprocess.run([DEBATE, "hash", str(TINY)], capture_output=True, text=True,
+                                            check=True).stdout.split("\n")[:2]
+    assert m["config_hash"] == config_hash
+    assert m["recipe"] == json.loads(canonical)
+    assert m["iso_sha256"] == sha256(tiny_iso)
+    assert m["iso_size"] == tiny_iso.stat().st_size
+    lock_canonical = json.dumps(m["lock"], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert hashlib.sha256(lock_canonical.encode()).hexdigest() == m["lock_hash"]
+    names = {p["name"] for p in m["lock"]["packages"]}
+    assert {"busybox-static", "linux-image-amd64"} <= names
+    # SOURCE_DATE_EPOCH is the Date of the signed release file the lock pins.
+    date = m["lock"]["date"]
+    assert m["source_date_epoch"] == calendar.timegm(time.strptime(date, "%a, %d %b %Y %H:%M:%S UTC"))
+    for tool in ("xorriso", "squashfs-tools", "mmdebstrap", "mtools", "dosfstools", "grub-efi-amd64-bin"):
+        assert tool in m["tools"], tool
+    assert len(m["squashfs_sha256"]) == 64
+
+
+def boot(iso, firmware, timeout=240):
+    """Boots the ISO under QEMU (software emulation); returns the serial output
+    once the image has printed its marker and its motd, or fails."""
+    tmp = Path(tempfile.mkdtemp(prefix="debate-boot-"))
+    fw = []
+    if firmware == "uefi":
+        shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", tmp / "vars.fd")
+        fw = ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+              "-drive", f"if=pflash,format=raw,unit=1,file={tmp / 'vars.fd'}"]
+    cmd = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-m", "512", "-smp", "1", *fw,
+           "-drive", f"file={iso},media=cdrom,if=ide,readonly=on,format=raw", "-boot", "d",
+           "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-net", "none"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = b""
+    deadline = time.monotonic() + timeout
+    os.set_blocking(p.stdout.fileno(), False)
+    try:
+        while time.monotonic() < deadline and p.poll() is None:
+            chunk = p.stdout.read()
+            if chunk:
+                out += chunk
+                if b"DEBATE-BOOTED tiny" in out and b"debate tiny image" in out:
+                    return out.decode(errors="replace")
+            time.sleep(0.2)
+        pytest.fail(f"{firmware}: no boot marker within {timeout} s; console:\n"
+                    + out.decode(errors="replace")[-3000:])
+    finally:
+        p.kill()
+        p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_tiny_boots(tiny_iso, firmware):
+    console = boot(tiny_iso, firmware)
+    # The hook ran inside the image, the overlay is there, the host name is the recipe's.
+    assert "marker: DEBATE-TINY-BOOTED" in console
+    assert "debate tiny image" in console
+
+
+def test_offline_build_from_a_lock_downloads_nothing(data_dir, tiny_iso, out_dir):
+    lock = out_dir / "tiny.lock"
+    r = subprocess.run([DEBATE, "lock", "--fetch", str(TINY)], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, DEBATE_DATA_DIR=str(data_dir)))
+    assert r.returncode == 0, r.stderr
+    assert "0 packages downloaded" in r.stderr
+    lock.write_text(r.stdout)
+    out = out_dir / "tiny.iso"
+    # No network at all: a namespace with only a loopback interface, down.
+    r = build(data_dir, TINY, out, "--lock", str(lock), wrap=("unshare", "--net"))
+    assert r.returncode == 0, r.stderr
+    assert "0 packages downloaded" in r.stdout + r.stderr
+    assert sha256(out) == sha256(tiny_iso)
+
+
+def test_unknown_package_is_named(data_dir, out_dir):
+    recipe = write_recipe(out_dir, packages=["busybox-static", "linux-image-amd64", "no-such-package-zz"])
+    out = out_dir / "x.iso"
+    r = build(data_dir, recipe, out)
+    assert r.returncode == 1
+    assert 'unknown package "no-such-package-zz"' in r.stderr
+    assert_no_iso(out)
+
+
+def test_unreachable_mirror(data_dir, out_dir):
+    out = out_dir / "x.iso"
+    r = build(data_dir, TINY, out, "--mirror", "http://127.0.0.1:9/debian")
+    assert r.returncode == 1
+    assert "the mirror is unreachable" in r.stderr
+    assert_no_iso(out)
+
+
+def test_bad_signature(data_dir, out_dir):
+    out = out_dir / "x.iso"
+    # A keyring without the keys that sign the release.
+    r = build(data_dir, TINY, out,
+              env={"DEBATE_ARCHIVE_KEYRING": "/usr/share/keyrings/debian-archive-bullseye-stable.gpg"})
+    assert r.returncode == 1
+    assert "signature" in r.stderr and "not valid" in r.stderr
+    assert_no_iso(out)
+
+
+def test_failing_hook_is_reported_with_its_output(data_dir, out_dir):
+    hooks = [{"name": "10-ok", "script": "#!/bin/sh\ntrue\n"},
+             {"name": "20-breaks", "script": "#!/bin/sh\necho boom from the hook\nexit 3\n"}]
+    recipe = write_recipe(out_dir, hooks=hooks)
+    out = out_dir / "x.iso"
+    r = build(data_dir, recipe, out)
+    assert r.returncode == 1
+    assert 'hook "20-breaks" failed with exit code 3' in r.stderr
+    assert "boom from the hook" in r.stderr
+    assert_no_iso(out)
+
+
+def test_hook_time_limit(data_dir, out_dir):
+    recipe = write_recipe(out_dir, hooks=[{"name": "slow", "script": "#!/bin/sh\nsleep 60\n"}])
+    out = out_dir / "x.iso"
+    t0 = time.monotonic()
+    r = build(data_dir, recipe, out, "--hook-timeout", "2")
+    assert r.returncode == 1
+    assert 'hook "slow" ran longer than 2 seconds' in r.stderr
+    assert time.monotonic() - t0 < 50
+    assert_no_iso(out)
+
+
+def test_interrupt_leaves_nothing_behind(data_dir, out_dir):
+    out = out_dir / "x.iso"
+    p = subprocess.Popen([DEBATE, "build", str(TINY), "-o", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, DEBATE_DATA_DIR=str(data_dir)))
+    seen = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        seen += line
+        if " kernel " in line or not line:
+            break
+    assert " kernel " in seen, seen
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    assert "interrupted" in err
+    assert_no_iso(out)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert ".debate-build-" not in mounts
+
+
+def test_full_disk_is_reported(data_dir, out_dir):
+    small = out_dir / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "debate-test-full", str(small)], check=True)
+    try:
+        out = small / "x.iso"
+        r = build(data_dir, TINY, out)
+        assert r.returncode == 1
+        assert "disk is full" in r.stderr or "No space left" in r.stderr, r.stderr
+        assert_no_iso(out)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
