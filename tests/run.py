@@ -105,6 +105,8 @@ def run_integration(variant, build):
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "junit.xml")
         env = dict(os.environ, DEBATE_BIN=binary, **SAN_ENV)
+        if variant == "release":
+            env["DEBATE_TEST_HEAVY"] = "1"  # the live image: built and booted once
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", xml,
                os.path.join(ROOT, "tests", "integration")]
         print(f"integration {variant}: {' '.join(cmd[2:])}", flush=True)

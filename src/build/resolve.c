@@ -195,7 +195,10 @@ static int apt_update(struct apt *a, const char *mirror, char *err, size_t errle
     return -1;
 }
 
-/* Names of the Essential packages, from the index apt just fetched. */
+/*
+ * Names of the packages a minbase root starts from: Essential or of
+ * Priority required, from the index apt just fetched.
+ */
 static char **essential_packages(struct apt *a, size_t *n, char *err, size_t errlen)
 {
     const char *args[] = {"/usr/bin/apt-cache", "dumpavail", NULL};
@@ -212,9 +215,10 @@ static char **essential_packages(struct apt *a, size_t *n, char *err, size_t err
             *next++ = '\0';
         if (strncmp(line, "Package: ", 9) == 0)
             pkg = line + 9;
-        else if (strcmp(line, "Essential: yes") == 0 && pkg != NULL) {
+        else if ((strcmp(line, "Essential: yes") == 0 || strcmp(line, "Priority: required") == 0) && pkg != NULL) {
             names = xrealloc(names, (*n + 1) * sizeof(*names));
             names[(*n)++] = xstrdup(pkg);
+            pkg = NULL; /* once per stanza */
         }
     }
     return names;

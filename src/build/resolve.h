@@ -8,8 +8,9 @@
  * `apt-get install --print-uris` against an empty package database gives
  * the whole dependency closure with each package's size and SHA-256 from
  * the signed index. For the "live" variant the closure starts from the
- * Essential packages and apt (what mmdebstrap's minbase installs) plus the
- * recipe's packages; for "busybox" from the recipe's packages alone.
+ * Essential and Priority: required packages and apt (what a minbase root
+ * holds) plus the recipe's packages; for "busybox" from the recipe's
+ * packages alone.
  *
  * The lock records the mirror, the release, the InRelease's SHA-256 and
  * Date, and every package (name, version, architecture, size, SHA-256, pool
