@@ -118,6 +118,25 @@ out:
     return rc;
 }
 
+/* The configuration and a recipe, for the commands that take one; messages name cmd. */
+static int load_config_and_recipe(const char *cmd, const char *file, const char *path, struct config *cfg,
+                                  struct recipe *r)
+{
+    if (load_config(cfg, file) < 0) {
+        config_release(cfg);
+        return -1;
+    }
+    struct recipe_error e;
+    if (recipe_load(path, r, &e) < 0) {
+        char msg[512];
+        recipe_error_format(&e, msg, sizeof(msg));
+        fprintf(stderr, "debate %s: %s: %s\n", cmd, path, msg);
+        config_release(cfg);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_hash(int argc, char **argv)
 {
     if (argc != 2) {
@@ -156,24 +175,15 @@ static int cmd_lock(int argc, char **argv)
             return 2;
     }
     if (optind + 1 != argc) {
-        fprintf(stderr, "usage: debate lock RECIPE [--mirror URL]\n");
+        fprintf(stderr, "usage: debate lock RECIPE [--mirror URL] [--fetch]\n");
         return 2;
     }
     struct config cfg;
-    if (load_config(&cfg, file) < 0) {
-        config_release(&cfg);
-        return 1;
-    }
     struct recipe r;
-    struct recipe_error e;
     char msg[2048];
     int rc = 1;
-    if (recipe_load(argv[optind], &r, &e) < 0) {
-        recipe_error_format(&e, msg, sizeof(msg));
-        fprintf(stderr, "debate lock: %s: %s\n", argv[optind], msg);
-        config_release(&cfg);
+    if (load_config_and_recipe("lock", file, argv[optind], &cfg, &r) < 0)
         return 1;
-    }
     _cleanup_free_ char *default_mirror = resolve_default_mirror();
     if (mirror == NULL)
         mirror = cfg.mirror[0] ? cfg.mirror : default_mirror;
@@ -259,7 +269,7 @@ static int cmd_build(int argc, char **argv)
             return 2;
     }
     if (optind + 1 != argc || output == NULL || hook_timeout == 0) {
-        fprintf(stderr, "usage: debate build RECIPE -o OUT.iso [--mirror URL] [--hook-timeout SECONDS]\n");
+        fprintf(stderr, "usage: debate build RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS]\n");
         return 2;
     }
     if (geteuid() != 0) {
@@ -267,19 +277,10 @@ static int cmd_build(int argc, char **argv)
         return 1;
     }
     struct config cfg;
-    if (load_config(&cfg, file) < 0) {
-        config_release(&cfg);
-        return 1;
-    }
     struct recipe r;
-    struct recipe_error e;
     char msg[4096];
-    if (recipe_load(argv[optind], &r, &e) < 0) {
-        recipe_error_format(&e, msg, sizeof(msg));
-        fprintf(stderr, "debate build: %s: %s\n", argv[optind], msg);
-        config_release(&cfg);
+    if (load_config_and_recipe("build", file, argv[optind], &cfg, &r) < 0)
         return 1;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_build_signal; /* no SA_RESTART: waits end, the build stops */
