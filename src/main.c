@@ -261,8 +261,11 @@ static int cmd_build(int argc, char **argv)
             file = optarg;
         else if (c == 'm')
             mirror = optarg;
-        else if (c == 't')
-            hook_timeout = (unsigned)strtoul(optarg, NULL, 10);
+        else if (c == 't') {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            hook_timeout = *end == '\0' && v <= 86400 ? (unsigned)v : 0;
+        }
         else if (c == 'l')
             lock = optarg;
         else

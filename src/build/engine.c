@@ -41,9 +41,10 @@ static const char *const initramfs_modules[] = {"ata_piix", "ahci",     "sr_mod"
                                                 "loop",     "squashfs", "overlay", NULL};
 
 /* Host tools whose versions can change the bytes: recorded in the manifest. */
-static const char *const tool_packages[] = {"mmdebstrap", "apt",    "dpkg",        "xorriso", "squashfs-tools",
-                                            "mtools",     "dosfstools", "grub-efi-amd64-bin", "grub-common",
-                                            "isolinux",   "syslinux-common", "zstd", "kmod",  "tar", NULL};
+static const char *const tool_packages[] = {
+    "mmdebstrap", "apt", "dpkg", "xorriso", "libisofs6", "libburn4", "libisoburn1", "squashfs-tools", "liblzma5",
+    "libzstd1", "zstd", "mtools", "dosfstools", "grub-efi-amd64-bin", "grub-common", "isolinux", "syslinux-common",
+    "kmod", "tar", NULL};
 
 const char *engine_stage_name(enum engine_stage s)
 {
@@ -186,6 +187,9 @@ static int isolate(struct build *b)
         mount("debate-build", "/mnt", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0 ||
         mkdir(WORK, 0755) < 0 || mount(b->work, WORK, NULL, MS_BIND, NULL) < 0 || chmod(WORK, 0755) < 0)
         return fail(b, "cannot set up the build's mounts: %s", strerror(errno));
+    /* The build's own /proc: its processes only. */
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return fail(b, "cannot mount the build's /proc: %s", strerror(errno));
     if (sethostname("debate-build", 12) < 0)
         return fail(b, "cannot set the build's host name: %s", strerror(errno));
     umask(022);
@@ -294,6 +298,17 @@ static int open_in_root(int rootfd, const char *path, int flags, mode_t mode)
     return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
 }
 
+/* chmod of a directory inside root, never through a link out of it. */
+static int chmod_in_root(int rootfd, const char *path, mode_t mode)
+{
+    int fd = open_in_root(rootfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    if (fd < 0)
+        return -1;
+    int rc = fchmod(fd, mode);
+    close(fd);
+    return rc;
+}
+
 static int mkdirs_in_root(int rootfd, const char *path)
 {
     _cleanup_free_ char *p = xstrdup(path);
@@ -348,23 +363,27 @@ static char *rcs_script(const struct recipe *r)
                      r->name);
 }
 
-static int run_hooks(struct build *b)
+static int run_hooks(struct build *b, int rootfd)
 {
     for (size_t i = 0; i < b->r->nhooks; i++) {
         const struct recipe_hook *h = &b->r->hooks[i];
         progress(b, STAGE_CUSTOMIZING, 50 + (int)(50 * i / b->r->nhooks), "hook \"%s\"", h->name);
         _cleanup_free_ char *inside = xasprintf("/tmp/debate-hook-%s", h->name);
-        _cleanup_free_ char *outside = xasprintf(WORK "/root%s", inside);
-        int rc = write_file_atomic(outside, h->script, strlen(h->script), 0755);
-        if (rc < 0)
-            return fail(b, "hook \"%s\": cannot write it: %s", h->name, strerror(-rc));
+        /* Through the image's root, like the overlays: an earlier hook may have planted links. */
+        if (write_in_root(b, rootfd, inside, h->script, strlen(h->script), 0755) < 0)
+            return -1;
+        int rc;
         const char *argv[] = {"/usr/sbin/chroot", WORK "/root", inside, NULL};
         struct proc_opts o = {.timeout_s = b->o->hook_timeout_s};
         o.env = tool_env(b, true);
         o.clean_env = true;
         char err[256];
         rc = proc_run(argv, &o, err, sizeof(err));
-        unlink(outside);
+        int dirfd = open_in_root(rootfd, "/tmp", O_RDONLY | O_DIRECTORY, 0);
+        if (dirfd >= 0) {
+            unlinkat(dirfd, inside + strlen("/tmp/"), 0);
+            close(dirfd);
+        }
         if (rc != 0) {
             const char *tail = o.tail;
             size_t tl = strlen(tail);
@@ -392,7 +411,7 @@ static int customize(struct build *b)
             return fail(b, "cannot create \"%s\" in the image: %s", dirs[i], strerror(errno));
         }
     }
-    if (fchmodat(rootfd, "tmp", 01777, 0) < 0 || fchmodat(rootfd, "root", 0700, 0) < 0) {
+    if (chmod_in_root(rootfd, "/tmp", 01777) < 0 || chmod_in_root(rootfd, "/root", 0700) < 0) {
         close(rootfd);
         return fail(b, "cannot set the modes of /tmp and /root in the image: %s", strerror(errno));
     }
@@ -414,13 +433,12 @@ static int customize(struct build *b)
     for (size_t i = 0; rc == 0 && i < r->noverlays; i++)
         rc = write_in_root(b, rootfd, r->overlays[i].path, r->overlays[i].content, r->overlays[i].content_len,
                            r->overlays[i].mode);
+    if (rc == 0)
+        progress(b, STAGE_CUSTOMIZING, 50, "%zu overlays written", r->noverlays);
+    if (rc == 0 && sethostname(r->hostname, strlen(r->hostname)) < 0)
+        rc = fail(b, "cannot set the host name for the hooks: %s", strerror(errno));
+    rc = rc ?: run_hooks(b, rootfd);
     close(rootfd);
-    if (rc < 0)
-        return -1;
-    progress(b, STAGE_CUSTOMIZING, 50, "%zu overlays written", r->noverlays);
-    if (sethostname(r->hostname, strlen(r->hostname)) < 0)
-        return fail(b, "cannot set the host name for the hooks: %s", strerror(errno));
-    rc = run_hooks(b);
     if (sethostname("debate-build", 12) < 0 && rc == 0)
         return fail(b, "cannot reset the build's host name: %s", strerror(errno));
     return rc;
@@ -784,6 +802,25 @@ static int offline_stages(struct build *b)
     return assemble(b, WORK "/image.iso");
 }
 
+/* PID 1 of the build's PID namespace: runs the stages, reports on fd. */
+static void offline_child(struct build *b, int fd) __attribute__((noreturn));
+static void offline_child(struct build *b, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    b->progress_fd = fd;
+    char err[2048] = "";
+    b->err = err;
+    b->errlen = sizeof(err);
+    int rc = offline_stages(b);
+    if (rc < 0) {
+        char line[2100];
+        int n = snprintf(line, sizeof(line), "E %s\n", err);
+        ssize_t unused = write(fd, line, (size_t)n);
+        (void)unused;
+    }
+    _exit(rc < 0 ? 1 : 0);
+}
+
 /* Runs the offline stages in a child; forwards its progress; returns its verdict. */
 static int run_offline(struct build *b)
 {
@@ -797,18 +834,26 @@ static int run_offline(struct build *b)
         close(fds[0]);
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        b->progress_fd = fds[1];
-        char err[2048] = "";
-        b->err = err;
-        b->errlen = sizeof(err);
-        int rc = offline_stages(b);
-        if (rc < 0) {
-            char line[2100];
-            int n = snprintf(line, sizeof(line), "E %s\n", err);
+        /*
+         * A PID namespace of its own: when its first process dies (finished,
+         * failed or killed on interrupt), the kernel kills every process
+         * left in it, tools and hooks included.
+         */
+        if (unshare(CLONE_NEWPID) < 0) {
+            char line[256];
+            int n = snprintf(line, sizeof(line), "E cannot create the build's PID namespace: %s\n", strerror(errno));
             ssize_t unused = write(fds[1], line, (size_t)n);
             (void)unused;
+            _exit(1);
         }
-        _exit(rc < 0 ? 1 : 0);
+        pid_t inner = fork();
+        if (inner == 0)
+            offline_child(b, fds[1]);
+        close(fds[1]);
+        int st = 1;
+        while (inner > 0 && waitpid(inner, &st, 0) < 0 && errno == EINTR)
+            ;
+        _exit(inner > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : 1);
     }
     close(fds[1]);
     FILE *in = fdopen(fds[0], "re");
@@ -943,14 +988,9 @@ static int write_manifest(struct build *b, const struct engine_result *res, cons
 
 static int file_sha256(struct build *b, const char *path, char out[65], long long *size)
 {
-    _cleanup_free_ char *data = NULL;
-    size_t len;
-    int rc = read_file(path, 4ull << 30, &data, &len);
+    int rc = sha256_file(path, out, size);
     if (rc < 0)
         return fail(b, "cannot read \"%s\": %s", path, strerror(-rc));
-    sha256_hex(data, len, out);
-    if (size)
-        *size = (long long)len;
     return 0;
 }
 
@@ -979,11 +1019,20 @@ static int finish(struct build *b, struct engine_result *res)
         return fail(b, "cannot sync the ISO: %s", strerror(errno));
     }
     close(fd);
-    /* The ISO appears at its path whole or not at all. */
+    /* The ISO appears at its path whole or not at all, and never without its manifest. */
     if (rename(iso, b->o->output) < 0)
         return fail(b, "cannot move the ISO to \"%s\": %s", b->o->output, strerror(errno));
-    if (rename(manifest_tmp, manifest) < 0)
-        return fail(b, "cannot write \"%s\": %s", manifest, strerror(errno));
+    if (rename(manifest_tmp, manifest) < 0) {
+        int saved = errno;
+        unlink(b->o->output);
+        return fail(b, "cannot write \"%s\": %s", manifest, strerror(saved));
+    }
+    _cleanup_free_ char *dir = xstrdup(b->o->output);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
     return 0;
 }
 

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -41,6 +43,46 @@ void sha256_hex(const void *data, size_t len, char out[65])
         out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
     }
     out[64] = '\0';
+}
+
+int sha256_file(const char *path, char out[65], long long *size)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        abort();
+    long long total = 0;
+    char buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        total += n;
+    }
+    unsigned char md[32];
+    unsigned mdlen = sizeof(md);
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    out[64] = '\0';
+    if (size != NULL)
+        *size = total;
+    return 0;
 }
 
 static bool in_set(const char *s, const char *const *set)

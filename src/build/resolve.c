@@ -486,11 +486,12 @@ static int download(const char *const *triples, size_t n, char *err, size_t errl
 }
 
 /*
- * Keeps the signed indexes for offline builds: CACHE/indexes/<InRelease
- * sha256>/ holds the InRelease apt verified and the exact Packages.xz it
- * names (by hash), which is what a local mirror needs.
+ * Stores the signed indexes for offline builds: CACHE/indexes/<InRelease
+ * sha256>/ holds the InRelease (text) and the exact Packages.xz it names,
+ * fetched by hash: what a local mirror needs.
  */
-static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err, size_t errlen)
+static int store_indexes(const struct lock *l, const char *cache_dir, const char *inrelease, size_t len, char *err,
+                         size_t errlen)
 {
     _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, l->inrelease_sha256);
     _cleanup_free_ char *xz = xasprintf("%s/Packages.xz", dest);
@@ -501,21 +502,14 @@ static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock 
         snprintf(err, errlen, "cannot create \"%s\": %s", dest, strerror(-rc));
         return -1;
     }
-    _cleanup_free_ char *src = xasprintf("%s/state/lists/%s", a->dir, a->inrelease_name);
-    _cleanup_free_ char *text = NULL;
-    size_t len;
-    if (read_file(src, 16 << 20, &text, &len) < 0) {
-        snprintf(err, errlen, "cannot read \"%s\"", src);
-        return -1;
-    }
     _cleanup_free_ char *in_path = xasprintf("%s/InRelease", dest);
-    if ((rc = write_file_atomic(in_path, text, len, 0644)) < 0) {
+    if ((rc = write_file_atomic(in_path, inrelease, len, 0644)) < 0) {
         snprintf(err, errlen, "cannot write \"%s\": %s", in_path, strerror(-rc));
         return -1;
     }
     char hash[65];
     _cleanup_free_ char *index = xasprintf("main/binary-%s/Packages.xz", l->arch);
-    if (release_hash(text, index, hash) < 0) {
+    if (release_hash(inrelease, index, hash) < 0) {
         snprintf(err, errlen, "the release file does not list \"%s\"", index);
         return -1;
     }
@@ -534,8 +528,64 @@ static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock 
     return 0;
 }
 
+/* After resolution: the InRelease apt verified is in its lists. */
+static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err, size_t errlen)
+{
+    _cleanup_free_ char *src = xasprintf("%s/state/lists/%s", a->dir, a->inrelease_name);
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    if (read_file(src, 16 << 20, &text, &len) < 0) {
+        snprintf(err, errlen, "cannot read \"%s\"", src);
+        return -1;
+    }
+    return store_indexes(l, cache_dir, text, len, err, errlen);
+}
+
+/*
+ * For a lock made elsewhere: fetch the very InRelease it pins (apt-helper
+ * checks its SHA-256; apt checks its signature when the build reads the
+ * local mirror), then the index it names.
+ */
+static int fetch_indexes(const struct lock *l, const char *cache_dir, char *err, size_t errlen)
+{
+    _cleanup_free_ char *xz = xasprintf("%s/indexes/%s/Packages.xz", cache_dir, l->inrelease_sha256);
+    if (access(xz, F_OK) == 0)
+        return 0;
+    _cleanup_free_ char *dir = xasprintf("%s/indexes", cache_dir);
+    int rc = mkdir_p(dir, 0700);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create \"%s\": %s", dir, strerror(-rc));
+        return -1;
+    }
+    _cleanup_free_ char *tmp = xasprintf("%s/.InRelease.%ld", dir, (long)getpid());
+    _cleanup_free_ char *uri = xasprintf("%s/dists/%s/InRelease", l->mirror, l->release);
+    _cleanup_free_ char *sum = xasprintf("SHA256:%s", l->inrelease_sha256);
+    const char *triple[] = {uri, tmp, sum};
+    if (download(triple, 3, err, errlen) < 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen,
+                 "the lock pins a release file (InRelease %.12s) that is not in the cache and that the mirror no "
+                 "longer serves: %s",
+                 l->inrelease_sha256, why);
+        return -1;
+    }
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    rc = read_file(tmp, 16 << 20, &text, &len);
+    unlink(tmp);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot read the fetched release file: %s", strerror(-rc));
+        return -1;
+    }
+    return store_indexes(l, cache_dir, text, len, err, errlen);
+}
+
 int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen)
 {
+    *fetched = 0;
+    if (fetch_indexes(l, cache_dir, err, errlen) < 0)
+        return -1;
     _cleanup_free_ char *debs = xasprintf("%s/debs", cache_dir);
     _cleanup_free_ char *tmp = xasprintf("%s/.tmp-%ld", debs, (long)getpid());
     *fetched = 0;
