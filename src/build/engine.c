@@ -65,7 +65,7 @@ struct build {
     int progress_fd; /* in the build child: where progress lines go */
     /* the tools' environment (tool_env) */
     const char *env[16];
-    char env_sde[48], env_kept[5][256], env_preload[512];
+    char env_sde[48], env_kept[6][256], env_preload[512];
 };
 
 static int fail(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -105,7 +105,8 @@ static void progress(struct build *b, enum engine_stage stage, int within, const
  */
 static const char **tool_env(struct build *b, bool with_epoch)
 {
-    static const char *const pass[] = {"FAKETIME", "FAKETIME_NO_CACHE", "NO_FAKE_STAT", "DONT_FAKE_MONOTONIC", NULL};
+    static const char *const pass[] = {"FAKETIME", "FAKETIME_SHARED", "FAKETIME_NO_CACHE", "NO_FAKE_STAT",
+                                       "DONT_FAKE_MONOTONIC", NULL};
     const char **env = b->env;
     size_t n = 0;
     env[n++] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
