@@ -789,17 +789,23 @@ static int offline_stages(struct build *b)
 {
     static const struct {
         enum engine_stage stage;
+        int within; /* percent of the stage when the step starts */
+        const char *what;
         int (*fn)(struct build *);
-    } steps[] = {{STAGE_ROOTFS, make_mirror}, {STAGE_ROOTFS, rootfs},     {STAGE_CUSTOMIZING, customize},
-                 {STAGE_KERNEL, kernel},      {STAGE_SQUASHFS, squashfs}, {STAGE_BOOTLOADER, bootloader}};
+    } steps[] = {{STAGE_ROOTFS, 0, "local mirror of the lock", make_mirror},
+                 {STAGE_ROOTFS, 5, "installing the packages", rootfs},
+                 {STAGE_CUSTOMIZING, 0, "overlays and hooks", customize},
+                 {STAGE_KERNEL, 0, "kernel and initramfs", kernel},
+                 {STAGE_SQUASHFS, 0, "compressing the root filesystem", squashfs},
+                 {STAGE_BOOTLOADER, 0, "BIOS and UEFI boot", bootloader}};
     if (isolate(b) < 0)
         return -1;
     for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
-        progress(b, steps[i].stage, 0, "%s", stage_names[steps[i].stage]);
+        progress(b, steps[i].stage, steps[i].within, "%s", steps[i].what);
         if (steps[i].fn(b) < 0)
             return -1;
     }
-    progress(b, STAGE_ASSEMBLING, 0, "assembling");
+    progress(b, STAGE_ASSEMBLING, 0, "writing the ISO");
     return assemble(b, WORK "/image.iso");
 }
 
