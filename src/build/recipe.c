@@ -33,16 +33,21 @@ static bool fail(struct ctx *c, const char *field, const char *fmt, ...)
     return false;
 }
 
-void sha256_hex(const void *data, size_t len, char out[65])
+static void digest_hex(const unsigned char md[32], char out[65])
 {
-    unsigned char md[32];
-    unsigned mdlen = sizeof(md);
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
     for (int i = 0; i < 32; i++) {
         out[2 * i] = "0123456789abcdef"[md[i] >> 4];
         out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
     }
     out[64] = '\0';
+}
+
+void sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[32];
+    unsigned mdlen = sizeof(md);
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    digest_hex(md, out);
 }
 
 int sha256_file(const char *path, char out[65], long long *size)
@@ -75,11 +80,7 @@ int sha256_file(const char *path, char out[65], long long *size)
     EVP_MD_CTX_free(ctx);
     if (rc < 0)
         return rc;
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = "0123456789abcdef"[md[i] >> 4];
-        out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
-    }
-    out[64] = '\0';
+    digest_hex(md, out);
     if (size != NULL)
         *size = total;
     return 0;
