@@ -10,7 +10,7 @@ WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wvla -
            -Wcast-align -Wwrite-strings -Wno-unused-parameter -Wno-missing-field-initializers
 CPPFLAGS := -Isrc -I/usr/include/postgresql -DH2O_USE_LIBUV=0 -D_GNU_SOURCE
 CFLAGS  := -std=gnu17 -g $(WARN)
-LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson -lpq
+LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson -lpq -lseccomp
 
 RELEASE_FLAGS := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 ASAN_FLAGS    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -7,7 +7,7 @@ set -eu
 PACKAGES="build-essential pkg-config libh2o-evloop-dev libjansson-dev libssl-dev zlib1g-dev libpq-dev
 postgresql postgresql-client curl openssl python3 python3-pytest ca-certificates
 mmdebstrap xorriso squashfs-tools grub-efi-amd64-bin grub-pc-bin grub-common isolinux syslinux-common
-mtools dosfstools zstd kmod xz-utils qemu-system-x86 ovmf faketime"
+mtools dosfstools zstd kmod xz-utils qemu-system-x86 ovmf faketime libseccomp-dev e2fsprogs iproute2"
 
 missing=""
 for p in $PACKAGES; do

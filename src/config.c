@@ -59,6 +59,12 @@ static const struct setting settings[] = {
     S(mirror, T_STRING, "", 0, 0),
     S(archive_keyring, T_STRING, "/usr/share/keyrings/debian-archive-keyring.gpg", 0, 0),
     S(cache_dir, T_STRING, "", 0, 0),
+    S(sandbox_id_base, T_UINT, "100000", 1000, 2000000000),
+    S(sandbox_memory_mb, T_UINT, "4096", 64, 16777216),
+    S(sandbox_pids, T_UINT, "1024", 16, 4194304),
+    S(sandbox_cpu_s, T_UINT, "7200", 1, 604800),
+    S(sandbox_disk_mb, T_UINT, "16384", 32, 1073741824),
+    S(build_timeout, T_UINT, "1200", 1, 604800),
 };
 
 struct errbuf {

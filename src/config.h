@@ -52,6 +52,12 @@ struct config {
     char *mirror;
     char *archive_keyring;
     char *cache_dir;
+    unsigned sandbox_id_base;   /* root inside a sandbox is this uid/gid outside; 65536 ids from here */
+    unsigned sandbox_memory_mb; /* per build, swap included */
+    unsigned sandbox_pids;
+    unsigned sandbox_cpu_s;
+    unsigned sandbox_disk_mb;
+    unsigned build_timeout;     /* wall-time limit of a build's sandbox, seconds */
 };
 
 /* Fills in the defaults. */

@@ -2,7 +2,9 @@
  * debate: one binary, several subcommands. This file only parses the
  * command line and hands over to the module that does the work.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +15,14 @@
 #include "build/engine.h"
 #include "build/recipe.h"
 #include "build/resolve.h"
+#include "build/sandbox.h"
 #include "config.h"
 #include "db/backup.h"
 #include "db/db.h"
 #include "db/migrate.h"
 #include "http/server.h"
 #include "log.h"
+#include "proc.h"
 #include "util.h"
 #include "banned.h"
 
@@ -32,8 +36,11 @@ static void usage(FILE *out)
           "  backup [--config FILE] [--now TIME] [--prune-only]\n"
           "                                    dump the database, then apply the retention rule\n"
           "  restore-test [--config FILE]      restore the newest dump into a scratch database and compare\n"
-          "  build RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS]\n"
-          "                                    build the ISO (and OUT.iso.manifest.json); needs root\n"
+          "  build RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS] [--timeout SECONDS]\n"
+          "                                    build the ISO (and OUT.iso.manifest.json) in the sandbox; needs root\n"
+          "  sandbox [--memory MB] [--pids N] [--cpu SECONDS] [--disk MB] [--timeout SECONDS] [--in DIR]\n"
+          "          -- PROGRAM [ARGS...]      run PROGRAM in the sandbox every build runs in (DIR read-only\n"
+          "                                    at /mnt/in); exit 125: a limit stopped it; needs root\n"
           "  hash RECIPE                        print the canonical recipe and its config_hash\n"
           "  lock RECIPE [--mirror URL] [--fetch]\n"
           "                                    resolve the recipe's packages, print the lock (--fetch: and cache them)\n"
@@ -207,6 +214,17 @@ static int cmd_lock(int argc, char **argv)
     return rc;
 }
 
+static bool parse_limit(const char *text, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v == 0 || v > 1000000000ul)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
 static volatile sig_atomic_t build_interrupted;
 
 static void on_build_signal(int sig)
@@ -250,9 +268,11 @@ static int cmd_build(int argc, char **argv)
                                          {"mirror", required_argument, NULL, 'm'},
                                          {"hook-timeout", required_argument, NULL, 't'},
                                          {"lock", required_argument, NULL, 'l'},
+                                         {"timeout", required_argument, NULL, 'T'},
                                          {NULL, 0, NULL, 0}};
     const char *output = NULL, *file = NULL, *mirror = NULL, *lock = NULL;
-    unsigned hook_timeout = 300;
+    unsigned hook_timeout = 300, timeout = 0;
+    bool ok = true;
     int c;
     while ((c = getopt_long(argc, argv, "o:c:m:", opts, NULL)) != -1) {
         if (c == 'o')
@@ -268,11 +288,14 @@ static int cmd_build(int argc, char **argv)
         }
         else if (c == 'l')
             lock = optarg;
+        else if (c == 'T')
+            ok = ok && parse_limit(optarg, &timeout);
         else
             return 2;
     }
-    if (optind + 1 != argc || output == NULL || hook_timeout == 0) {
-        fprintf(stderr, "usage: debate build RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS]\n");
+    if (!ok || optind + 1 != argc || output == NULL || hook_timeout == 0) {
+        fprintf(stderr, "usage: debate build RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS] "
+                        "[--timeout SECONDS]\n");
         return 2;
     }
     if (geteuid() != 0) {
@@ -284,6 +307,7 @@ static int cmd_build(int argc, char **argv)
     char msg[4096];
     if (load_config_and_recipe("build", file, argv[optind], &cfg, &r) < 0)
         return 1;
+    sandbox_sweep_cgroups();
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_build_signal; /* no SA_RESTART: waits end, the build stops */
@@ -291,7 +315,7 @@ static int cmd_build(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     struct progress_view view = {isatty(STDERR_FILENO) != 0, -1, STAGE_RESOLVING};
     struct engine_opts o = {.cfg = &cfg, .output = output, .mirror = mirror, .lock_path = lock,
-                            .hook_timeout_s = hook_timeout,
+                            .hook_timeout_s = hook_timeout, .timeout_s = timeout,
                             .progress = show_progress, .progress_arg = &view, .interrupted = &build_interrupted};
     struct engine_result res;
     int rc = engine_build(&r, &o, &res, msg, sizeof(msg));
@@ -304,6 +328,127 @@ static int cmd_build(int argc, char **argv)
     recipe_release(&r);
     config_release(&cfg);
     return rc != 0 ? 1 : 0;
+}
+
+/* ---- debate sandbox: a program in the builds' sandbox, for checking a deployment ---- */
+
+static void forward_output(void *arg, const char *buf, size_t n)
+{
+    (void)arg;
+    fwrite(buf, 1, n, stdout);
+    fflush(stdout);
+}
+
+static int exec_payload(void *arg)
+{
+    char **argv = arg;
+    execvp(argv[0], argv);
+    fprintf(stderr, "debate sandbox: cannot run \"%s\": %s\n", argv[0], strerror(errno));
+    return 127;
+}
+
+static int cmd_sandbox(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"memory", required_argument, NULL, 'M'}, {"pids", required_argument, NULL, 'P'},
+        {"cpu", required_argument, NULL, 'C'},    {"disk", required_argument, NULL, 'D'},
+        {"timeout", required_argument, NULL, 'T'}, {"in", required_argument, NULL, 'i'},
+        {"config", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
+    const char *file = NULL, *in = NULL;
+    unsigned memory = 0, pids = 0, cpu = 0, disk = 0, wall = 0;
+    bool ok = true;
+    int c;
+    while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+        if (c == 'M')
+            ok = ok && parse_limit(optarg, &memory);
+        else if (c == 'P')
+            ok = ok && parse_limit(optarg, &pids);
+        else if (c == 'C')
+            ok = ok && parse_limit(optarg, &cpu);
+        else if (c == 'D')
+            ok = ok && parse_limit(optarg, &disk);
+        else if (c == 'T')
+            ok = ok && parse_limit(optarg, &wall);
+        else if (c == 'i')
+            in = optarg;
+        else if (c == 'c')
+            file = optarg;
+        else
+            ok = false;
+    }
+    if (!ok || optind >= argc) {
+        fprintf(stderr, "usage: debate sandbox [--memory MB] [--pids N] [--cpu SECONDS] [--disk MB] "
+                        "[--timeout SECONDS] [--in DIR] -- PROGRAM [ARGS...]\n");
+        return 2;
+    }
+    if (geteuid() != 0) {
+        fprintf(stderr, "debate sandbox: must run as root (it maps a range of user ids and mounts the build disk)\n");
+        return 126;
+    }
+    struct config cfg;
+    if (load_config(&cfg, file) < 0)
+        return 126;
+    struct sandbox_opts o = {.env = sandbox_base_env, .hostname = "debate-sandbox", .payload = exec_payload,
+                             .arg = argv + optind, .on_output = forward_output, .cancel = &build_interrupted};
+    sandbox_limits_from_config(&cfg, &o.limits);
+    o.id_base = cfg.sandbox_id_base;
+    if (memory)
+        o.limits.memory_mb = memory;
+    if (pids)
+        o.limits.pids = pids;
+    if (cpu)
+        o.limits.cpu_s = cpu;
+    if (disk)
+        o.limits.disk_mb = disk;
+    if (wall)
+        o.limits.wall_s = wall;
+    struct sandbox_bind bind = {.host = in, .inside = "/mnt/in"};
+    char real_in[PATH_MAX];
+    if (in != NULL) {
+        if (realpath(in, real_in) == NULL) {
+            fprintf(stderr, "debate sandbox: --in \"%s\": %s\n", in, strerror(errno));
+            config_release(&cfg);
+            return 126;
+        }
+        bind.host = real_in;
+        o.binds = &bind;
+        o.nbinds = 1;
+    }
+    _cleanup_free_ char *parent = xasprintf("%s/sandboxes", cfg.data_dir);
+    int rc = mkdir_p(parent, 0700);
+    _cleanup_free_ char *work = xasprintf("%s/XXXXXX", parent);
+    if (rc < 0 || mkdtemp(work) == NULL) {
+        fprintf(stderr, "debate sandbox: cannot create a work directory in \"%s\": %s\n", parent,
+                strerror(rc < 0 ? -rc : errno));
+        config_release(&cfg);
+        return 126;
+    }
+    o.workdir = work;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_build_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sandbox_sweep_cgroups();
+    struct sandbox_result res;
+    char err[1024];
+    int code;
+    if (sandbox_run(&o, &res, err, sizeof(err)) < 0) {
+        fprintf(stderr, "debate sandbox: %s\n", err);
+        code = 126;
+    } else if (res.cause == SANDBOX_OK || res.cause == SANDBOX_EXITED) {
+        code = res.status;
+    } else if (res.cause == SANDBOX_SIGNALED) {
+        code = 128 + res.status;
+    } else {
+        fprintf(stderr, "debate sandbox: %s\n", res.message);
+        code = 125;
+    }
+    const char *rm[] = {"/bin/rm", "-rf", "--one-file-system", work, NULL};
+    struct proc_opts po = {0};
+    proc_run(rm, &po, err, sizeof(err));
+    config_release(&cfg);
+    return code;
 }
 
 /* Options shared by the database commands. */
@@ -412,6 +557,8 @@ int main(int argc, char **argv)
         return cmd_build(argc - 1, argv + 1);
     if (strcmp(cmd, "lock") == 0)
         return cmd_lock(argc - 1, argv + 1);
+    if (strcmp(cmd, "sandbox") == 0)
+        return cmd_sandbox(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("debate " DEBATE_VERSION);
         return 0;

@@ -24,12 +24,15 @@
 #include <jansson.h>
 
 #include "build/cpio.h"
+#include "build/sandbox.h"
 #include "proc.h"
 #include "util.h"
 #include "banned.h"
 
-/* Where the work directory appears inside the build's mount namespace. */
+/* Inside the sandbox: the build disk, and the local mirror of the lock (read-only). */
 #define WORK "/mnt/build"
+#define MIRROR "/mnt/mirror"
+#define KEYRING MIRROR "/archive-keyring.gpg"
 
 static const char *const stage_names[] = {"resolving",  "fetching", "rootfs",     "customizing", "kernel",
                                           "squashfs",   "bootloader", "assembling", "done"};
@@ -57,12 +60,16 @@ struct build {
     struct lock lock;
     long long epoch;
     char epoch_str[24];
-    char *work;  /* the work directory, as the host sees it */
+    char *work;  /* the work directory, as the host sees it (the sandbox's work directory) */
+    char *mirror_dir, *out_dir; /* work/mirror (read-only at MIRROR inside), work/out (results read back) */
     char label[33];
     const struct lock_pkg *kernel_pkg, *busybox_pkg;
     char *err;
     size_t errlen;
-    int progress_fd; /* in the build child: where progress lines go */
+    int progress_fd; /* inside the sandbox: where progress lines go */
+    char *line;      /* on the host: the sandbox's output, up to its next newline */
+    size_t line_len;
+    char *error;     /* on the host: the error the sandbox reported */
     /* the tools' environment (tool_env) */
     const char *env[16];
     char env_sde[48], env_kept[6][256], env_preload[512];
@@ -82,7 +89,7 @@ static void progress(struct build *b, enum engine_stage stage, int within, const
     __attribute__((format(printf, 4, 5)));
 static void progress(struct build *b, enum engine_stage stage, int within, const char *fmt, ...)
 {
-    char msg[256];
+    char msg[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -90,7 +97,7 @@ static void progress(struct build *b, enum engine_stage stage, int within, const
     int span = stage_start[stage + (stage < STAGE_DONE)] - stage_start[stage];
     int pct = stage_start[stage] + span * within / 100;
     if (b->progress_fd >= 0) {
-        char line[320];
+        char line[800];
         int n = snprintf(line, sizeof(line), "P %d %d %s\n", stage, pct, msg);
         ssize_t unused = write(b->progress_fd, line, (size_t)n);
         (void)unused;
@@ -172,40 +179,6 @@ static int write_text(struct build *b, const char *path, const char *text, unsig
     return 0;
 }
 
-/* ---- isolation ---------------------------------------------------------------------------- */
-
-/*
- * In the build child: own mount, UTS and network namespaces (loopback
- * only, not even up), the work directory at a fixed path reached through
- * 0755 directories (so neither the caller's path nor its permissions reach
- * the image), a fixed host name and umask.
- */
-static int isolate(struct build *b)
-{
-    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWNET) < 0)
-        return fail(b, "cannot create the build's namespaces: %s", strerror(errno));
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-        mount("debate-build", "/mnt", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0 ||
-        mkdir(WORK, 0755) < 0 || mount(b->work, WORK, NULL, MS_BIND, NULL) < 0 || chmod(WORK, 0755) < 0)
-        return fail(b, "cannot set up the build's mounts: %s", strerror(errno));
-    /* The build's own /proc: its processes only. */
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-        return fail(b, "cannot mount the build's /proc: %s", strerror(errno));
-    if (sethostname("debate-build", 12) < 0)
-        return fail(b, "cannot set the build's host name: %s", strerror(errno));
-    umask(022);
-    _cleanup_free_ char *dev = NULL;
-    size_t len;
-    if (read_file("/proc/net/dev", 65536, &dev, &len) == 0) {
-        /* Two header lines, then one line per interface: only lo may be there. */
-        const char *l3 = strchr(strchr(dev, '\n') + 1, '\n') + 1;
-        const char *next = strchr(l3, '\n');
-        if (strstr(l3, "lo:") == NULL || (next && next[1] != '\0'))
-            return fail(b, "the build's network namespace has interfaces besides lo");
-    }
-    return 0;
-}
-
 /* ---- stage: a local mirror of exactly the lock, from the cache ---------------------------- */
 
 static int link_or_copy(struct build *b, const char *from, const char *to)
@@ -220,12 +193,21 @@ static int link_or_copy(struct build *b, const char *from, const char *to)
     return run_tool(b, "copying a package", argv, false);
 }
 
+static int open_up_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)ftw;
+    if (type == FTW_D)
+        return chmod(path, 0755) < 0 ? -1 : 0;
+    /* hard links to the cache: already 0644 unless a copy inherited a strict umask */
+    return type == FTW_F && (st->st_mode & 0444) != 0444 && chmod(path, 0644) < 0 ? -1 : 0;
+}
+
 static int make_mirror(struct build *b)
 {
     const struct config *cfg = b->o->cfg;
     const struct lock *l = &b->lock;
     _cleanup_free_ char *idx = xasprintf("%s/indexes/%s", cfg->cache_dir, l->inrelease_sha256);
-    _cleanup_free_ char *dists = xasprintf(WORK "/mirror/dists/%s", l->release);
+    _cleanup_free_ char *dists = xasprintf("%s/dists/%s", b->mirror_dir, l->release);
     _cleanup_free_ char *bin = xasprintf("%s/main/binary-%s", dists, l->arch);
     _cleanup_free_ char *src_in = xasprintf("%s/InRelease", idx), *dst_in = xasprintf("%s/InRelease", dists);
     _cleanup_free_ char *src_xz = xasprintf("%s/Packages.xz", idx), *dst_xz = xasprintf("%s/Packages.xz", bin);
@@ -233,7 +215,7 @@ static int make_mirror(struct build *b)
         return -1;
     for (size_t i = 0; i < l->npkgs; i++) {
         _cleanup_free_ char *from = xasprintf("%s/debs/%s.deb", cfg->cache_dir, l->pkgs[i].sha256);
-        _cleanup_free_ char *to = xasprintf(WORK "/mirror/%s", l->pkgs[i].filename);
+        _cleanup_free_ char *to = xasprintf("%s/%s", b->mirror_dir, l->pkgs[i].filename);
         struct stat st;
         if (stat(from, &st) < 0 || st.st_size != l->pkgs[i].size)
             return fail(b, "the package cache has no verified copy of \"%s\" %s", l->pkgs[i].name,
@@ -241,6 +223,13 @@ static int make_mirror(struct build *b)
         if (link_or_copy(b, from, to) < 0)
             return -1;
     }
+    /* The keyring too: the sandbox sees no host path outside /usr. */
+    _cleanup_free_ char *keyring = xasprintf("%s/archive-keyring.gpg", b->mirror_dir);
+    if (link_or_copy(b, cfg->archive_keyring, keyring) < 0)
+        return -1;
+    /* Readable by the sandbox's ids whatever the caller's umask made of it. */
+    if (nftw(b->mirror_dir, open_up_one, 32, FTW_PHYS) != 0)
+        return fail(b, "cannot open up \"%s\" to the build: %s", b->mirror_dir, strerror(errno));
     return 0;
 }
 
@@ -267,13 +256,13 @@ static char *include_list(struct build *b)
 
 static int rootfs(struct build *b)
 {
-    const char *keyring = b->o->cfg->archive_keyring;
+    const char *keyring = KEYRING;
     _cleanup_free_ char *kr = xasprintf("--keyring=%s", keyring);
     _cleanup_free_ char *include = include_list(b);
     if (include == NULL && !is_live(b))
         return fail(b, "packages: the busybox variant needs at least busybox-static");
     _cleanup_free_ char *inc = xasprintf("--include=%s", include ? include : "");
-    _cleanup_free_ char *source = xasprintf("deb [signed-by=%s] copy://" WORK "/mirror %s main", keyring,
+    _cleanup_free_ char *source = xasprintf("deb [signed-by=%s] copy://" MIRROR " %s main", keyring,
                                             b->lock.release);
     if (is_live(b)) {
         /* minbase plus the recipe's packages; maintainer scripts run (initramfs included). */
@@ -393,6 +382,9 @@ static int run_hooks(struct build *b, int rootfd)
             if (o.timed_out)
                 return fail(b, "hook \"%s\" ran longer than %u seconds and was stopped; its last output:\n%s",
                             h->name, b->o->hook_timeout_s, tail);
+            if (rc == 128 + SIGSYS)
+                return fail(b, "hook \"%s\" was killed for a system call the sandbox forbids; its last output:\n%s",
+                            h->name, tail);
             return fail(b, "hook \"%s\" failed with exit code %d; its last output:\n%s", h->name, rc, tail);
         }
     }
@@ -449,7 +441,7 @@ static int customize(struct build *b)
 
 static int extract_deb(struct build *b, const struct lock_pkg *p, const char *dest, const char *const *members)
 {
-    _cleanup_free_ char *deb = xasprintf("%s/debs/%s.deb", b->o->cfg->cache_dir, p->sha256);
+    _cleanup_free_ char *deb = xasprintf(MIRROR "/%s", p->filename);
     _cleanup_free_ char *tar = xasprintf(WORK "/%s.tar", p->name);
     const char *argv[] = {"/usr/bin/dpkg-deb", "--fsys-tarfile", deb, NULL};
     struct proc_opts o = {.stdout_path = tar};
@@ -783,7 +775,7 @@ static int assemble(struct build *b, const char *iso_out)
     return run_tool(b, "xorriso", argv, true);
 }
 
-/* ---- the offline part, in its own process and namespaces -------------------------------- */
+/* ---- the offline part, in the sandbox -------------------------------------------------- */
 
 static int offline_stages(struct build *b)
 {
@@ -792,14 +784,11 @@ static int offline_stages(struct build *b)
         int within; /* percent of the stage when the step starts */
         const char *what;
         int (*fn)(struct build *);
-    } steps[] = {{STAGE_ROOTFS, 0, "local mirror of the lock", make_mirror},
-                 {STAGE_ROOTFS, 5, "installing the packages", rootfs},
+    } steps[] = {{STAGE_ROOTFS, 5, "installing the packages", rootfs},
                  {STAGE_CUSTOMIZING, 0, "overlays and hooks", customize},
                  {STAGE_KERNEL, 0, "kernel and initramfs", kernel},
                  {STAGE_SQUASHFS, 0, "compressing the root filesystem", squashfs},
                  {STAGE_BOOTLOADER, 0, "BIOS and UEFI boot", bootloader}};
-    if (isolate(b) < 0)
-        return -1;
     for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
         progress(b, steps[i].stage, steps[i].within, "%s", steps[i].what);
         if (steps[i].fn(b) < 0)
@@ -809,102 +798,148 @@ static int offline_stages(struct build *b)
     return assemble(b, WORK "/image.iso");
 }
 
-/* PID 1 of the build's PID namespace: runs the stages, reports on fd. */
-static void offline_child(struct build *b, int fd) __attribute__((noreturn));
-static void offline_child(struct build *b, int fd)
+/* The sandbox's payload: the stages; progress and the error go to standard output. */
+static int offline_payload(void *arg)
 {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    b->progress_fd = fd;
+    struct build *b = arg;
+    b->progress_fd = STDOUT_FILENO;
     char err[2048] = "";
     b->err = err;
     b->errlen = sizeof(err);
-    int rc = offline_stages(b);
-    if (rc < 0) {
-        char line[2100];
-        int n = snprintf(line, sizeof(line), "E %s\n", err);
-        ssize_t unused = write(fd, line, (size_t)n);
-        (void)unused;
-    }
-    _exit(rc < 0 ? 1 : 0);
+    if (offline_stages(b) == 0)
+        return 0;
+    char line[2100];
+    int n = snprintf(line, sizeof(line), "E %s\n", err);
+    ssize_t unused = write(STDOUT_FILENO, line, (size_t)n);
+    (void)unused;
+    return 1;
 }
 
-/* Runs the offline stages in a child; forwards its progress; returns its verdict. */
-static int run_offline(struct build *b)
+/* One line of the sandbox's output, on the host: progress, or the start of the error. */
+static void offline_line(struct build *b, char *line)
 {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return fail(b, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0)
-        return fail(b, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        /*
-         * A PID namespace of its own: when its first process dies (finished,
-         * failed or killed on interrupt), the kernel kills every process
-         * left in it, tools and hooks included.
-         */
-        if (unshare(CLONE_NEWPID) < 0) {
-            char line[256];
-            int n = snprintf(line, sizeof(line), "E cannot create the build's PID namespace: %s\n", strerror(errno));
-            ssize_t unused = write(fds[1], line, (size_t)n);
-            (void)unused;
-            _exit(1);
-        }
-        pid_t inner = fork();
-        if (inner == 0)
-            offline_child(b, fds[1]);
-        close(fds[1]);
-        int st = 1;
-        while (inner > 0 && waitpid(inner, &st, 0) < 0 && errno == EINTR)
-            ;
-        _exit(inner > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+    if (b->error != NULL) {
+        char *grown = xasprintf("%s\n%s", b->error, line);
+        free(b->error);
+        b->error = grown;
+    } else if (line[0] == 'E' && line[1] == ' ') {
+        b->error = xstrdup(line + 2); /* the error may span lines: everything that follows */
+    } else if (line[0] == 'P') {
+        int stage, pct, off = 0;
+        if (sscanf(line, "P %d %d %n", &stage, &pct, &off) >= 2 && off > 0 && stage >= 0 && stage <= STAGE_DONE &&
+            pct >= 0 && pct <= 100 && b->o->progress != NULL)
+            b->o->progress(b->o->progress_arg, (enum engine_stage)stage, pct, line + off);
     }
-    close(fds[1]);
-    FILE *in = fdopen(fds[0], "re");
-    char line[2200];
-    _cleanup_free_ char *error = NULL;
-    while (in != NULL && fgets(line, sizeof(line), in) != NULL) {
-        if (b->o->interrupted && *b->o->interrupted)
-            break;
-        if (line[0] == 'P') {
-            int stage, pct, off = 0;
-            if (sscanf(line, "P %d %d %n", &stage, &pct, &off) >= 2 && b->o->progress != NULL) {
-                line[strcspn(line, "\n")] = '\0';
-                b->o->progress(b->o->progress_arg, (enum engine_stage)stage, pct, line + off);
+}
+
+static void offline_output(void *arg, const char *buf, size_t n)
+{
+    struct build *b = arg;
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] != '\n') {
+            if (b->line_len < 8192) { /* a longer line is cut: the sandbox cannot make us hoard */
+                b->line = xrealloc(b->line, b->line_len + 2);
+                b->line[b->line_len++] = buf[i];
             }
-        } else if (line[0] == 'E') {
-            /* the error may span lines: take everything that follows */
-            size_t cap = strlen(line) + 1;
-            error = xstrdup(line + 2);
-            while (fgets(line, sizeof(line), in) != NULL) {
-                cap += strlen(line);
-                error = xrealloc(error, cap);
-                strncat(error, line, cap - strlen(error) - 1);
-            }
+            continue;
+        }
+        b->line = xrealloc(b->line, b->line_len + 1);
+        b->line[b->line_len] = '\0';
+        offline_line(b, b->line);
+        b->line_len = 0;
+    }
+}
+
+static int copy_fd(int in, int out)
+{
+    for (;;) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+        if (n == 0)
+            return 0;
+        if (n > 0)
+            continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+            return -1;
+        char buf[1 << 16];
+        for (;;) {
+            ssize_t r = read(in, buf, sizeof(buf));
+            if (r == 0)
+                return 0;
+            if (r < 0 || write(out, buf, (size_t)r) != r)
+                return -1;
         }
     }
-    if (b->o->interrupted && *b->o->interrupted)
-        kill(-pid, SIGKILL);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (in != NULL)
-        fclose(in);
-    if (b->o->interrupted && *b->o->interrupted)
-        return fail(b, "interrupted: the build stopped and nothing was written to \"%s\"", b->o->output);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+}
+
+/*
+ * On the host, after the sandbox succeeded: the ISO copied out and the
+ * squashfs hashed, both opened without following any link the build
+ * planted.
+ */
+static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char *err, size_t errlen)
+{
+    struct build *b = arg;
+    _cleanup_close_ int sfs = sandbox_open_beneath(diskfd, "iso/live/filesystem.squashfs", O_RDONLY);
+    _cleanup_close_ int iso = sandbox_open_beneath(diskfd, "image.iso", O_RDONLY);
+    struct stat st;
+    if (sfs < 0 || iso < 0 || fstat(iso, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "the build left no regular image.iso and squashfs: %s", strerror(errno));
+        return -1;
+    }
+    char sha[65];
+    int rc = sha256_fd(sfs, sha, NULL);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot read the squashfs: %s", strerror(-rc));
+        return -1;
+    }
+    _cleanup_free_ char *path = xasprintf("%s/image.iso", b->out_dir);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 || copy_fd(iso, fd) < 0) {
+        snprintf(err, errlen, "cannot copy the ISO to \"%s\": %s", path,
+                 errno == ENOSPC ? "the disk is full" : strerror(errno));
+        return -1;
+    }
+    snprintf(out, outlen, "%s", sha);
+    return 0;
+}
+
+/* Runs the offline stages in the sandbox; forwards their progress; returns the verdict. */
+static int run_offline(struct build *b, struct engine_result *res)
+{
+    const struct config *cfg = b->o->cfg;
+    struct sandbox_bind mirror = {.host = b->mirror_dir, .inside = MIRROR};
+    struct sandbox_opts so = {.workdir = b->work, .binds = &mirror, .nbinds = 1, .id_base = cfg->sandbox_id_base,
+                              .env = tool_env(b, true), .hostname = "debate-build", .payload = offline_payload,
+                              .arg = b, .on_output = offline_output, .output_arg = b, .collect = offline_collect,
+                              .collect_arg = b, .cancel = b->o->interrupted};
+    sandbox_limits_from_config(cfg, &so.limits);
+    if (b->o->timeout_s != 0)
+        so.limits.wall_s = b->o->timeout_s;
+    char desc[768];
+    sandbox_describe(&so, desc, sizeof(desc));
+    progress(b, STAGE_ROOTFS, 0, "%s", desc);
+    struct sandbox_result sr;
+    char serr[1024];
+    if (sandbox_run(&so, &sr, serr, sizeof(serr)) < 0)
+        return fail(b, "the build's sandbox could not be set up: %s", serr);
+    if (b->line_len > 0) {
+        b->line[b->line_len] = '\0';
+        offline_line(b, b->line);
+    }
+    const char *why = b->error ? b->error : "the build stopped";
+    switch (sr.cause) {
+    case SANDBOX_OK:
+        snprintf(res->squashfs_sha256, sizeof(res->squashfs_sha256), "%.64s", sr.collected);
         return 0;
-    if (error != NULL) {
-        error[strcspn(error, "\0")] = '\0';
-        size_t n = strlen(error);
-        while (n > 0 && error[n - 1] == '\n')
-            error[--n] = '\0';
-        return fail(b, "%s", error);
+    case SANDBOX_CANCELLED:
+        return fail(b, "interrupted: the build stopped and nothing was written to \"%s\"", b->o->output);
+    case SANDBOX_EXITED:
+        return fail(b, "%s", why);
+    case SANDBOX_COLLECT:
+        return fail(b, "cannot read the build's results back: %s", sr.message);
+    default:
+        return fail(b, "%s: %s", sr.message, why);
     }
-    return fail(b, "the build process died (status %d)", status);
 }
 
 /* ---- the whole build -------------------------------------------------------------------- */
@@ -953,7 +988,7 @@ static char *tool_versions(struct build *b)
     for (size_t i = 0; tool_packages[i]; i++)
         argv[n++] = tool_packages[i];
     argv[n] = NULL;
-    _cleanup_free_ char *path = xasprintf("%s/tools.txt", b->work);
+    _cleanup_free_ char *path = xasprintf("%s/tools.txt", b->out_dir);
     struct proc_opts o = {.stdout_path = path};
     char err[256];
     proc_run(argv, &o, err, sizeof(err));
@@ -1011,12 +1046,11 @@ static void remove_tree(const char *path)
 
 static int finish(struct build *b, struct engine_result *res)
 {
-    _cleanup_free_ char *iso = xasprintf("%s/image.iso", b->work);
-    _cleanup_free_ char *sfs = xasprintf("%s/iso/live/filesystem.squashfs", b->work);
-    if (file_sha256(b, sfs, res->squashfs_sha256, NULL) < 0 || file_sha256(b, iso, res->iso_sha256, &res->iso_size) < 0)
+    _cleanup_free_ char *iso = xasprintf("%s/image.iso", b->out_dir);
+    if (file_sha256(b, iso, res->iso_sha256, &res->iso_size) < 0)
         return -1;
     _cleanup_free_ char *manifest = xasprintf("%s.manifest.json", b->o->output);
-    _cleanup_free_ char *manifest_tmp = xasprintf("%s/manifest.json", b->work);
+    _cleanup_free_ char *manifest_tmp = xasprintf("%s/manifest.json", b->out_dir);
     if (write_manifest(b, res, manifest_tmp) < 0)
         return -1;
     int fd = open(iso, O_RDONLY | O_CLOEXEC);
@@ -1078,11 +1112,14 @@ int engine_build(const struct recipe *r, const struct engine_opts *o, struct eng
 
     b.work = xasprintf("%s/.debate-build-%ld", dirname(out_copy), (long)getpid());
     remove_tree(b.work);
-    if (mkdir(b.work, 0755) < 0) {
+    b.mirror_dir = xasprintf("%s/mirror", b.work);
+    b.out_dir = xasprintf("%s/out", b.work);
+    if (mkdir(b.work, 0755) < 0 || mkdir(b.mirror_dir, 0755) < 0 || mkdir(b.out_dir, 0755) < 0) {
         fail(&b, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
         goto out;
     }
-    if (run_offline(&b) < 0 || finish(&b, res) < 0)
+    progress(&b, STAGE_ROOTFS, 0, "local mirror of the lock");
+    if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || finish(&b, res) < 0)
         goto out;
     progress(&b, STAGE_DONE, 100, "%s sha256 %s", o->output, res->iso_sha256);
     rc = 0;
@@ -1090,6 +1127,10 @@ out:
     if (b.work != NULL)
         remove_tree(b.work);
     free(b.work);
+    free(b.mirror_dir);
+    free(b.out_dir);
+    free(b.line);
+    free(b.error);
     lock_release(&b.lock);
     return rc;
 }

@@ -52,6 +52,7 @@ struct engine_opts {
     const char *mirror;              /* NULL: cfg->mirror or the host's */
     const char *lock_path;           /* a lock to build exactly (no resolution, offline when cached); or NULL */
     unsigned hook_timeout_s;         /* per hook */
+    unsigned timeout_s;              /* the whole sandboxed part; 0: cfg->build_timeout */
     engine_progress_cb progress;
     void *progress_arg;
     volatile sig_atomic_t *interrupted; /* set by a signal handler: the build stops cleanly */

@@ -55,6 +55,11 @@ int sha256_file(const char *path, char out[65], long long *size)
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    return sha256_fd(fd, out, size);
+}
+
+int sha256_fd(int fd, char out[65], long long *size)
+{
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
         abort();

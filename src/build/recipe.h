@@ -78,5 +78,7 @@ void recipe_error_format(const struct recipe_error *err, char *buf, size_t len);
 void sha256_hex(const void *data, size_t len, char out[65]);
 /* The same of a file, read in chunks; *size its length. 0 or -errno. */
 int sha256_file(const char *path, char out[65], long long *size);
+/* The same, of what is left to read from fd. */
+int sha256_fd(int fd, char out[65], long long *size);
 
 #endif
