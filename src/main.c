@@ -388,8 +388,12 @@ static int cmd_sandbox(int argc, char **argv)
     struct config cfg;
     if (load_config(&cfg, file) < 0)
         return 126;
+    /* The sandbox blanks its copy of our argument area: the payload gets its own copies. */
+    char **program = xcalloc((size_t)(argc - optind + 1), sizeof(char *));
+    for (int i = optind; i < argc; i++)
+        program[i - optind] = xstrdup(argv[i]);
     struct sandbox_opts o = {.env = sandbox_base_env, .hostname = "debate-sandbox", .payload = exec_payload,
-                             .arg = argv + optind, .on_output = forward_output, .cancel = &build_interrupted};
+                             .arg = program, .on_output = forward_output, .cancel = &build_interrupted};
     sandbox_limits_from_config(&cfg, &o.limits);
     o.id_base = cfg.sandbox_id_base;
     if (memory)
@@ -447,6 +451,9 @@ static int cmd_sandbox(int argc, char **argv)
     const char *rm[] = {"/bin/rm", "-rf", "--one-file-system", work, NULL};
     struct proc_opts po = {0};
     proc_run(rm, &po, err, sizeof(err));
+    for (int i = 0; program[i] != NULL; i++)
+        free(program[i]);
+    free(program);
     config_release(&cfg);
     return code;
 }

@@ -141,6 +141,8 @@ int proc_run(const char *const argv[], struct proc_opts *o, char *err, size_t er
         if (n <= 0)
             break;
         keep_tail(o, &len, buf, (size_t)n);
+        if (o->on_output != NULL)
+            o->on_output(o->output_arg, buf, (size_t)n);
     }
     close(pipefd[0]);
     int status;

@@ -24,6 +24,9 @@ struct proc_opts {
     bool clean_env;          /* the environment is env alone, nothing inherited */
     unsigned timeout_s;      /* kill the program's whole process group after this long; 0: none */
     bool timed_out;          /* out: it was killed for running too long */
+    /* Also handed every chunk of captured output as it comes; NULL: only the tail is kept. */
+    void (*on_output)(void *arg, const char *buf, size_t n);
+    void *output_arg;
     char tail[PROC_TAIL + 1]; /* out: the end of what the program printed */
 };
 

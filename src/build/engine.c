@@ -70,6 +70,11 @@ struct build {
     char *line;      /* on the host: the sandbox's output, up to its next newline */
     size_t line_len;
     char *error;     /* on the host: the error the sandbox reported */
+    char log_tail[2048]; /* on the host: the end of the build log (tools' and hooks' output) */
+    char last_step[256];  /* on the host: the last progress message */
+    size_t log_tail_len;
+    char tool_line[1024]; /* inside: the running tool's output, up to its next newline */
+    size_t tool_line_len;
     /* the tools' environment (tool_env) */
     const char *env[16];
     char env_sde[48], env_kept[6][256], env_preload[512];
@@ -142,13 +147,47 @@ static const char **tool_env(struct build *b, bool with_epoch)
     return env;
 }
 
+/*
+ * Inside the sandbox: a tool's output, line by line, as "L line" on the
+ * progress pipe, so the build log survives a build the sandbox kills.
+ */
+static void log_output(void *arg, const char *buf, size_t n)
+{
+    struct build *b = arg;
+    for (size_t i = 0; i < n; i++) {
+        bool end = buf[i] == '\n';
+        if (!end && b->tool_line_len < sizeof(b->tool_line) - 1)
+            b->tool_line[b->tool_line_len++] = buf[i] == '\r' ? ' ' : buf[i];
+        if (!end)
+            continue;
+        char line[sizeof(b->tool_line) + 3];
+        int len = snprintf(line, sizeof(line), "L %.*s\n", (int)b->tool_line_len, b->tool_line);
+        ssize_t unused = write(b->progress_fd, line, (size_t)len);
+        (void)unused;
+        b->tool_line_len = 0;
+    }
+}
+
+/* The last line of a tool that did not end it. */
+static void flush_log_line(struct build *b)
+{
+    if (b->tool_line_len > 0 && b->progress_fd >= 0)
+        log_output(b, "\n", 1);
+}
+
 /* Runs one tool of the build; on failure the message names it and quotes its last words. */
 static int tool(struct build *b, const char *what, const char *const argv[], struct proc_opts *o, bool with_epoch)
 {
     o->env = tool_env(b, with_epoch);
     o->clean_env = true;
+    if (b->progress_fd >= 0 && o->stdout_path == NULL) {
+        o->on_output = log_output;
+        o->output_arg = b;
+        b->tool_line_len = 0;
+    }
     char err[512];
     int rc = proc_run(argv, o, err, sizeof(err));
+    flush_log_line(b);
     if (rc == 0)
         return 0;
     const char *tail = o->tail;
@@ -353,42 +392,108 @@ static char *rcs_script(const struct recipe *r)
                      r->name);
 }
 
-static int run_hooks(struct build *b, int rootfd)
+/*
+ * The hooks' /dev: the sandbox's null, zero, full, random and urandom,
+ * bound onto empty files in the image's /dev for as long as the hooks run
+ * (mounted through descriptors opened inside the image's root, so a planted
+ * link cannot move them), and gone again before the image is packed.
+ */
+static const char *const hook_devs[] = {"null", "zero", "full", "random", "urandom"};
+
+static void hook_dev_down(int rootfd, const bool *made)
 {
-    for (size_t i = 0; i < b->r->nhooks; i++) {
-        const struct recipe_hook *h = &b->r->hooks[i];
-        progress(b, STAGE_CUSTOMIZING, 50 + (int)(50 * i / b->r->nhooks), "hook \"%s\"", h->name);
-        _cleanup_free_ char *inside = xasprintf("/tmp/debate-hook-%s", h->name);
-        /* Through the image's root, like the overlays: an earlier hook may have planted links. */
-        if (write_in_root(b, rootfd, inside, h->script, strlen(h->script), 0755) < 0)
-            return -1;
-        int rc;
-        const char *argv[] = {"/usr/sbin/chroot", WORK "/root", inside, NULL};
-        struct proc_opts o = {.timeout_s = b->o->hook_timeout_s};
-        o.env = tool_env(b, true);
-        o.clean_env = true;
-        char err[256];
-        rc = proc_run(argv, &o, err, sizeof(err));
-        int dirfd = open_in_root(rootfd, "/tmp", O_RDONLY | O_DIRECTORY, 0);
-        if (dirfd >= 0) {
-            unlinkat(dirfd, inside + strlen("/tmp/"), 0);
-            close(dirfd);
+    for (size_t i = 0; i < ARRAY_SIZE(hook_devs); i++) {
+        if (!made[i])
+            continue;
+        _cleanup_free_ char *rel = xasprintf("/dev/%s", hook_devs[i]);
+        int fd = open_in_root(rootfd, rel, O_PATH | O_NOFOLLOW, 0);
+        if (fd >= 0) {
+            char via[64];
+            snprintf(via, sizeof(via), "/proc/self/fd/%d", fd);
+            umount2(via, MNT_DETACH);
+            close(fd);
         }
-        if (rc != 0) {
-            const char *tail = o.tail;
-            size_t tl = strlen(tail);
-            if (tl > 800)
-                tail += tl - 800;
-            if (o.timed_out)
-                return fail(b, "hook \"%s\" ran longer than %u seconds and was stopped; its last output:\n%s",
-                            h->name, b->o->hook_timeout_s, tail);
-            if (rc == 128 + SIGSYS)
-                return fail(b, "hook \"%s\" was killed for a system call the sandbox forbids; its last output:\n%s",
-                            h->name, tail);
-            return fail(b, "hook \"%s\" failed with exit code %d; its last output:\n%s", h->name, rc, tail);
+        int dfd = open_in_root(rootfd, "/dev", O_RDONLY | O_DIRECTORY, 0);
+        if (dfd >= 0) {
+            unlinkat(dfd, hook_devs[i], 0);
+            close(dfd);
+        }
+    }
+}
+
+static int hook_dev_up(struct build *b, int rootfd, bool *made)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(hook_devs); i++) {
+        _cleanup_free_ char *rel = xasprintf("/dev/%s", hook_devs[i]), *host = xasprintf("/dev/%s", hook_devs[i]);
+        int fd = open_in_root(rootfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
+        if (fd < 0) {
+            if (errno == EEXIST)
+                continue; /* the image has its own */
+            hook_dev_down(rootfd, made);
+            return fail(b, "cannot prepare /dev/%s for the hooks: %s", hook_devs[i], strerror(errno));
+        }
+        made[i] = true;
+        char via[64];
+        snprintf(via, sizeof(via), "/proc/self/fd/%d", fd);
+        int rc = mount(host, via, NULL, MS_BIND, NULL);
+        int saved = errno;
+        close(fd);
+        if (rc < 0) {
+            hook_dev_down(rootfd, made);
+            return fail(b, "cannot bind /dev/%s for the hooks: %s", hook_devs[i], strerror(saved));
         }
     }
     return 0;
+}
+
+static int run_hook(struct build *b, int rootfd, size_t i)
+{
+    const struct recipe_hook *h = &b->r->hooks[i];
+    progress(b, STAGE_CUSTOMIZING, 50 + (int)(50 * i / b->r->nhooks), "hook \"%s\"", h->name);
+    _cleanup_free_ char *inside = xasprintf("/tmp/debate-hook-%s", h->name);
+    /* Through the image's root, like the overlays: an earlier hook may have planted links. */
+    if (write_in_root(b, rootfd, inside, h->script, strlen(h->script), 0755) < 0)
+        return -1;
+    const char *argv[] = {"/usr/sbin/chroot", WORK "/root", inside, NULL};
+    struct proc_opts o = {.timeout_s = b->o->hook_timeout_s, .on_output = log_output, .output_arg = b};
+    b->tool_line_len = 0;
+    o.env = tool_env(b, true);
+    o.clean_env = true;
+    char err[256];
+    int rc = proc_run(argv, &o, err, sizeof(err));
+    flush_log_line(b);
+    int dirfd = open_in_root(rootfd, "/tmp", O_RDONLY | O_DIRECTORY, 0);
+    if (dirfd >= 0) {
+        unlinkat(dirfd, inside + strlen("/tmp/"), 0);
+        close(dirfd);
+    }
+    if (rc == 0)
+        return 0;
+    const char *tail = o.tail;
+    size_t tl = strlen(tail);
+    if (tl > 800)
+        tail += tl - 800;
+    if (o.timed_out)
+        return fail(b, "hook \"%s\" ran longer than %u seconds and was stopped; its last output:\n%s", h->name,
+                    b->o->hook_timeout_s, tail);
+    if (rc == 128 + SIGSYS)
+        return fail(b, "hook \"%s\" was killed for a system call the sandbox forbids; its last output:\n%s", h->name,
+                    tail);
+    return fail(b, "hook \"%s\" failed with exit code %d; its last output:\n%s", h->name, rc, tail);
+}
+
+static int run_hooks(struct build *b, int rootfd)
+{
+    bool made[ARRAY_SIZE(hook_devs)] = {false};
+    if (b->r->nhooks == 0)
+        return 0;
+    if (hook_dev_up(b, rootfd, made) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b->r->nhooks; i++)
+        rc = run_hook(b, rootfd, i);
+    hook_dev_down(rootfd, made);
+    return rc;
 }
 
 static int customize(struct build *b)
@@ -822,13 +927,32 @@ static void offline_line(struct build *b, char *line)
         char *grown = xasprintf("%s\n%s", b->error, line);
         free(b->error);
         b->error = grown;
+    } else if (line[0] == 'L' && line[1] == ' ') {
+        const char *text = line + 2;
+        size_t n = strlen(text) + 1, cap = sizeof(b->log_tail) - 1;
+        if (n > cap)
+            text += n - cap, n = cap;
+        if (b->log_tail_len + n > cap) { /* keep the end */
+            size_t drop = b->log_tail_len + n - cap;
+            memmove(b->log_tail, b->log_tail + drop, b->log_tail_len - drop);
+            b->log_tail_len -= drop;
+        }
+        memcpy(b->log_tail + b->log_tail_len, text, n - 1);
+        b->log_tail[b->log_tail_len + n - 1] = '\n';
+        b->log_tail_len += n;
+        b->log_tail[b->log_tail_len] = '\0';
+        if (b->o->log != NULL)
+            b->o->log(b->o->progress_arg, text);
     } else if (line[0] == 'E' && line[1] == ' ') {
         b->error = xstrdup(line + 2); /* the error may span lines: everything that follows */
     } else if (line[0] == 'P') {
         int stage, pct, off = 0;
         if (sscanf(line, "P %d %d %n", &stage, &pct, &off) >= 2 && off > 0 && stage >= 0 && stage <= STAGE_DONE &&
-            pct >= 0 && pct <= 100 && b->o->progress != NULL)
-            b->o->progress(b->o->progress_arg, (enum engine_stage)stage, pct, line + off);
+            pct >= 0 && pct <= 100) {
+            snprintf(b->last_step, sizeof(b->last_step), "%s", line + off);
+            if (b->o->progress != NULL)
+                b->o->progress(b->o->progress_arg, (enum engine_stage)stage, pct, line + off);
+        }
     }
 }
 
@@ -938,7 +1062,11 @@ static int run_offline(struct build *b, struct engine_result *res)
     case SANDBOX_COLLECT:
         return fail(b, "cannot read the build's results back: %s", sr.message);
     default:
-        return fail(b, "%s: %s", sr.message, why);
+        if (b->error != NULL)
+            return fail(b, "%s: %s", sr.message, b->error);
+        /* killed from outside: the host's record of the log says where */
+        return fail(b, "%s during %s; its last output:\n%s", sr.message, b->last_step[0] ? b->last_step : "the build",
+                    b->log_tail);
     }
 }
 

@@ -55,6 +55,7 @@ struct engine_opts {
     unsigned timeout_s;              /* the whole sandboxed part; 0: cfg->build_timeout */
     engine_progress_cb progress;
     void *progress_arg;
+    void (*log)(void *progress_arg, const char *line); /* each line tools and hooks print; or NULL */
     volatile sig_atomic_t *interrupted; /* set by a signal handler: the build stops cleanly */
 };
 

@@ -22,9 +22,11 @@
 #include <linux/openat2.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +134,14 @@ static int make_etc(const char *view, char *err, size_t errlen)
     _cleanup_free_ char *etc = xasprintf("%s/etc", view), *alt = xasprintf("%s/etc/alternatives", view);
     if (mkdir(etc, 0755) < 0 || mkdir(alt, 0755) < 0)
         return fail_errno(err, errlen, "cannot create", etc);
+    /* apt (run by mmdebstrap) reads these; empty, so that it need not warn */
+    static const char *const apt_dirs[] = {"apt", "apt/apt.conf.d", "apt/preferences.d", "apt/sources.list.d",
+                                           "apt/trusted.gpg.d"};
+    for (size_t i = 0; i < ARRAY_SIZE(apt_dirs); i++) {
+        _cleanup_free_ char *d = xasprintf("%s/%s", etc, apt_dirs[i]);
+        if (mkdir(d, 0755) < 0)
+            return fail_errno(err, errlen, "cannot create", d);
+    }
     int rc = put_file(etc, "passwd", "root:x:0:0:root:/root:/bin/sh\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n"
                                      "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
     rc = rc ?: put_file(etc, "group", "root:x:0:\nnogroup:x:65534:\n");
@@ -608,6 +618,8 @@ static enum sandbox_cause watch(struct super *s, pid_t init, int *init_status)
             cause = SANDBOX_PIDS;
         else if (sandbox_cgroup_cpu_ns(s->cg) >= (unsigned long long)l->cpu_s * 1000000000ull)
             cause = SANDBOX_CPU;
+        else if (disk_full(s))
+            cause = SANDBOX_DISK; /* whatever wrote last failed; the build cannot go on */
         if (cause != SANDBOX_OK) {
             kill(init, SIGKILL);
             while (waitpid(init, init_status, 0) < 0 && errno == EINTR)
@@ -627,6 +639,38 @@ static enum sandbox_cause watch(struct super *s, pid_t init, int *init_status)
     return cause;
 }
 
+/*
+ * The sandbox's processes are forks of debate, and /proc/PID/cmdline and
+ * environ show whatever lies in their argument and environment areas:
+ * overwrite this copy's (the caller's own are untouched), so the host's
+ * command line and environment never show through. (environ is unreadable
+ * inside anyway: these processes are not dumpable.)
+ */
+static void scrub_title(void)
+{
+    _cleanup_free_ char *stat = NULL;
+    size_t len;
+    if (read_file("/proc/self/stat", 4096, &stat, &len) < 0)
+        return;
+    const char *p = strrchr(stat, ')');
+    unsigned long long field[52] = {0};
+    /* fields from 3 (state) on; 48-51 are arg_start, arg_end, env_start, env_end */
+    for (int n = 3; p != NULL && n <= 51; n++) {
+        p = strchr(p + 1, ' ');
+        if (p != NULL && n >= 48)
+            field[n] = strtoull(p + 1, NULL, 10);
+    }
+    static const char title[] = "debate-sandbox";
+    for (int pair = 48; pair <= 50; pair += 2) {
+        char *start = (char *)(uintptr_t)field[pair], *end = (char *)(uintptr_t)field[pair + 1];
+        if (start == NULL || end <= start || end - start > (1 << 24))
+            continue;
+        memset(start, 0, (size_t)(end - start));
+        if (pair == 48 && (size_t)(end - start) > sizeof(title))
+            memcpy(start, title, sizeof(title));
+    }
+}
+
 static void supervise(const struct sandbox_opts *o, int out_w, int verdict_fd) __attribute__((noreturn));
 static void supervise(const struct sandbox_opts *o, int out_w, int verdict_fd)
 {
@@ -642,6 +686,7 @@ static void supervise(const struct sandbox_opts *o, int out_w, int verdict_fd)
     ssize_t unused;
 
     umask(022); /* the view's modes are the sandbox's, not the caller's */
+    scrub_title();
     if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
         snprintf(err, errlen, "cannot create the supervisor's mount namespace: %s", strerror(errno));
         goto setup_failed;
@@ -777,6 +822,11 @@ int sandbox_run(const struct sandbox_opts *o, struct sandbox_result *res, char *
         return fail_errno(err, errlen, "cannot create", "a pipe");
     }
     pid_t parent = getpid();
+    /* SIGTERM is the cancel: held until the supervisor's handler is in place. */
+    sigset_t term, saved;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, &saved);
     pid_t sup = fork();
     if (sup == 0) {
         close(out[0]);
@@ -789,8 +839,11 @@ int sandbox_run(const struct sandbox_opts *o, struct sandbox_result *res, char *
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_term;
         sigaction(SIGTERM, &sa, NULL);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        sigprocmask(SIG_UNBLOCK, &term, NULL);
         supervise(o, out[1], vp[1]);
     }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     close(out[1]);
     close(vp[1]);
     if (sup < 0) {

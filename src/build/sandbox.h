@@ -89,7 +89,12 @@ struct sandbox_opts {
     /* The payload's standard output and error, as they come (through a pipe); NULL: discarded. */
     void (*on_output)(void *arg, const char *buf, size_t n);
     void *output_arg;
-    int (*payload)(void *arg); /* runs inside; its return value is the exit code */
+    /*
+     * Runs inside; its return value is the exit code. The sandbox blanks its
+     * copy of the process's argument and environment areas (so /proc shows
+     * none of the host's): arg must not point into argv[] or environ strings.
+     */
+    int (*payload)(void *arg);
     void *arg;
     /* After success, in the supervisor (host root): read the results back. */
     int (*collect)(int diskfd, void *arg, char *out, size_t outlen, char *err, size_t errlen);

@@ -296,3 +296,88 @@ def test_minimal_is_byte_identical_under_a_hostile_environment(data_dir, minimal
 def test_minimal_boots_to_userspace(minimal_iso, firmware):
     # The marker comes from a systemd unit the recipe's overlay and hook enable.
     boot(minimal_iso, firmware, markers=(b"DEBATE-MINIMAL-BOOTED",), memory="1024", timeout=600)
+
+
+# ---- the sandbox around a real build: each way a build can die in there ----
+
+def sandbox_leftovers():
+    """Processes, mounts, loop devices and cgroups a build could leave behind."""
+    mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if ".debate-build-" in line or "debate-sandbox" in line]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    loops = [line for line in loops.splitlines() if ".debate-build-" in line]
+    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("**/debate-sandbox-*")]
+    return mounts, loops, cgroups
+
+
+LIMIT_CASES = {
+    # name: (settings, hook script, extra build arguments, expected message parts)
+    "memory": ({"DEBATE_SANDBOX_MEMORY_MB": "256"},
+               "#!/bin/sh\necho hogging\nawk 'BEGIN { s = \"x\"; while (1) s = s s }'\n", [],
+               ["memory limit of 256 MiB reached", 'hook "limit"', "hogging"]),
+    "processes": ({"DEBATE_SANDBOX_PIDS": "64"},
+                  "#!/bin/sh\necho forking\nwhile :; do sleep 1000 > /dev/null & done\n", [],
+                  ["process limit of 64 reached", "forking"]),
+    "disk": ({"DEBATE_SANDBOX_DISK_MB": "400"},
+             "#!/bin/sh\necho filling\nyes filling-the-disk > /fill\n", [],
+             ["disk limit of 400 MiB reached", 'during hook "limit"', "filling"]),
+    "cpu": ({"DEBATE_SANDBOX_CPU_S": "8"}, "#!/bin/sh\necho spinning\nwhile :; do :; done\n", [],
+            ["CPU-time limit of 8 s reached", "spinning"]),
+    "wall": ({}, "#!/bin/sh\necho sleeping\nexec sleep 1000\n", ["--timeout", "15"],
+             ["wall-time limit of 15 s reached", "sleeping"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LIMIT_CASES))
+def test_a_sandbox_limit_ends_the_build_with_its_cause(data_dir, out_dir, tiny_iso, case):
+    settings, script, args, expected = LIMIT_CASES[case]
+    recipe = write_recipe(out_dir, hooks=[{"name": "limit", "script": script}])
+    out = out_dir / "x.iso"
+    r = build(data_dir, recipe, out, *args, env=settings)
+    assert r.returncode == 1, r.stdout + r.stderr
+    for part in expected:
+        assert part in r.stderr, (part, r.stderr)
+    assert_no_iso(out)
+    assert sandbox_leftovers() == ([], [], [])
+    left = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True)
+    assert left.stdout == "", f"processes of the build outlived it: {left.stdout}"
+
+
+def test_the_build_log_names_the_sandbox_settings(data_dir, tiny_iso, out_dir):
+    r = build(data_dir, TINY, out_dir / "t.iso", env={"DEBATE_SANDBOX_MEMORY_MB": "3000"})
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if "sandbox:" in l)
+    for part in ["root inside is uid 100000 outside (65536 ids)", "network (lo only)", "no_new_privs",
+                 "seccomp allowlist", "memory 3000 MiB", "wall 1200 s", "cgroups: memory v"]:
+        assert part in line, (part, line)
+    assert sha256(out_dir / "t.iso") == sha256(tiny_iso)  # the limits are not an input of the image
+
+
+def test_hooks_run_unprivileged_and_confined(data_dir, tiny_iso, out_dir):
+    # The hook reports what it sees into the image; the test reads it back from the ISO.
+    script = ("#!/bin/sh\n"
+              "exec > /etc/debate-probe 2>&1\n"
+              "echo uid_map: $(cat /proc/self/uid_map 2>&1 || echo none)\n"
+              "echo shadow: $(cat /etc/shadow 2>&1 | head -c 40)\n"
+              "echo net: $(wget -q -T 3 -O - http://deb.debian.org/ 2>&1 | head -c 80)\n"
+              "echo env: $(env | sort | cut -d= -f1 | tr '\\n' ' ')\n"
+              "exit 0\n")
+    recipe = write_recipe(out_dir, hooks=[{"name": "probe", "script": script}])
+    out = out_dir / "p.iso"
+    r = build(data_dir, recipe, out)
+    assert r.returncode == 0, r.stderr
+    ext = out_dir / "x"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(out), "-extract", "/live/filesystem.squashfs",
+                    str(out_dir / "fs.sqfs")], check=True, capture_output=True)
+    subprocess.run(["unsquashfs", "-q", "-d", str(ext), str(out_dir / "fs.sqfs"), "etc/debate-probe"],
+                   check=True, capture_output=True)
+    probe = (ext / "etc" / "debate-probe").read_text()
+    # The hook's /etc is the image's: the host's shadow is nowhere in reach.
+    host_root = Path("/etc/shadow").read_text().splitlines()[0][:40]
+    assert host_root not in probe, probe
+    net = probe.split("net:")[1].splitlines()[0]
+    assert "<html" not in net.lower(), net
+    env = probe.split("env:")[1].split()
+    assert set(env) <= {"PATH", "HOME", "TZ", "LC_ALL", "DEBIAN_FRONTEND", "MTOOLS_SKIP_CHECK",
+                        "SOURCE_DATE_EPOCH", "PWD", "SHLVL", "FAKETIME", "FAKETIME_SHARED", "NO_FAKE_STAT",
+                        "LD_PRELOAD", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC", "_"}, env

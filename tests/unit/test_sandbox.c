@@ -1,0 +1,177 @@
+/*
+ * The sandbox's C interface: reading results back without following links
+ * out of the build disk, and sandbox_run's verdicts for payloads that are C
+ * functions (exit codes, a planted link, a wall-time limit, a cancel).
+ * The escape corpus (tests/sandbox/) attacks the same sandbox through
+ * `debate sandbox`. Needs root; as another user each test returns at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "build/sandbox.h"
+#include "harness.h"
+#include "util.h"
+
+static char *scratch(void)
+{
+    char *dir = xstrdup("/tmp/debate-sandbox-unit-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        harness_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+    return dir;
+}
+
+static void remove_dir(const char *dir)
+{
+    _cleanup_free_ char *cmd = xasprintf("rm -rf --one-file-system '%s'", dir);
+    if (system(cmd) != 0)
+        harness_fail(__FILE__, __LINE__, "cannot remove %s", dir);
+}
+
+TEST(open_beneath_refuses_every_way_out)
+{
+    _cleanup_free_ char *dir = scratch();
+    _cleanup_free_ char *file = xasprintf("%s/file", dir), *sub = xasprintf("%s/sub", dir);
+    _cleanup_free_ char *link = xasprintf("%s/link", dir), *inner = xasprintf("%s/sub/up", dir);
+    CHECK_INT(write_file_atomic(file, "x", 1, 0644), 0);
+    CHECK_INT(mkdir(sub, 0755), 0);
+    CHECK_INT(symlink("/etc/passwd", link), 0);
+    CHECK_INT(symlink("../file", inner), 0);
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    CHECK(dfd >= 0);
+    int fd = sandbox_open_beneath(dfd, "file", O_RDONLY);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_INT(sandbox_open_beneath(dfd, "link", O_RDONLY), -1);
+    CHECK_INT(errno, ELOOP);
+    CHECK_INT(sandbox_open_beneath(dfd, "sub/up", O_RDONLY), -1); /* even a link that stays inside */
+    CHECK_INT(errno, ELOOP);
+    CHECK_INT(sandbox_open_beneath(dfd, "../etc/passwd", O_RDONLY), -1);
+    CHECK_INT(errno, EXDEV);
+    CHECK_INT(sandbox_open_beneath(dfd, "/etc/passwd", O_RDONLY), -1);
+    CHECK_INT(errno, EXDEV);
+    CHECK_INT(sandbox_open_beneath(dfd, "sub/../../etc/passwd", O_RDONLY), -1);
+    close(dfd);
+    remove_dir(dir);
+}
+
+static int exit_three(void *arg)
+{
+    (void)arg;
+    return 3;
+}
+
+static int plant_link(void *arg)
+{
+    (void)arg;
+    /* the build disk is the working directory */
+    return symlink("/etc/shadow", "image.iso") == 0 ? 0 : 1;
+}
+
+static int write_result(void *arg)
+{
+    (void)arg;
+    return write_file_atomic("result", "hello from inside", 17, 0644) == 0 ? 0 : 1;
+}
+
+static int sleep_long(void *arg)
+{
+    (void)arg;
+    sleep(30);
+    return 0;
+}
+
+static int read_back(int diskfd, void *arg, char *out, size_t outlen, char *err, size_t errlen)
+{
+    const char *name = arg;
+    int fd = sandbox_open_beneath(diskfd, name, O_RDONLY);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", name, strerror(errno));
+        return -1;
+    }
+    ssize_t n = read(fd, out, outlen - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    return 0;
+}
+
+static volatile sig_atomic_t never, already = 1;
+
+static int run(int (*payload)(void *), const char *collect_name, unsigned wall, volatile sig_atomic_t *cancel,
+               struct sandbox_result *res)
+{
+    _cleanup_free_ char *dir = scratch();
+    struct sandbox_opts o = {.workdir = dir, .limits = {256, 64, 60, 64, wall}, .id_base = 100000,
+                             .env = sandbox_base_env, .payload = payload, .cancel = cancel};
+    if (collect_name != NULL) {
+        o.collect = read_back;
+        o.collect_arg = (void *)collect_name;
+    }
+    char err[1024];
+    int rc = sandbox_run(&o, res, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "sandbox_run: %s\n", err);
+    remove_dir(dir);
+    return rc;
+}
+
+TEST(payload_exit_code_is_reported)
+{
+    if (geteuid() != 0)
+        return;
+    struct sandbox_result res;
+    CHECK_INT(run(exit_three, NULL, 60, &never, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_EXITED);
+    CHECK_INT(res.status, 3);
+}
+
+TEST(results_are_read_back)
+{
+    if (geteuid() != 0)
+        return;
+    struct sandbox_result res;
+    CHECK_INT(run(write_result, "result", 60, &never, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_OK);
+    CHECK_STR(res.collected, "hello from inside");
+}
+
+TEST(a_planted_link_is_not_followed_on_the_way_back)
+{
+    if (geteuid() != 0)
+        return;
+    struct sandbox_result res;
+    CHECK_INT(run(plant_link, "image.iso", 60, &never, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_COLLECT);
+    CHECK(strstr(res.message, "Too many levels of symbolic links") != NULL);
+    CHECK(strstr(res.collected, "root:") == NULL);
+}
+
+TEST(wall_time_limit_kills_the_payload)
+{
+    if (geteuid() != 0)
+        return;
+    struct sandbox_result res;
+    CHECK_INT(run(sleep_long, NULL, 1, &never, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_WALL);
+    CHECK_STR(res.message, "wall-time limit of 1 s reached");
+}
+
+TEST(cancel_kills_the_payload)
+{
+    if (geteuid() != 0)
+        return;
+    struct sandbox_result res;
+    CHECK_INT(run(sleep_long, NULL, 60, &already, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_CANCELLED);
+}
+
+TEST(unset_limits_are_refused)
+{
+    struct sandbox_opts o = {.workdir = "/nonexistent", .limits = {256, 0, 60, 64, 60}, .payload = exit_three};
+    struct sandbox_result res;
+    char err[256];
+    CHECK_INT(sandbox_run(&o, &res, err, sizeof(err)), -1);
+    CHECK(strstr(err, "every sandbox limit must be set") != NULL);
+}
