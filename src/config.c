@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 
@@ -65,6 +66,15 @@ static const struct setting settings[] = {
     S(sandbox_cpu_s, T_UINT, "7200", 1, 604800),
     S(sandbox_disk_mb, T_UINT, "16384", 32, 1073741824),
     S(build_timeout, T_UINT, "1200", 1, 604800),
+    S(hook_timeout, T_UINT, "300", 1, 86400),
+    S(workers, T_STRING, "auto", 0, 0),
+    S(lease_seconds, T_UINT, "30", 3, 3600),
+    S(max_attempts, T_UINT, "3", 1, 100),
+    S(artifact_dir, T_STRING, "", 0, 0),
+    S(artifact_budget_mb, T_UINT, "51200", 1, 2000000000),
+    S(queue_max, T_UINT, "100", 1, 1000000),
+    S(submit_limit, T_UINT, "10", 1, 1000000),
+    S(submit_window, T_UINT, "3600", 1, 604800),
 };
 
 struct errbuf {
@@ -307,6 +317,26 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
     if (e.count == 0 && cfg->cache_dir[0] == '\0') {
         free(cfg->cache_dir);
         cfg->cache_dir = xasprintf("%s/cache", cfg->data_dir);
+    }
+    if (e.count == 0 && cfg->artifact_dir[0] == '\0') {
+        free(cfg->artifact_dir);
+        cfg->artifact_dir = xasprintf("%s/artifacts", cfg->data_dir);
+    }
+    if (e.count == 0) {
+        char *end;
+        unsigned long n = strtoul(cfg->workers, &end, 10);
+        if (strcmp(cfg->workers, "auto") == 0) {
+            /* a build wants about one core and 4 GiB */
+            long cpus = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+            unsigned long by_cpu = cpus > 1 ? (unsigned long)cpus / 2 : 1;
+            unsigned long by_mem = pages > 0 && psz > 0 ? (unsigned long)((double)pages * psz / (4.0 * (1 << 30))) : 1;
+            n = by_cpu < by_mem ? by_cpu : by_mem;
+            cfg->nworkers = n < 1 ? 1 : n > 16 ? 16 : (unsigned)n;
+        } else if (cfg->workers[0] != '\0' && *end == '\0' && n <= 256) {
+            cfg->nworkers = (unsigned)n;
+        } else {
+            err_add(&e, "\"workers\" must be \"auto\" or a whole number from 0 to 256 (got \"%s\")", cfg->workers);
+        }
     }
     return e.count == 0 ? 0 : -1;
 }

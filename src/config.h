@@ -58,6 +58,16 @@ struct config {
     unsigned sandbox_cpu_s;
     unsigned sandbox_disk_mb;
     unsigned build_timeout;     /* wall-time limit of a build's sandbox, seconds */
+    unsigned hook_timeout;      /* per hook, service builds */
+    char *workers;              /* serve's in-process build workers: a number, or "auto" (from cores and memory) */
+    unsigned nworkers;          /* what workers came to */
+    unsigned lease_seconds;     /* a claimed build's lease; heartbeats every third */
+    unsigned max_attempts;
+    char *artifact_dir;         /* content-addressed ISOs and manifests (default DATA_DIR/artifacts) */
+    unsigned artifact_budget_mb;
+    unsigned queue_max;         /* queued builds at most: submissions beyond get 503 */
+    unsigned submit_limit;      /* submissions per client per submit_window seconds */
+    unsigned submit_window;
 };
 
 /* Fills in the defaults. */

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "http/server.h"
 #include "log.h"
 #include "proc.h"
+#include "service/worker.h"
 #include "util.h"
 #include "banned.h"
 
@@ -32,6 +35,8 @@ static void usage(FILE *out)
           "\n"
           "commands:\n"
           "  serve [--config FILE] [--check]   run the HTTPS API (--check: validate the configuration and exit)\n"
+          "  worker [--config FILE] [--workers N]\n"
+          "                                    run build workers only (other machines; same database and artifact_dir)\n"
           "  migrate [--config FILE]           bring the database schema up to date\n"
           "  backup [--config FILE] [--now TIME] [--prune-only]\n"
           "                                    dump the database, then apply the retention rule\n"
@@ -458,6 +463,80 @@ static int cmd_sandbox(int argc, char **argv)
     return code;
 }
 
+/* ---- debate worker: build workers without the HTTP front door ---- */
+
+static atomic_int worker_stop;
+
+static void on_worker_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&worker_stop, 1);
+}
+
+static int cmd_worker(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"workers", required_argument, NULL, 'w'},
+                                         {NULL, 0, NULL, 0}};
+    const char *file = NULL;
+    unsigned count = 0;
+    bool ok = true;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+        if (c == 'c')
+            file = optarg;
+        else if (c == 'w')
+            ok = ok && parse_limit(optarg, &count) && count <= 256;
+        else
+            ok = false;
+    }
+    if (!ok || optind != argc) {
+        fprintf(stderr, "usage: debate worker [--config FILE] [--workers N]\n");
+        return 2;
+    }
+    if (geteuid() != 0) {
+        fprintf(stderr, "debate worker: must run as root (builds run in a sandbox it sets up)\n");
+        return 1;
+    }
+    struct config cfg;
+    if (load_config(&cfg, file) < 0)
+        return 1;
+    struct db db;
+    char err[1024];
+    if (db_open(&db, &cfg, DB_OPEN_MIGRATE | DB_OPEN_WAIT, err, sizeof(err)) < 0) {
+        fprintf(stderr, "debate worker: %s\n", err);
+        config_release(&cfg);
+        return 1;
+    }
+    if (count == 0)
+        count = cfg.nworkers ? cfg.nworkers : 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_worker_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sandbox_sweep_cgroups();
+    struct worker_opts *w = xcalloc(count, sizeof(*w));
+    pthread_t *threads = xcalloc(count, sizeof(*threads));
+    for (unsigned i = 0; i < count; i++) {
+        w[i].cfg = &cfg;
+        w[i].conninfo = db.conninfo;
+        w[i].stop = &worker_stop;
+        worker_name(&w[i], i);
+        pthread_create(&threads[i], NULL, worker_thread, &w[i]);
+    }
+    log_infox("%u build workers started; artifacts in %s", count, cfg.artifact_dir);
+    for (unsigned i = 0; i < count; i++)
+        pthread_join(threads[i], NULL);
+    log_infox("workers stopped");
+    free(w);
+    free(threads);
+    db_close(&db);
+    config_release(&cfg);
+    return 0;
+}
+
 /* Options shared by the database commands. */
 struct db_cmd {
     const char *file;
@@ -566,6 +645,8 @@ int main(int argc, char **argv)
         return cmd_lock(argc - 1, argv + 1);
     if (strcmp(cmd, "sandbox") == 0)
         return cmd_sandbox(argc - 1, argv + 1);
+    if (strcmp(cmd, "worker") == 0)
+        return cmd_worker(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("debate " DEBATE_VERSION);
         return 0;

@@ -1109,14 +1109,14 @@ static void make_label(struct build *b)
     b->label[n] = '\0';
 }
 
-static char *tool_versions(struct build *b)
+char *engine_tool_versions(const char *scratch_dir)
 {
     const char *argv[32] = {"/usr/bin/dpkg-query", "-W", "-f=${Package} ${Version}\\n"};
     size_t n = 3;
     for (size_t i = 0; tool_packages[i]; i++)
         argv[n++] = tool_packages[i];
     argv[n] = NULL;
-    _cleanup_free_ char *path = xasprintf("%s/tools.txt", b->out_dir);
+    _cleanup_free_ char *path = xasprintf("%s/tools-%ld.txt", scratch_dir, (long)gettid());
     struct proc_opts o = {.stdout_path = path};
     char err[256];
     proc_run(argv, &o, err, sizeof(err));
@@ -1124,7 +1124,13 @@ static char *tool_versions(struct build *b)
     size_t len;
     if (read_file(path, 1 << 20, &text, &len) < 0)
         text = xstrdup("");
+    unlink(path);
     return text;
+}
+
+static char *tool_versions(struct build *b)
+{
+    return engine_tool_versions(b->out_dir);
 }
 
 static int write_manifest(struct build *b, const struct engine_result *res, const char *path)
@@ -1231,6 +1237,7 @@ int engine_build(const struct recipe *r, const struct engine_opts *o, struct eng
             return -1;
     }
     progress(&b, STAGE_FETCHING, 0, "%zu packages in the lock (%.12s)", b.lock.npkgs, b.lock.hash);
+    snprintf(res->lock_hash, sizeof(res->lock_hash), "%s", b.lock.hash);
     if (resolve_fetch(&b.lock, o->cfg->cache_dir, &res->fetched, err, errlen) < 0)
         goto out;
     progress(&b, STAGE_FETCHING, 100, "%d packages downloaded", res->fetched);
@@ -1238,11 +1245,17 @@ int engine_build(const struct recipe *r, const struct engine_opts *o, struct eng
         goto out;
     res->source_date_epoch = b.epoch;
 
-    b.work = xasprintf("%s/.debate-build-%ld", dirname(out_copy), (long)getpid());
-    remove_tree(b.work);
+    /* Unique: several builds (worker threads) may share an output directory. */
+    b.work = xasprintf("%s/.debate-build-XXXXXX", dirname(out_copy));
+    if (mkdtemp(b.work) == NULL) {
+        fail(&b, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
+        free(b.work);
+        b.work = NULL;
+        goto out;
+    }
     b.mirror_dir = xasprintf("%s/mirror", b.work);
     b.out_dir = xasprintf("%s/out", b.work);
-    if (mkdir(b.work, 0755) < 0 || mkdir(b.mirror_dir, 0755) < 0 || mkdir(b.out_dir, 0755) < 0) {
+    if (mkdir(b.mirror_dir, 0755) < 0 || mkdir(b.out_dir, 0755) < 0) {
         fail(&b, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
         goto out;
     }

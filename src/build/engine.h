@@ -65,7 +65,11 @@ struct engine_result {
     long long iso_size;
     long long source_date_epoch;
     int fetched; /* packages downloaded */
+    char lock_hash[65]; /* the lock built from */
 };
+
+/* "package version" lines of the host tools that write the image (malloc'd); scratch_dir holds a temporary file. */
+char *engine_tool_versions(const char *scratch_dir);
 
 int engine_build(const struct recipe *r, const struct engine_opts *o, struct engine_result *res, char *err,
                  size_t errlen);

@@ -124,7 +124,10 @@ static void on_completions(h2o_multithread_receiver_t *receiver, h2o_linklist_t 
             job->guard->job = NULL;
             job->done(job, job->req);
         }
-        free(job->data);
+        if (job->release != NULL)
+            job->release(job->data);
+        else
+            free(job->data);
         free(job);
     }
 }

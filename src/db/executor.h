@@ -43,6 +43,7 @@ struct db_job {
     db_job_run_cb run;
     db_job_done_cb done;
     void *data;
+    void (*release)(void *data); /* frees data after done (or when the client went away); NULL: free() */
     /* results, set on the database thread */
     enum db_status status; /* DB_TIMEOUT / DB_UNAVAILABLE when no connection was had */
     char err[512];

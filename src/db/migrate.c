@@ -59,6 +59,27 @@ static const struct migration migrations[] = {
      "-- Listing, newest first, keyset pagination.\n"
      "CREATE INDEX builds_list ON builds (created_at DESC, id DESC);\n"
      "CREATE INDEX builds_recipe ON builds (config_hash, created_at DESC);\n"},
+    {2, "build service: events, artifacts, job kinds",
+     "ALTER TABLE builds ADD COLUMN kind text NOT NULL DEFAULT 'build' CHECK (kind IN ('build', 'noop'));\n"
+     "ALTER TABLE builds ADD COLUMN lock_hash text CHECK (lock_hash ~ '^[0-9a-f]{64}$');\n"
+     "-- The build log: progress events and output lines, numbered per build (SSE ids).\n"
+     "CREATE TABLE build_events (\n"
+     "    build_id uuid NOT NULL REFERENCES builds (id) ON DELETE CASCADE,\n"
+     "    seq bigint NOT NULL CHECK (seq > 0),\n"
+     "    kind text NOT NULL CHECK (kind IN ('log', 'progress')),\n"
+     "    body text NOT NULL,\n"
+     "    at timestamptz NOT NULL DEFAULT now(),\n"
+     "    PRIMARY KEY (build_id, seq)\n"
+     ");\n"
+     "-- The artifact store's index: one row per ISO in it, for verification and GC.\n"
+     "CREATE TABLE artifacts (\n"
+     "    sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),\n"
+     "    size bigint NOT NULL CHECK (size >= 0),\n"
+     "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+     "    last_download_at timestamptz NOT NULL DEFAULT now()\n"
+     ");\n"
+     "CREATE INDEX artifacts_lru ON artifacts (last_download_at);\n"
+     "CREATE INDEX builds_iso ON builds (iso_sha256) WHERE iso_sha256 IS NOT NULL;\n"},
 };
 
 int migrate_latest_version(void)

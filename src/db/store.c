@@ -15,7 +15,7 @@
     "id::text, config_hash, build_key, status::text, stage, progress, recipe::text, lock::text, key_parts::text, "     \
     "coalesce(iso_sha256, ''), coalesce(iso_size, -1), error_code, error_message, attempts, max_attempts, "            \
     "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
-    TS("finished_at") ", " TS("lease_expires_at")
+    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, '')"
 
 /* A lease is held by owner while it has not expired. */
 #define HELD "id = $1::uuid AND status = 'running' AND lease_owner = $2 AND lease_expires_at > now()"
@@ -69,6 +69,8 @@ static void parse_row(PGresult *r, int row, struct build_record *b)
     copy_field(b->started_at, STORE_TIME_LEN, r, row, i++);
     copy_field(b->finished_at, STORE_TIME_LEN, r, row, i++);
     copy_field(b->lease_expires_at, STORE_TIME_LEN, r, row, i++);
+    copy_field(b->kind, sizeof(b->kind), r, row, i++);
+    copy_field(b->lock_hash, sizeof(b->lock_hash), r, row, i++);
 }
 
 static bool valid_uuid(const char *s)
@@ -132,7 +134,7 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
     hex32(hash, in->cancel_token_hash);
     snprintf(attempts, sizeof(attempts), "%d", in->max_attempts > 0 ? in->max_attempts : 3);
     const char *ins[] = {in->config_hash, in->build_key, in->key_parts ? in->key_parts : "{}", in->recipe, in->lock,
-                         hash, attempts, in->client};
+                         hash, attempts, in->client, in->kind ? in->kind : "build"};
     const char *key[] = {in->build_key};
     *merged = false;
     /* A build that finishes between the two statements frees the key: try again. */
@@ -140,9 +142,9 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
         enum db_status st = query_one(
             c,
             "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, cancel_token_hash, max_attempts, "
-            "client) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::bytea, $7, $8) "
+            "client, kind) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::bytea, $7, $8, $9) "
             "ON CONFLICT (build_key) WHERE status IN ('queued', 'running') DO NOTHING RETURNING " COLS,
-            8, ins, out, err, errlen);
+            9, ins, out, err, errlen);
         if (st == DB_OK) {
             char ignored[64];
             db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
@@ -173,6 +175,14 @@ enum db_status store_build_find_cached(PGconn *c, const char *build_key, struct 
                      1, p, out, err, errlen);
 }
 
+enum db_status store_build_find_active(PGconn *c, const char *build_key, struct build_record *out, char *err,
+                                       size_t errlen)
+{
+    const char *p[] = {build_key};
+    return query_one(c, "SELECT " COLS " FROM builds WHERE build_key = $1 AND status IN ('queued', 'running')", 1, p,
+                     out, err, errlen);
+}
+
 enum db_status store_build_find_previous(PGconn *c, const char *config_hash, const char *exclude_id,
                                          struct build_record *out, char *err, size_t errlen)
 {
@@ -194,16 +204,22 @@ enum db_status store_build_get(PGconn *c, const char *id, struct build_record *o
 enum db_status store_build_claim(PGconn *c, const char *owner, unsigned lease_s, struct build_record *out, char *err,
                                  size_t errlen)
 {
+    return store_build_claim_kind(c, owner, lease_s, NULL, out, err, errlen);
+}
+
+enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lease_s, const char *kind,
+                                      struct build_record *out, char *err, size_t errlen)
+{
     char lease[16];
     snprintf(lease, sizeof(lease), "%u", lease_s);
-    const char *p[] = {owner, lease};
+    const char *p[] = {owner, lease, kind};
     return query_one(c,
                      "UPDATE builds SET status = 'running', attempts = attempts + 1, lease_owner = $1, "
                      "lease_expires_at = now() + make_interval(secs => $2::int), started_at = coalesce(started_at, "
                      "now()), stage = 'starting', progress = 0, updated_at = now() "
-                     "WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY created_at, id "
-                     "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " COLS,
-                     2, p, out, err, errlen);
+                     "WHERE id = (SELECT id FROM builds WHERE status = 'queued' AND ($3::text IS NULL OR kind = $3) "
+                     "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " COLS,
+                     3, p, out, err, errlen);
 }
 
 /* For statements that update a held build: no row means the lease is gone. */
@@ -221,6 +237,23 @@ static enum db_status update_held(PGconn *c, const char *sql, int n, const char 
         return DB_LOST_LEASE;
     }
     return DB_OK;
+}
+
+enum db_status store_build_release(PGconn *c, const char *id, const char *owner, char *err, size_t errlen)
+{
+    const char *p[] = {id, owner};
+    PGresult *r;
+    enum db_status st = update_held(c,
+                                    "UPDATE builds SET status = 'queued', attempts = greatest(attempts - 1, 0), "
+                                    "lease_owner = NULL, lease_expires_at = NULL, stage = 'queued', progress = 0, "
+                                    "updated_at = now() WHERE " HELD " RETURNING 1",
+                                    2, p, &r, err, errlen);
+    if (st == DB_OK) {
+        PQclear(r);
+        char ignored[64];
+        db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
+    }
+    return st;
 }
 
 enum db_status store_build_heartbeat(PGconn *c, const char *id, const char *owner, unsigned lease_s,
@@ -464,4 +497,178 @@ enum db_status store_queue_position(PGconn *c, const char *id, int *position, ch
         *position = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return st;
+}
+
+/* ---- the build service: events, artifacts, the queue's length ---- */
+
+enum db_status store_events_append(PGconn *c, const char *id, const char *owner, const char *const *kinds,
+                                   const char *const *bodies, size_t n, char *err, size_t errlen)
+{
+    if (n == 0)
+        return DB_OK;
+    _cleanup_free_ char *karr = NULL, *barr = NULL;
+    /* text[] literals, each element quoted and escaped */
+    for (int pass = 0; pass < 2; pass++) {
+        const char *const *items = pass ? bodies : kinds;
+        size_t cap = 3;
+        for (size_t i = 0; i < n; i++)
+            cap += 3 + 2 * strlen(items[i]);
+        char *out = xcalloc(1, cap), *w = out;
+        *w++ = '{';
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                *w++ = ',';
+            *w++ = '"';
+            for (const char *q = items[i]; *q; q++) {
+                if (*q == '"' || *q == '\\')
+                    *w++ = '\\';
+                *w++ = *q;
+            }
+            *w++ = '"';
+        }
+        *w++ = '}';
+        *w = '\0';
+        if (pass)
+            barr = out;
+        else
+            karr = out;
+    }
+    const char *p[] = {id, owner, karr, barr};
+    PGresult *r;
+    enum db_status st = update_held(
+        c,
+        "WITH held AS (SELECT id FROM builds WHERE " HELD "), "
+        "base AS (SELECT coalesce(max(seq), 0) AS s FROM build_events WHERE build_id = $1::uuid) "
+        "INSERT INTO build_events (build_id, seq, kind, body) "
+        "SELECT held.id, base.s + t.n, t.k, t.b FROM held, base, "
+        "unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(k, b, n) RETURNING 1",
+        4, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_events_since(PGconn *c, const char *id, long long after, unsigned limit,
+                                  struct build_event **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (!valid_uuid(id))
+        return DB_NOT_FOUND;
+    char a[32], l[16];
+    snprintf(a, sizeof(a), "%lld", after);
+    snprintf(l, sizeof(l), "%u", limit);
+    const char *p[] = {id, a, l};
+    PGresult *r;
+    enum db_status st = query(c,
+                              "SELECT seq, kind, body FROM build_events WHERE build_id = $1::uuid AND seq > $2::bigint "
+                              "ORDER BY seq LIMIT $3::int",
+                              3, p, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    size_t rows = (size_t)PQntuples(r);
+    *out = xcalloc(rows ? rows : 1, sizeof(**out));
+    for (size_t i = 0; i < rows; i++) {
+        (*out)[i].seq = atoll(PQgetvalue(r, (int)i, 0));
+        (*out)[i].progress = PQgetvalue(r, (int)i, 1)[0] == 'p';
+        (*out)[i].body = xstrdup(PQgetvalue(r, (int)i, 2));
+    }
+    *n = rows;
+    PQclear(r);
+    return DB_OK;
+}
+
+void build_events_release(struct build_event *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(e[i].body);
+    free(e);
+}
+
+enum db_status store_build_set_lock(PGconn *c, const char *id, const char *owner, const char *lock_json,
+                                    const char *lock_hash, char *err, size_t errlen)
+{
+    const char *p[] = {id, owner, lock_json, lock_hash};
+    PGresult *r;
+    enum db_status st = update_held(c,
+                                    "UPDATE builds SET lock = coalesce($3::jsonb, lock), lock_hash = $4, "
+                                    "updated_at = now() WHERE " HELD
+                                    " RETURNING 1",
+                                    4, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_queue_length(PGconn *c, long long *queued, char *err, size_t errlen)
+{
+    PGresult *r;
+    enum db_status st = query(c, "SELECT count(*) FROM builds WHERE status = 'queued'", 0, NULL, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    *queued = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return DB_OK;
+}
+
+enum db_status store_artifact_add(PGconn *c, const char *sha256, long long size, char *err, size_t errlen)
+{
+    char sz[32];
+    snprintf(sz, sizeof(sz), "%lld", size);
+    const char *p[] = {sha256, sz};
+    PGresult *r;
+    enum db_status st = query(c,
+                              "INSERT INTO artifacts (sha256, size) VALUES ($1, $2::bigint) ON CONFLICT (sha256) DO "
+                              "UPDATE SET last_download_at = now()",
+                              2, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_artifact_touch(PGconn *c, const char *sha256, bool *present, char *err, size_t errlen)
+{
+    const char *p[] = {sha256};
+    PGresult *r;
+    enum db_status st = query(c, "UPDATE artifacts SET last_download_at = now() WHERE sha256 = $1 RETURNING 1", 1, p,
+                              &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    *present = PQntuples(r) > 0;
+    PQclear(r);
+    return DB_OK;
+}
+
+enum db_status store_artifact_remove(PGconn *c, const char *sha256, char *err, size_t errlen)
+{
+    const char *p[] = {sha256};
+    PGresult *r;
+    enum db_status st = query(c, "DELETE FROM artifacts WHERE sha256 = $1", 1, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_artifacts_lru(PGconn *c, struct artifact_row **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    PGresult *r;
+    enum db_status st = query(c,
+                              "SELECT a.sha256, a.size, EXISTS (SELECT 1 FROM builds b WHERE b.iso_sha256 = a.sha256) "
+                              "OR a.created_at > now() - interval '1 hour' "
+                              "FROM artifacts a ORDER BY a.last_download_at, a.sha256",
+                              0, NULL, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    size_t rows = (size_t)PQntuples(r);
+    *out = xcalloc(rows ? rows : 1, sizeof(**out));
+    for (size_t i = 0; i < rows; i++) {
+        snprintf((*out)[i].sha256, sizeof((*out)[i].sha256), "%s", PQgetvalue(r, (int)i, 0));
+        (*out)[i].size = atoll(PQgetvalue(r, (int)i, 1));
+        (*out)[i].referenced = PQgetvalue(r, (int)i, 2)[0] == 't';
+    }
+    *n = rows;
+    PQclear(r);
+    return DB_OK;
 }

@@ -48,6 +48,8 @@ struct build_record {
     char created_at[STORE_TIME_LEN], updated_at[STORE_TIME_LEN];
     char started_at[STORE_TIME_LEN], finished_at[STORE_TIME_LEN]; /* "" when not yet */
     char lease_expires_at[STORE_TIME_LEN];
+    char kind[8];        /* "build", or "noop" (queue tests) */
+    char lock_hash[65];  /* the lock the build used: "" until resolved */
 };
 
 void build_record_release(struct build_record *b);
@@ -60,6 +62,7 @@ struct build_new {
     const uint8_t *cancel_token_hash; /* 32 bytes */
     int max_attempts;
     const char *client; /* or NULL */
+    const char *kind;   /* NULL: "build" */
 };
 
 /*
@@ -72,6 +75,10 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
 
 /* The newest succeeded build with this key: DB_OK or DB_NOT_FOUND. */
 enum db_status store_build_find_cached(PGconn *c, const char *build_key, struct build_record *out, char *err,
+                                       size_t errlen);
+
+/* The queued or running build with this key: DB_OK or DB_NOT_FOUND. */
+enum db_status store_build_find_active(PGconn *c, const char *build_key, struct build_record *out, char *err,
                                        size_t errlen);
 
 /* The newest build of the same recipe (config_hash) other than exclude_id: DB_OK or DB_NOT_FOUND. */
@@ -88,6 +95,13 @@ enum db_status store_build_get(PGconn *c, const char *id, struct build_record *o
  */
 enum db_status store_build_claim(PGconn *c, const char *owner, unsigned lease_s, struct build_record *out, char *err,
                                  size_t errlen);
+
+/* The same, for builds of one kind only (NULL: any). */
+enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lease_s, const char *kind,
+                                      struct build_record *out, char *err, size_t errlen);
+
+/* Gives a running build back to the queue, its attempt not counted (a worker shutting down). */
+enum db_status store_build_release(PGconn *c, const char *id, const char *owner, char *err, size_t errlen);
 
 /* Extends the lease; tells whether cancel was requested. DB_LOST_LEASE when not held. */
 enum db_status store_build_heartbeat(PGconn *c, const char *id, const char *owner, unsigned lease_s,
@@ -132,5 +146,41 @@ enum db_status store_build_list(PGconn *c, const char *status, const char *after
 
 /* Position in the queue (1 = next to run); 0 when not queued. */
 enum db_status store_queue_position(PGconn *c, const char *id, int *position, char *err, size_t errlen);
+
+/* ---- the build service ---- */
+
+struct build_event {
+    long long seq;
+    bool progress; /* a progress event (body: JSON) or a log line (body: the line) */
+    char *body;
+};
+
+/* Appends events ("log" / "progress") in order, numbering them after the last. DB_LOST_LEASE when not held. */
+enum db_status store_events_append(PGconn *c, const char *id, const char *owner, const char *const *kinds,
+                                   const char *const *bodies, size_t n, char *err, size_t errlen);
+/* Events with seq > after, in order, at most limit. */
+enum db_status store_events_since(PGconn *c, const char *id, long long after, unsigned limit,
+                                  struct build_event **out, size_t *n, char *err, size_t errlen);
+void build_events_release(struct build_event *e, size_t n);
+
+/* Records the lock a running build resolved. DB_LOST_LEASE when not held. */
+enum db_status store_build_set_lock(PGconn *c, const char *id, const char *owner, const char *lock_json,
+                                    const char *lock_hash, char *err, size_t errlen);
+
+enum db_status store_queue_length(PGconn *c, long long *queued, char *err, size_t errlen);
+
+struct artifact_row {
+    char sha256[65];
+    long long size;
+    bool referenced; /* a build names it (or it is less than an hour old: its build is finishing) */
+};
+
+/* Records an artifact (or, if known, marks it used now). */
+enum db_status store_artifact_add(PGconn *c, const char *sha256, long long size, char *err, size_t errlen);
+/* Marks a download; *present false when the artifact is not in the index. */
+enum db_status store_artifact_touch(PGconn *c, const char *sha256, bool *present, char *err, size_t errlen);
+enum db_status store_artifact_remove(PGconn *c, const char *sha256, char *err, size_t errlen);
+/* Every artifact, least recently downloaded first. */
+enum db_status store_artifacts_lru(PGconn *c, struct artifact_row **out, size_t *n, char *err, size_t errlen);
 
 #endif

@@ -109,7 +109,7 @@ static int redirect_to_https(struct server *srv, h2o_req_t *req)
     return http_send_error(req, 301, "moved_permanently", "this server speaks HTTPS only", NULL);
 }
 
-static void client_key(struct server *srv, h2o_req_t *req, struct ratelimit_key *key)
+void request_client_key(struct server *srv, h2o_req_t *req, struct ratelimit_key *key)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -125,7 +125,7 @@ static int check_rate(struct server *srv, h2o_req_t *req)
 {
     struct ratelimit_key key;
     struct ratelimit_result rr;
-    client_key(srv, req, &key);
+    request_client_key(srv, req, &key);
     ratelimit_check(srv->ratelimit, &key, clock_monotonic_ms(), &rr);
     char buf[64];
     snprintf(buf, sizeof(buf), "%u", rr.limit);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "db/backup.h"
+#include "http/builds.h"
 #include "http/health.h"
 #include "http/response.h"
 #include "http/routes.h"
@@ -73,6 +74,13 @@ static const struct route routes[] = {
     {METHOD_GET, "/api/v1/csrf", get_csrf, 0},
     {METHOD_GET, "/ready", health_get_ready, ROUTE_NO_RATELIMIT},
     {METHOD_GET, "/api/v1/health/db", health_get_db, 0},
+    {METHOD_POST, "/api/v1/builds", builds_post, 0},
+    {METHOD_GET, "/api/v1/builds", builds_list, 0},
+    {METHOD_GET, "/api/v1/builds/{id}", builds_get, 0},
+    {METHOD_GET, "/api/v1/builds/{id}/log", builds_log, 0},
+    {METHOD_GET, "/api/v1/builds/{id}/iso", builds_iso, 0},
+    {METHOD_GET, "/api/v1/builds/{id}/manifest", builds_manifest, 0},
+    {METHOD_POST, "/api/v1/builds/{id}/cancel", builds_cancel, 0},
 };
 
 const struct route *routes_table(size_t *n)

@@ -17,6 +17,10 @@
 #include "http/routes.h"
 #include "http/tls.h"
 #include "log.h"
+#include "build/engine.h"
+#include "build/recipe.h"
+#include "build/resolve.h"
+#include "build/sandbox.h"
 #include "util.h"
 #include "banned.h"
 
@@ -224,6 +228,12 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
     for (size_t i = 0; i < srv->nroutes && i < METRICS_MAX_ROUTES; i++)
         srv->route_names[i] = srv->routes[i].pattern;
     srv->ratelimit = ratelimit_new(cfg->rate_limit, (uint64_t)cfg->rate_window * 1000, cfg->rate_clients);
+    srv->submit_limit = ratelimit_new(cfg->submit_limit, (uint64_t)cfg->submit_window * 1000, cfg->rate_clients);
+    srv->mirror = cfg->mirror[0] ? xstrdup(cfg->mirror) : resolve_default_mirror();
+    if (mkdir_p(cfg->data_dir, 0700) == 0) {
+        _cleanup_free_ char *tools = engine_tool_versions(cfg->data_dir);
+        sha256_hex(tools, strlen(tools), srv->tools_digest);
+    }
     uint8_t id[4];
     RAND_bytes(id, sizeof(id));
     snprintf(srv->boot_id, sizeof(srv->boot_id), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
@@ -252,6 +262,27 @@ static size_t loop_count(const struct config *cfg)
         return cfg->threads;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (size_t)n : 1;
+}
+
+static void start_workers(struct server *srv)
+{
+    const struct config *cfg = srv->cfg;
+    srv->nworkers = cfg->nworkers;
+    if (srv->nworkers == 0)
+        return;
+    sandbox_sweep_cgroups();
+    srv->workers = xcalloc(srv->nworkers, sizeof(*srv->workers));
+    srv->worker_threads = xcalloc(srv->nworkers, sizeof(*srv->worker_threads));
+    for (size_t i = 0; i < srv->nworkers; i++) {
+        struct worker_opts *o = &srv->workers[i];
+        o->cfg = cfg;
+        o->conninfo = srv->db.conninfo;
+        o->statement_timeout_ms = 0; /* builds' statements are short; events are batched */
+        o->stop = &srv->workers_stop;
+        worker_name(o, (unsigned)i);
+        pthread_create(&srv->worker_threads[i], NULL, worker_thread, o);
+    }
+    log_infox("%zu build workers started", srv->nworkers);
 }
 
 int server_run(struct server *srv)
@@ -283,6 +314,7 @@ int server_run(struct server *srv)
         pthread_create(&lp->thread, NULL, loop_main, lp);
     }
     srv->https_fd = srv->http_fd = -1; /* owned by the loops now */
+    start_workers(srv);
 
     while (!atomic_load(&srv->stopping)) {
         struct timespec tick = {5, 0};
@@ -294,6 +326,10 @@ int server_run(struct server *srv)
             ratelimit_sweep(srv->ratelimit, clock_monotonic_ms());
         }
     }
+    /* Builds in progress go back to the queue: another worker (or this server, restarted) takes them. */
+    atomic_store(&srv->workers_stop, 1);
+    for (size_t i = 0; i < srv->nworkers; i++)
+        pthread_join(srv->worker_threads[i], NULL);
     for (size_t i = 0; i < srv->nloops; i++)
         pthread_join(srv->loops[i].thread, NULL);
     executor_free(srv->executor);
@@ -315,6 +351,10 @@ void server_release(struct server *srv)
     if (srv->globalconf_ready)
         h2o_config_dispose(&srv->globalconf);
     ratelimit_free(srv->ratelimit);
+    ratelimit_free(srv->submit_limit);
+    free(srv->mirror);
+    free(srv->workers);
+    free(srv->worker_threads);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
     free(srv->ca_path);

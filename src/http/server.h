@@ -12,6 +12,7 @@
 #ifndef DEBATE_HTTP_SERVER_H
 #define DEBATE_HTTP_SERVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -24,6 +25,7 @@
 #include "http/metrics.h"
 #include "http/router.h"
 #include "ratelimit.h"
+#include "service/worker.h"
 
 struct loop;
 
@@ -48,6 +50,14 @@ struct server {
     atomic_int stopping;
     size_t nloops;
     struct loop *loops;
+    /* the build service */
+    struct ratelimit *submit_limit; /* per client, stricter than ratelimit */
+    char *mirror;                   /* where unlocked recipes' packages come from */
+    char tools_digest[65];          /* SHA-256 of the host tool versions: part of every cache key */
+    struct worker_opts *workers;
+    pthread_t *worker_threads;
+    size_t nworkers;
+    atomic_int workers_stop;
 };
 
 /* The index of the loop running on this thread (0 outside the loops). */
@@ -61,6 +71,10 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
 /* Runs the loops until SIGTERM or SIGINT, drains, returns 0. */
 int server_run(struct server *srv);
 void server_release(struct server *srv);
+
+/* The rate-limit identity of the client of req (the peer, or X-Forwarded-For from a trusted proxy). */
+struct ratelimit_key;
+void request_client_key(struct server *srv, h2o_req_t *req, struct ratelimit_key *key);
 
 /* Registers the request pipeline on a path of the host (request.c). */
 void request_register(struct server *srv, h2o_pathconf_t *pathconf, bool with_handler);

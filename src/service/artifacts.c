@@ -1,0 +1,213 @@
+#include "service/artifacts.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build/recipe.h"
+#include "db/store.h"
+#include "log.h"
+#include "util.h"
+#include "banned.h"
+
+char *artifact_iso_path(const char *dir, const char *sha256)
+{
+    return xasprintf("%s/%s.iso", dir, sha256);
+}
+
+char *artifact_manifest_path(const char *dir, const char *sha256)
+{
+    return xasprintf("%s/%s.manifest.json", dir, sha256);
+}
+
+static char *stamp_path(const char *dir, const char *sha256)
+{
+    return xasprintf("%s/%s.verified", dir, sha256);
+}
+
+static bool valid_sha(const char *s)
+{
+    if (s == NULL || strlen(s) != 64)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+static int sync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static void write_stamp(const char *dir, const char *sha256, const struct stat *st)
+{
+    _cleanup_free_ char *path = stamp_path(dir, sha256);
+    _cleanup_free_ char *text = xasprintf("%lld %lld.%09ld %llu\n", (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+                                          st->st_mtim.tv_nsec, (unsigned long long)st->st_ino);
+    write_file_atomic(path, text, strlen(text), 0644);
+}
+
+static bool stamp_matches(const char *dir, const char *sha256, const struct stat *st)
+{
+    _cleanup_free_ char *path = stamp_path(dir, sha256), *text = NULL;
+    size_t len;
+    if (read_file(path, 256, &text, &len) < 0)
+        return false;
+    _cleanup_free_ char *want = xasprintf("%lld %lld.%09ld %llu\n", (long long)st->st_size,
+                                          (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+                                          (unsigned long long)st->st_ino);
+    return strcmp(text, want) == 0;
+}
+
+int artifact_publish(const char *dir, const char *iso, const char *manifest, const char *sha256, char *err,
+                     size_t errlen)
+{
+    if (!valid_sha(sha256)) {
+        snprintf(err, errlen, "\"%s\" is not a SHA-256", sha256);
+        return -1;
+    }
+    _cleanup_free_ char *final_iso = artifact_iso_path(dir, sha256);
+    _cleanup_free_ char *final_manifest = artifact_manifest_path(dir, sha256);
+    struct stat st;
+    if (stat(iso, &st) < 0) {
+        snprintf(err, errlen, "cannot read \"%s\": %s", iso, strerror(errno));
+        return -1;
+    }
+    if (artifact_verify(dir, sha256, (long long)st.st_size)) {
+        /* the same bytes are there already (another attempt, another worker) */
+        unlink(iso);
+        if (access(final_manifest, F_OK) == 0)
+            unlink(manifest);
+        else if (rename(manifest, final_manifest) < 0)
+            unlink(manifest);
+        return 0;
+    }
+    if (sync_path(iso, O_RDONLY) < 0 || sync_path(manifest, O_RDONLY) < 0) {
+        snprintf(err, errlen, "cannot sync the artifact: %s", strerror(errno));
+        return -1;
+    }
+    /* The manifest first: an ISO in the store always has its manifest beside it. */
+    if (rename(manifest, final_manifest) < 0 || rename(iso, final_iso) < 0) {
+        snprintf(err, errlen, "cannot move the artifact into \"%s\": %s", dir, strerror(errno));
+        return -1;
+    }
+    if (sync_path(dir, O_RDONLY | O_DIRECTORY) < 0) {
+        snprintf(err, errlen, "cannot sync \"%s\": %s", dir, strerror(errno));
+        return -1;
+    }
+    if (stat(final_iso, &st) == 0)
+        write_stamp(dir, sha256, &st); /* the engine hashed these very bytes */
+    return 0;
+}
+
+bool artifact_verify(const char *dir, const char *sha256, long long size)
+{
+    if (!valid_sha(sha256))
+        return false;
+    _cleanup_free_ char *path = artifact_iso_path(dir, sha256);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return false;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (long long)st.st_size != size) {
+        close(fd);
+        return false;
+    }
+    if (stamp_matches(dir, sha256, &st)) {
+        close(fd);
+        return true;
+    }
+    char got[65];
+    int rc = sha256_fd(fd, got, NULL);
+    close(fd);
+    if (rc == 0 && strcmp(got, sha256) == 0) {
+        write_stamp(dir, sha256, &st);
+        return true;
+    }
+    log_warnx("artifact %s is damaged (its bytes hash to %s): removed from the store", path,
+              rc == 0 ? got : "(unreadable)");
+    unlink(path);
+    _cleanup_free_ char *stamp = stamp_path(dir, sha256);
+    unlink(stamp);
+    return false;
+}
+
+static void remove_artifact(const char *dir, const char *sha256)
+{
+    _cleanup_free_ char *iso = artifact_iso_path(dir, sha256), *man = artifact_manifest_path(dir, sha256),
+                        *stamp = stamp_path(dir, sha256);
+    unlink(iso);
+    unlink(man);
+    unlink(stamp);
+}
+
+/* Removes files in dir/tmp older than a day (a worker killed mid-publish). */
+static void sweep_tmp(const char *dir)
+{
+    _cleanup_free_ char *tmp = xasprintf("%s/tmp", dir);
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    time_t now = time(NULL);
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
+            continue;
+        _cleanup_free_ char *path = xasprintf("%s/%s", tmp, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 86400)
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+int artifact_gc(const char *dir, unsigned budget_mb, PGconn *c, struct artifact_gc_stats *gs, char *err,
+                size_t errlen)
+{
+    memset(gs, 0, sizeof(*gs));
+    struct artifact_row *rows;
+    size_t n;
+    enum db_status st = store_artifacts_lru(c, &rows, &n, err, errlen);
+    if (st != DB_OK)
+        return -1;
+    long long total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += rows[i].size;
+    long long budget = (long long)budget_mb << 20;
+    /* First what no build names, then the least recently downloaded while over budget. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i].size < 0)
+                continue; /* gone already */
+            bool drop = pass == 0 ? !rows[i].referenced : total > budget;
+            if (!drop)
+                continue;
+            if (store_artifact_remove(c, rows[i].sha256, err, errlen) != DB_OK) {
+                free(rows);
+                return -1;
+            }
+            remove_artifact(dir, rows[i].sha256);
+            log_infox("artifact %s (%lld bytes) garbage-collected: %s", rows[i].sha256, rows[i].size,
+                      pass == 0 ? "no build names it" : "over the size budget, least recently downloaded");
+            total -= rows[i].size;
+            gs->removed++;
+            gs->bytes_removed += rows[i].size;
+            rows[i].size = -1;
+        }
+    }
+    gs->bytes_kept = total;
+    free(rows);
+    sweep_tmp(dir);
+    return 0;
+}

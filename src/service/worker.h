@@ -1,0 +1,72 @@
+/*
+ * Build workers: threads (in `debate serve`, or `debate worker` on other
+ * machines) that take builds from the PostgreSQL queue and run them.
+ *
+ * A worker claims the oldest queued build (FOR UPDATE SKIP LOCKED), holds
+ * it by a lease it renews from a heartbeat thread every third of
+ * lease_seconds, and sleeps on LISTEN debate_queue when the queue is
+ * empty. A heartbeat that finds the build's cancel flag set, or the lease
+ * lost, interrupts the build: its sandbox dies within that heartbeat.
+ * Every worker also sweeps: builds whose lease expired (their worker died)
+ * go back to the queue until max_attempts, then fail.
+ *
+ * What a claimed build runs is a function (execute): the engine for
+ * real builds; the queue tests plug in a no-op.
+ */
+#ifndef DEBATE_SERVICE_WORKER_H
+#define DEBATE_SERVICE_WORKER_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "db/store.h"
+
+struct worker_ctx;
+
+/* Reported by the payload as it runs. */
+void worker_progress(struct worker_ctx *ctx, const char *stage, int percent, const char *message);
+void worker_log(struct worker_ctx *ctx, const char *line);
+
+struct worker_outcome {
+    const char *status; /* "succeeded", "failed", "cancelled" */
+    char iso_sha256[65];
+    long long iso_size;
+    char lock_hash[65];
+    const char *error_code;
+    char error_message[2048];
+};
+
+struct worker_ctx {
+    const struct config *cfg;
+    const struct build_record *rec;
+    volatile sig_atomic_t interrupted; /* stop now: cancel, lost lease, shutdown */
+    atomic_bool cancelled, lost;
+    void *priv;
+};
+
+typedef int (*worker_execute_fn)(struct worker_ctx *ctx, struct worker_outcome *out);
+
+struct worker_opts {
+    const struct config *cfg;
+    const char *conninfo;
+    unsigned statement_timeout_ms;
+    char name[160];            /* lease owner: host:pid:n */
+    worker_execute_fn execute; /* NULL: worker_execute_build */
+    const char *kind;          /* the job kind it takes: "build" (NULL) or "noop" */
+    atomic_int *stop;          /* set: finish (interrupting the running build) and return */
+};
+
+/* Runs until *o->stop; reconnects after database failures. */
+void worker_run(struct worker_opts *o);
+/* pthread entry for worker_run. */
+void *worker_thread(void *opts);
+
+/* The engine: recipe and lock from the record, the ISO into the artifact store. */
+int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out);
+
+/* Fills o->name with host:pid:index. */
+void worker_name(struct worker_opts *o, unsigned index);
+
+#endif
