@@ -33,6 +33,10 @@ $(1)/libdebate.a: $$(patsubst %.c,$(1)/obj/%.o,$$(LIB_SRCS))
 $(1)/debate: $(1)/obj/src/main.o $(1)/libdebate.a
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
 
+$(1)/tools/%: $(1)/obj/tests/tools/%.o $(1)/libdebate.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
+
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/obj/tests/unit/harness.o $(1)/obj/tests/unit/dbtest.o $(1)/libdebate.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
@@ -54,7 +58,7 @@ deps:
 unit: $(addprefix build/tests/,$(UNIT_NAMES)) $(addprefix build/asan/tests/,$(UNIT_NAMES))
 
 test: deps
-	@$(MAKE) --no-print-directory build/debate build/asan/debate unit
+	@$(MAKE) --no-print-directory build/debate build/asan/debate unit build/tools/queue_worker
 	@$(PYTHON) tests/run.py
 
 # As root, the embedded PostgreSQL runs as user postgres, which must be able

@@ -1,0 +1,106 @@
+"""The build queue under 8 workers with random kills.
+
+The workers are the real worker loop (src/service/worker.c) in
+build/tools/queue_worker, a test-only program whose job kind is a no-op:
+claim with FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY wake-ups, leases renewed
+by heartbeats, the sweep that requeues builds whose worker died, and the
+lease-checked finish. Eight worker processes run while a random one is
+killed with SIGKILL and restarted, again and again; then:
+
+- every job ends, and ends once: its row is terminal, and no worker ever
+  recorded a second outcome for it;
+- no job was attempted more than max_attempts times;
+- the kills did hit running jobs (some needed a second attempt).
+"""
+import collections
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "build" / "tools" / "queue_worker"
+
+pytestmark = pytest.mark.skipif(not TOOL.exists(), reason="build/tools/queue_worker is built by make test")
+
+JOBS = 300
+WORKERS = 8
+MAX_ATTEMPTS = 4
+
+
+def start_worker(url, log_dir, n):
+    env = dict(os.environ, DEBATE_LEASE_SECONDS="3", DEBATE_NOOP_MS="150", DEBATE_LOG_LEVEL="info")
+    log = open(log_dir / f"worker-{n}-{time.monotonic_ns()}.log", "w")
+    return subprocess.Popen([str(TOOL), "work", url, "1"], stdout=log, stderr=log, env=env,
+                            start_new_session=True)
+
+
+def test_every_job_finishes_exactly_once_under_random_kills(pg_cluster, tmp_path):
+    url = pg_cluster.url
+    env = dict(os.environ, DEBATE_MAX_ATTEMPTS=str(MAX_ATTEMPTS))
+    subprocess.run([str(TOOL), "submit", url, str(JOBS)], check=True, env=env, timeout=120)
+    assert pg_cluster.psql("SELECT count(*) FROM builds WHERE kind = 'noop' AND status = 'queued'") == str(JOBS)
+
+    rng = random.Random(int(os.environ.get("DEBATE_TEST_SEED", "7")))
+    workers = [start_worker(url, tmp_path, i) for i in range(WORKERS)]
+    kills = 0
+    try:
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.2, 0.6))
+            i = rng.randrange(WORKERS)
+            os.killpg(workers[i].pid, signal.SIGKILL)
+            workers[i].wait()
+            kills += 1
+            workers[i] = start_worker(url, tmp_path, i)
+        # no more kills: everything must drain (expired leases are swept and requeued)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            left = pg_cluster.psql("SELECT count(*) FROM builds WHERE status IN ('queued', 'running')")
+            if left == "0":
+                break
+            time.sleep(0.5)
+        assert left == "0", f"{left} jobs never finished"
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.pid, signal.SIGKILL)
+
+    rows = pg_cluster.psql("SELECT id, status, attempts, coalesce(error_code, '') FROM builds WHERE kind = 'noop'")
+    jobs = {}
+    for line in rows.splitlines():
+        jid, status, attempts, code = line.split("|")
+        jobs[jid] = (status, int(attempts), code)
+    assert len(jobs) == JOBS
+    for jid, (status, attempts, code) in jobs.items():
+        assert status in ("succeeded", "failed"), (jid, status)
+        assert 1 <= attempts <= MAX_ATTEMPTS, (jid, attempts)
+        if status == "failed":
+            assert code == "attempts_exhausted" and attempts == MAX_ATTEMPTS, (jid, status, attempts, code)
+
+    # Each recorded outcome comes from one worker holding the lease: never two.
+    finished = collections.Counter()
+    for log in tmp_path.glob("worker-*.log"):
+        for m in re.finditer(r"build ([0-9a-f-]{36}): succeeded", log.read_text()):
+            finished[m.group(1)] += 1
+    twice = {jid: n for jid, n in finished.items() if n > 1}
+    assert not twice, f"jobs finished more than once: {twice}"
+    for jid in finished:
+        assert jobs[jid][0] == "succeeded"
+
+    retried = sum(1 for s, a, _ in jobs.values() if a > 1)
+    assert kills > 10
+    assert retried > 0, "no kill hit a running job: the test proved nothing"
+    # the log events of a job come from the attempt that held the lease when writing
+    assert pg_cluster.psql("SELECT count(*) FROM build_events e JOIN builds b ON b.id = e.build_id "
+                           "WHERE b.status = 'succeeded' AND e.body = 'no-op done'") != "0"
