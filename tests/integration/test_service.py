@@ -573,41 +573,48 @@ def tiny_build(shared):
 # --------------------------------------------------------------------------
 
 def assert_build_object(b):
-    assert isinstance(b, dict), b
-    missing = BUILD_KEYS - set(b)
-    assert not missing, f"the build object lacks {sorted(missing)}: {b}"
-    assert UUID_RE.match(b["id"]), b["id"]
-    assert b["status"] in STATUSES, b["status"]
-    assert b["stage"] in ALL_STAGES, b["stage"]
-    assert isinstance(b["progress"], int) and 0 <= b["progress"] <= 100, b["progress"]
-    assert HEX64_RE.match(b["config_hash"]) and HEX64_RE.match(b["build_key"]), b
-    assert isinstance(b["key"], dict) and KEY_KEYS <= set(b["key"]), b["key"]
-    assert b["key"]["config_hash"] == b["config_hash"], b
-    assert isinstance(b["key"]["builder"], str) and b["key"]["builder"].startswith("debate "), b["key"]
-    assert HEX64_RE.match(b["key"]["tools"] or ""), b["key"]
-    assert b["log_url"] == f"/api/v1/builds/{b['id']}/log", b
-    assert isinstance(b["attempts"], int) and isinstance(b["max_attempts"], int), b
-    assert TIME_RE.match(b["created_at"]), b["created_at"]
+    """The build object of docs/api.md; a failure names the rule and shows the whole object."""
+    def need(ok, rule):
+        if not ok:
+            raise AssertionError(f"build object: {rule}:\n{json.dumps(b, indent=1, sort_keys=True)}")
+
+    need(isinstance(b, dict), "not an object")
+    need(not (BUILD_KEYS - set(b)), f"lacks {sorted(BUILD_KEYS - set(b))}")
+    need(UUID_RE.match(str(b["id"])), "id is not a UUID")
+    need(b["status"] in STATUSES, f"status {b['status']!r} is not one of {STATUSES}")
+    need(b["stage"] in ALL_STAGES, f"stage {b['stage']!r} is not one of {ALL_STAGES}")
+    need(isinstance(b["progress"], int) and 0 <= b["progress"] <= 100, "progress is not 0-100")
+    need(HEX64_RE.match(str(b["config_hash"])) and HEX64_RE.match(str(b["build_key"])),
+         "config_hash/build_key are not 64 hex")
+    need(isinstance(b["key"], dict) and KEY_KEYS <= set(b["key"]), f"key lacks one of {sorted(KEY_KEYS)}")
+    need(b["key"]["config_hash"] == b["config_hash"], "key.config_hash != config_hash")
+    need(isinstance(b["key"]["builder"], str) and b["key"]["builder"].startswith("debate "),
+         "key.builder is not 'debate VERSION'")
+    need(HEX64_RE.match(str(b["key"]["tools"])), "key.tools is not 64 hex")
+    need(b["log_url"] == f"/api/v1/builds/{b['id']}/log", "log_url")
+    need(isinstance(b["attempts"], int) and isinstance(b["max_attempts"], int), "attempts/max_attempts")
+    need(TIME_RE.match(str(b["created_at"])), "created_at is not an RFC 3339 UTC time")
     if b["status"] == "queued":
-        assert isinstance(b["queue_position"], int) and b["queue_position"] >= 1, b
+        need(isinstance(b["queue_position"], int) and b["queue_position"] >= 1,
+             "a queued build has no queue_position (1 = next to run)")
     else:
-        assert b["queue_position"] is None, b
+        need(b["queue_position"] is None, "queue_position is set on a build that is not queued")
     if b["status"] == "succeeded":
-        assert HEX64_RE.match(b["iso_sha256"] or ""), b
-        assert isinstance(b["iso_size"], int) and b["iso_size"] > 0, b
-        assert b["iso_url"] == f"/api/v1/builds/{b['id']}/iso", b
-        assert b["manifest_url"] == f"/api/v1/builds/{b['id']}/manifest", b
-        assert b["error"] is None, b
-        assert b["stage"] == "done" and b["progress"] == 100, b
+        need(HEX64_RE.match(str(b["iso_sha256"])), "iso_sha256 of a succeeded build")
+        need(isinstance(b["iso_size"], int) and b["iso_size"] > 0, "iso_size of a succeeded build")
+        need(b["iso_url"] == f"/api/v1/builds/{b['id']}/iso", "iso_url of a succeeded build")
+        need(b["manifest_url"] == f"/api/v1/builds/{b['id']}/manifest", "manifest_url of a succeeded build")
+        need(b["error"] is None, "error of a succeeded build")
+        need(b["stage"] == "done" and b["progress"] == 100, "a succeeded build is at stage done, 100 %")
     else:
-        assert b["iso_sha256"] is None and b["iso_size"] is None, b
-        assert b["iso_url"] is None and b["manifest_url"] is None, b
+        need(b["iso_sha256"] is None and b["iso_size"] is None, "iso_sha256/iso_size before success")
+        need(b["iso_url"] is None and b["manifest_url"] is None, "iso_url/manifest_url before success")
     if b["status"] in TERMINAL:
-        assert TIME_RE.match(b["finished_at"] or ""), b
+        need(TIME_RE.match(str(b["finished_at"])), "finished_at of an ended build")
     else:
-        assert b["finished_at"] is None, b
+        need(b["finished_at"] is None, "finished_at of a build that has not ended")
     if b["status"] in ("failed", "cancelled"):
-        assert isinstance(b["error"], dict) and b["error"].get("code"), b
+        need(isinstance(b["error"], dict) and b["error"].get("code"), "error.code of a failed/cancelled build")
 
 
 def assert_retry_after(r, most=None):
@@ -642,55 +649,35 @@ def artifacts(artifact_dir):
 def test_submit_follow_the_stream_and_download_the_iso(shared, tiny_build):
     srv = shared.srv
     sub, body = tiny_build.submit, tiny_build.body
-    # The submission: a new build, queued.
+    # The submission: a new build.
     assert sub.status == 202, sub
     assert sub.header("Location") == f"/api/v1/builds/{tiny_build.id}", sub
     assert sub.header("Cache-Control") == "no-store", sub
     assert body["cache"] == "miss" and body["merged"] is False, body
     assert isinstance(body.get("cancel_token"), str) and len(body["cancel_token"]) == 43, body
-    assert body.get("differs") == [], body          # the first build of this recipe
-    assert_build_object(body["build"])
     assert body["build"]["status"] in ("queued", "running"), body
-    _, config_hash = debate_hash(TINY)
-    assert body["build"]["config_hash"] == config_hash
-    key = body["build"]["key"]
-    assert key["lock_hash"] is None, key             # nothing pinned: the mirror names the packages
-    assert isinstance(key["mirror"], str) and key["mirror"].startswith("http"), key
 
-    # The stream: progress through every stage, then end with the final build.
+    # The stream: progress through every stage of the build, then end with the final build.
     assert (tiny_build.sse_response.getheader("Content-Type") or "").startswith("text/event-stream")
     events = tiny_build.events
     kinds = [e.event for e in events]
-    assert kinds and kinds[-1] == "end", kinds[-20:]
+    assert kinds and kinds[-1] == "end", f"the stream closed without `event: end`: {kinds[-20:]}"
     assert kinds.count("end") == 1, kinds
-    ids = [e.id for e in events if e.event != "end"]
-    assert all(i is not None and re.fullmatch(r"\d+", i) for i in ids), \
-        f"every event but end has a numeric id: {[(e.id, e.event) for e in events][:20]}"
-    assert [int(i) for i in ids] == sorted(set(int(i) for i in ids)), "event ids must increase"
     progress = [json.loads(e.data) for e in events if e.event == "progress"]
     for p in progress:
         assert {"stage", "progress", "message"} <= set(p), p
-        assert p["stage"] in ALL_STAGES, p
-    stages = {p["stage"] for p in progress}
-    missing = set(BUILD_STAGES) - stages
-    assert not missing, f"no progress event for {sorted(missing)}; stages seen: {sorted(stages)}"
-    percents = [p["progress"] for p in progress]
-    assert percents == sorted(percents), f"progress went backwards: {percents}"
-    order = [p["stage"] for p in progress if p["stage"] in BUILD_STAGES]
-    firsts = sorted(set(order), key=order.index)
+    stages = [p["stage"] for p in progress]
+    missing = set(BUILD_STAGES) - set(stages)
+    assert not missing, f"no progress event for {sorted(missing)}; stages seen: {stages}"
+    firsts = sorted({s for s in stages if s in BUILD_STAGES}, key=stages.index)
     assert firsts == [s for s in BUILD_STAGES if s in firsts], f"stages out of order: {firsts}"
     end = json.loads(events[-1].data)
-    assert_build_object(end)
     assert end["id"] == tiny_build.id and end["status"] == "succeeded", end
 
-    # The final build object.
+    # The final build, and its ISO: the bytes hash to iso_sha256, which is the ETag and the manifest's.
     b = tiny_build.build
-    assert_build_object(b)
     assert b["status"] == "succeeded" and b["attempts"] == 1 and b["max_attempts"] == 3, b
     assert b["iso_sha256"] == end["iso_sha256"], (b, end)
-    assert TIME_RE.match(b["started_at"] or ""), b
-
-    # The ISO: its bytes hash to iso_sha256, which is the ETag and the manifest's.
     iso = tiny_build.iso
     assert iso.status == 200, iso
     assert iso.header("Content-Type") == "application/x-iso9660-image", iso
@@ -698,16 +685,17 @@ def test_submit_follow_the_stream_and_download_the_iso(shared, tiny_build):
     assert digest == b["iso_sha256"], "the downloaded ISO does not hash to the build's iso_sha256"
     assert len(iso.body) == b["iso_size"] == int(iso.header("Content-Length")), (len(iso.body), b["iso_size"])
     assert iso.header("ETag") == f'"{digest}"', iso.header("ETag")
-    assert iso.header("Accept-Ranges") == "bytes", iso
-    assert iso.header("Content-Disposition") == f'attachment; filename="tiny-{digest[:12]}.iso"', \
-        iso.header("Content-Disposition")
     man = tiny_build.manifest
     assert man.status == 200 and (man.header("Content-Type") or "").startswith("application/json"), man
     m = man.json()
     assert m["iso_sha256"] == digest and m["iso_size"] == len(iso.body), m
     assert m["config_hash"] == b["config_hash"], m
-    canonical, _ = debate_hash(TINY)
+    canonical, config_hash = debate_hash(TINY)
     assert m["recipe"] == json.loads(canonical)
+    assert b["config_hash"] == config_hash
+    assert iso.header("Accept-Ranges") == "bytes", iso
+    assert iso.header("Content-Disposition") == f'attachment; filename="tiny-{digest[:12]}.iso"', \
+        iso.header("Content-Disposition")
 
     # The artifacts are content-addressed under artifact_dir (DATA_DIR/artifacts).
     names = artifacts(srv.data_dir / "artifacts")
@@ -717,6 +705,24 @@ def test_submit_follow_the_stream_and_download_the_iso(shared, tiny_build):
     log = shared.api.get(f"/api/v1/builds/{tiny_build.id}/log")
     assert log.status == 200 and (log.header("Content-Type") or "").startswith("text/plain"), log
     assert "rootfs" in log.body.decode("utf-8", "replace"), log.body[:2000]
+
+    # The finer points of the contract, last (so that the checks above report first).
+    ids = [e.id for e in events if e.event != "end"]
+    assert all(i is not None and re.fullmatch(r"\d+", i) for i in ids), \
+        f"every event but end has a numeric id: {[(e.id, e.event) for e in events][:20]}"
+    assert [int(i) for i in ids] == sorted(set(int(i) for i in ids)), "event ids must increase"
+    percents = [p["progress"] for p in progress]
+    assert percents == sorted(percents), f"progress went backwards: {percents}"
+    unknown = sorted({s for s in stages if s not in ALL_STAGES})
+    assert not unknown, f"progress events name stages the contract does not list: {unknown}"
+    key = body["build"]["key"]
+    assert key["lock_hash"] is None, key             # nothing pinned: the mirror names the packages
+    assert isinstance(key["mirror"], str) and key["mirror"].startswith("http"), key
+    assert body.get("differs") == [], body           # the first build of this recipe
+    assert TIME_RE.match(b["started_at"] or ""), b
+    assert_build_object(end)
+    assert_build_object(b)
+    assert_build_object(body["build"])
 
 
 def test_the_stream_resumes_after_last_event_id(shared, tiny_build):
@@ -853,7 +859,6 @@ def test_identical_submissions_at_once_make_one_build(shared, tiny_build):
         assert r.header("Location") == f"/api/v1/builds/{bid}", r
     for b in bodies:
         assert b["cache"] == "miss", b
-        assert_build_object(b["build"])
     key = creator["build"]["build_key"]
     same_key = [b for b in api.list_all() if b["build_key"] == key]
     assert [b["id"] for b in same_key] == [bid], same_key
@@ -869,6 +874,9 @@ def test_identical_submissions_at_once_make_one_build(shared, tiny_build):
     assert b["attempts"] == 1, b
     same_key = [b for b in api.list_all() if b["build_key"] == key]
     assert [b["id"] for b in same_key] == [bid], same_key
+    assert_build_object(b)
+    for body in bodies:
+        assert_build_object(body["build"])
 
 
 # --------------------------------------------------------------------------
@@ -939,8 +947,10 @@ def test_cancel_a_running_build_kills_its_sandbox(shared, tiny_build):
 # 8. bad input queues nothing
 # --------------------------------------------------------------------------
 
-def test_bad_input_is_refused_and_queues_nothing(shared):
-    api = shared.api
+def test_bad_input_is_refused_and_queues_nothing(service, pg_cluster):
+    # A server of its own (no workers): nothing is queued unless a submission was taken.
+    srv = service.server(DEBATE_DATABASE_URL=pg_cluster.url, DEBATE_WORKERS=0)
+    api = Api(srv)
     before = [b["id"] for b in api.list_all()]
     queued_before = [b["id"] for b in api.list_all("queued")]
 
@@ -1000,8 +1010,8 @@ def test_bad_input_is_refused_and_queues_nothing(shared):
     assert r.status == 404 and r.code == "not_found", r
 
     after = [b["id"] for b in api.list_all()]
-    assert after == before, f"bad input created builds: before {before}, after {after}"
-    assert [b["id"] for b in api.list_all("queued")] == queued_before
+    assert after == before == [], f"bad input created builds: {after}"
+    assert api.list_all("queued") == [] and queued_before == []
 
 
 # --------------------------------------------------------------------------
@@ -1060,13 +1070,12 @@ def test_list_pagination_and_status_filter(service, pg_cluster):
     assert [api.build(i)["queue_position"] for i in ids] == [1, 2, 3]
 
     # limit=1, following next: newest first, one per page, then next null.
-    seen, after, pages = [], None, 0
+    seen, after, pages, listed = [], None, 0, []
     while True:
         doc = api.list_page("?limit=1" + (f"&after={after}" if after else ""))
         pages += 1
         assert len(doc["builds"]) <= 1, doc
-        for b in doc["builds"]:
-            assert_build_object(b)
+        listed += doc["builds"]
         seen += [b["id"] for b in doc["builds"]]
         after = doc["next"]
         if not after:
@@ -1099,6 +1108,9 @@ def test_list_pagination_and_status_filter(service, pg_cluster):
         err = r.error
         assert err.get("field") == param or param in (err.get("message") or ""), \
             f"the 400 for {query} does not name {param}: {r!r}"
+    # Listed builds have the shape of every build object (queue_position included).
+    for b in listed:
+        assert_build_object(b)
 
 
 # --------------------------------------------------------------------------
