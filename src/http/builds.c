@@ -439,6 +439,7 @@ struct one_req {
     int position;
     /* for cancel */
     uint8_t token_hash[32];
+    bool exists;
     /* for the ISO and the manifest */
     bool gone;
     char *path;
@@ -493,15 +494,17 @@ static void cancel_run(struct db_job *job, PGconn *c)
     struct one_req *o = job->data;
     job->status = store_build_get(c, o->id, &o->rec, job->err, sizeof(job->err));
     if (job->status != DB_OK)
-        return;
+        return; /* DB_NOT_FOUND: no such build */
+    o->exists = true;
     build_record_release(&o->rec);
+    /* DB_NOT_FOUND now means the token did not match */
     job->status = store_build_cancel(c, o->id, o->token_hash, &o->rec, job->err, sizeof(job->err));
 }
 
 static void cancel_done(struct db_job *job, h2o_req_t *req)
 {
     struct one_req *o = job->data;
-    if (job->status == DB_NOT_FOUND && o->rec.id[0] == '\0' && job->err[0] == '\0' && o->gone)
+    if (job->status == DB_NOT_FOUND && !o->exists)
         http_send_error(req, 404, "not_found", "no build with this id", NULL);
     else if (job->status == DB_NOT_FOUND)
         http_send_error(req, 403, "bad_cancel_token", "the cancel token does not match this build", NULL);
@@ -512,14 +515,6 @@ static void cancel_done(struct db_job *job, h2o_req_t *req)
         send_db_error(req, job);
     else
         http_send_json(req, 202, json_pack("{s:o}", "build", build_json(&o->rec, 0)));
-}
-
-/* store_build_get's not-found comes first: tell it apart from a wrong token. */
-static void cancel_run_outer(struct db_job *job, PGconn *c)
-{
-    struct one_req *o = job->data;
-    cancel_run(job, c);
-    o->gone = job->status == DB_NOT_FOUND && o->rec.id[0] == '\0' && !o->gone;
 }
 
 int builds_cancel(struct server *srv, h2o_req_t *req, const struct route_match *m)
@@ -535,7 +530,7 @@ int builds_cancel(struct server *srv, h2o_req_t *req, const struct route_match *
     struct one_req *o = one_new(srv, m);
     EVP_Digest(token, strlen(token), o->token_hash, NULL, EVP_sha256(), NULL);
     json_decref(doc);
-    submit_job(srv, req, cancel_run_outer, cancel_done, o, one_free);
+    submit_job(srv, req, cancel_run, cancel_done, o, one_free);
     return 0;
 }
 
