@@ -28,10 +28,11 @@ from conftest import (DebateServer, ResponseTimeout, _finish, _own_tmpdir, build
                       reap_postgres, run_psql)
 
 # What migration 1 creates.
-EXPECTED_MIGRATIONS = [("1", "builds")]
+EXPECTED_MIGRATIONS = [("1", "builds"), ("2", "build service: events, artifacts, job kinds")]
+LATEST = len(EXPECTED_MIGRATIONS)
 EXPECTED_BUILD_INDEXES = {
     "builds_pkey", "builds_cache", "builds_active_key", "builds_queue",
-    "builds_leases", "builds_list", "builds_recipe",
+    "builds_leases", "builds_list", "builds_recipe", "builds_iso",
 }
 NEWER_MESSAGE = "newer than this debate knows"
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
@@ -164,13 +165,13 @@ def test_migrate_twice_is_idempotent(pg_cluster, work):
     first = run_debate(["migrate"], env, work)
     assert first.returncode == 0, first.stderr
     assert "applied database migration 1" in first.stderr, first.stderr
-    assert "schema is at version 1" in first.stdout, first.stdout
+    assert f"schema is at version {LATEST}" in first.stdout, first.stdout
     assert migrations_rows(pg_cluster) == EXPECTED_MIGRATIONS
 
     second = run_debate(["migrate"], env, work)
     assert second.returncode == 0, second.stderr
     assert "applied database migration" not in second.stderr, second.stderr
-    assert "schema is current (version 1)" in second.stderr, second.stderr
+    assert f"schema is current (version {LATEST})" in second.stderr, second.stderr
     assert migrations_rows(pg_cluster) == EXPECTED_MIGRATIONS
     assert build_indexes(pg_cluster) == EXPECTED_BUILD_INDEXES
     no_sanitizer_reports(first.stderr + second.stderr)
@@ -568,7 +569,7 @@ def test_ready_ok_warns_about_restore_test(pg_cluster, debate_factory):
     assert r.status == 200, r
     assert doc["status"] == "ready", doc
     assert doc["reasons"] == [], doc
-    assert doc["checks"]["database"]["schema_version"] == 1, doc
+    assert doc["checks"]["database"]["schema_version"] == LATEST, doc
     assert doc["checks"]["disk"]["ok"] is True, doc
     assert any("restore test" in w for w in doc["warnings"]), doc
 
