@@ -216,7 +216,7 @@ enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lea
     return query_one(c,
                      "UPDATE builds SET status = 'running', attempts = attempts + 1, lease_owner = $1, "
                      "lease_expires_at = now() + make_interval(secs => $2::int), started_at = coalesce(started_at, "
-                     "now()), stage = 'starting', progress = 0, updated_at = now() "
+                     "now()), stage = 'resolving', progress = 0, updated_at = now() "
                      "WHERE id = (SELECT id FROM builds WHERE status = 'queued' AND ($3::text IS NULL OR kind = $3) "
                      "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " COLS,
                      3, p, out, err, errlen);

@@ -253,6 +253,7 @@ int builds_post(struct server *srv, h2o_req_t *req, const struct route_match *m)
     struct recipe r;
     bool have_recipe = false;
     int rc = 0;
+    char *rtext = NULL; /* declared before the first goto: out: frees it */
     if (!json_is_object(doc)) {
         rc = bad_request(req, "invalid_request", NULL, "the body must be an object: {\"recipe\": {...}}");
         goto out;
@@ -279,7 +280,7 @@ int builds_post(struct server *srv, h2o_req_t *req, const struct route_match *m)
         rc = bad_request(req, "invalid_request", "no_cache", "\"no_cache\" must be true or false");
         goto out;
     }
-    _cleanup_free_ char *rtext = json_dumps(jr, JSON_COMPACT);
+    rtext = json_dumps(jr, JSON_COMPACT);
     struct recipe_error rerr;
     if (recipe_parse(rtext, strlen(rtext), &r, &rerr) < 0) {
         char msg[512];
@@ -328,6 +329,7 @@ int builds_post(struct server *srv, h2o_req_t *req, const struct route_match *m)
     submit_job(srv, req, submit_run, submit_done, s, submit_free);
     s = NULL;
 out:
+    free(rtext);
     if (s != NULL)
         submit_free(s);
     if (have_recipe)
@@ -371,6 +373,7 @@ struct list_req {
     char *status, *after;
     unsigned limit;
     struct build_record *rows;
+    int *positions;
     size_t n;
     char *next;
 };
@@ -380,6 +383,13 @@ static void list_run(struct db_job *job, PGconn *c)
     struct list_req *l = job->data;
     job->status = store_build_list(c, l->status, l->after, l->limit, &l->rows, &l->n, &l->next, job->err,
                                    sizeof(job->err));
+    if (job->status != DB_OK)
+        return;
+    l->positions = xcalloc(l->n ? l->n : 1, sizeof(int));
+    char err[128];
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->rows[i].status, "queued") == 0)
+            store_queue_position(c, l->rows[i].id, &l->positions[i], err, sizeof(err));
 }
 
 static void list_done(struct db_job *job, h2o_req_t *req)
@@ -392,7 +402,7 @@ static void list_done(struct db_job *job, h2o_req_t *req)
     } else {
         json_t *arr = json_array();
         for (size_t i = 0; i < l->n; i++)
-            json_array_append_new(arr, build_json(&l->rows[i], 0));
+            json_array_append_new(arr, build_json(&l->rows[i], l->positions[i]));
         http_send_json(req, 200, json_pack("{s:o, s:o}", "builds", arr, "next", str_or_null(l->next)));
     }
 }
@@ -403,6 +413,7 @@ static void list_free(void *p)
     for (size_t i = 0; i < l->n; i++)
         build_record_release(&l->rows[i]);
     free(l->rows);
+    free(l->positions);
     free(l->next);
     free(l->status);
     free(l->after);

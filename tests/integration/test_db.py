@@ -296,7 +296,8 @@ def _kill_debate_backends(cluster):
 
 
 def test_killed_backends_are_replaced(pg_cluster, debate_factory):
-    srv = debate_factory(**db_env(pg_cluster))
+    # no build workers: their own connections would reconnect at once and blur the pool's
+    srv = debate_factory(**db_env(pg_cluster, DEBATE_WORKERS="0"))
     for _ in range(3):
         r = srv.get("/api/v1/health/db")
         assert r.status == 200, r

@@ -53,7 +53,7 @@ TINY = ROOT / "examples" / "tiny.json"
 
 STAGES_AFTER_ROOTFS = ("customizing", "kernel", "squashfs", "bootloader", "assembling")
 BUILD_STAGES = ("rootfs",) + STAGES_AFTER_ROOTFS
-ALL_STAGES = ("queued", "resolving", "fetching") + BUILD_STAGES + ("done",)
+ALL_STAGES = ("queued", "resolving", "fetching") + BUILD_STAGES + ("verifying", "done")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = ("succeeded", "failed", "cancelled")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -1115,8 +1115,8 @@ def test_list_pagination_and_status_filter(service, pg_cluster):
         err = r.error
         assert err.get("field") == param or param in (err.get("message") or ""), \
             f"the 400 for {query} does not name {param}: {r!r}"
-    # Listed builds have the shape of every build object (queue_position included).
-    for b in listed:
+    # Submitted and listed builds have the shape of every build object (queue_position included).
+    for b in [s["build"] for s in subs] + listed:
         assert_build_object(b)
 
 
