@@ -318,8 +318,12 @@ static bool parse_overlays(struct ctx *c, json_t *doc, struct recipe *r)
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        if (!parse_overlay(c, v, i, &r->overlays[i], &total))
+        if (!parse_overlay(c, v, i, &r->overlays[i], &total)) {
+            free(r->overlays[i].path); /* not counted yet: recipe_release would miss them */
+            free(r->overlays[i].content);
+            memset(&r->overlays[i], 0, sizeof(r->overlays[i]));
             return false;
+        }
         r->noverlays++;
     }
     qsort(r->overlays, r->noverlays, sizeof(*r->overlays), cmp_overlay);
@@ -371,8 +375,12 @@ static bool parse_hooks(struct ctx *c, json_t *doc, struct recipe *r)
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        if (!parse_hook(c, v, i, &r->hooks[i]))
+        if (!parse_hook(c, v, i, &r->hooks[i])) {
+            free(r->hooks[i].name); /* not counted yet: recipe_release would miss them */
+            free(r->hooks[i].script);
+            memset(&r->hooks[i], 0, sizeof(r->hooks[i]));
             return false;
+        }
         r->nhooks++;
     }
     qsort(r->hooks, r->nhooks, sizeof(*r->hooks), cmp_hook);

@@ -184,6 +184,14 @@ static void submit_run(struct db_job *job, PGconn *c)
     if (st == DB_OK)
         build_record_release(&prev);
     store_queue_position(c, s->rec.id, &s->position, job->err, sizeof(job->err));
+    if (s->position == 0 && strcmp(s->rec.status, "queued") == 0) {
+        /* a worker claimed it meanwhile: answer with what it is now */
+        struct build_record now;
+        if (store_build_get(c, s->rec.id, &now, job->err, sizeof(job->err)) == DB_OK) {
+            build_record_release(&s->rec);
+            s->rec = now;
+        }
+    }
     job->status = DB_OK;
 }
 
