@@ -479,7 +479,7 @@ static void get_run(struct db_job *job, PGconn *c)
 {
     struct one_req *o = job->data;
     job->status = store_build_get(c, o->id, &o->rec, job->err, sizeof(job->err));
-    if (job->status == DB_OK)
+    if (job->status == DB_OK && strcmp(o->rec.status, "queued") == 0) /* only a queued build has a place */
         store_queue_position(c, o->id, &o->position, job->err, sizeof(job->err));
 }
 

@@ -25,7 +25,8 @@
 /* What a worker keeps about the build it runs. */
 struct job {
     struct worker_opts *o;
-    PGconn *conn; /* the worker's: events, progress, finish */
+    PGconn *conn;     /* the worker's: events, progress, finish */
+    PGconn **hb_conn; /* the worker's second connection, kept across builds for the heartbeat */
     struct worker_ctx ctx;
     char *kinds[EVENT_BATCH], *bodies[EVENT_BATCH];
     size_t nevents;
@@ -124,9 +125,7 @@ static void *heartbeat_main(void *arg)
     const struct config *cfg = j->o->cfg;
     unsigned period_ms = cfg->lease_seconds * 1000 / 3;
     char err[256];
-    PGconn *c = db_connect(j->o->conninfo, j->o->statement_timeout_ms, err, sizeof(err));
-    if (c == NULL)
-        log_warnx("worker %s: heartbeat: %s", j->o->name, err);
+    PGconn *c = *j->hb_conn; /* connected lazily: a short build never needs it */
     pthread_mutex_lock(&j->lock);
     while (!j->done) {
         struct timespec until;
@@ -166,16 +165,15 @@ static void *heartbeat_main(void *arg)
         pthread_mutex_lock(&j->lock);
     }
     pthread_mutex_unlock(&j->lock);
-    if (c != NULL)
-        PQfinish(c);
+    *j->hb_conn = c; /* kept for the next build */
     return NULL;
 }
 
 /* ---- one claimed build ---- */
 
-static void run_job(struct worker_opts *o, PGconn *conn, const struct build_record *rec)
+static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const struct build_record *rec)
 {
-    struct job j = {.o = o, .conn = conn, .last_flush = now_ms()};
+    struct job j = {.o = o, .conn = conn, .hb_conn = hb_conn, .last_flush = now_ms()};
     j.ctx.cfg = o->cfg;
     j.ctx.rec = rec;
     j.ctx.priv = &j;
@@ -255,7 +253,7 @@ static void wait_for_work(PGconn *c, unsigned ms, atomic_int *stop)
 void worker_run(struct worker_opts *o)
 {
     const struct config *cfg = o->cfg;
-    PGconn *c = NULL;
+    PGconn *c = NULL, *hb = NULL;
     uint64_t last_sweep = 0, last_gc = 0;
     char err[512];
     while (!atomic_load(o->stop)) {
@@ -291,7 +289,7 @@ void worker_run(struct worker_opts *o)
         enum db_status st = store_build_claim_kind(c, o->name, cfg->lease_seconds, o->kind ? o->kind : "build", &rec,
                                                    err, sizeof(err));
         if (st == DB_OK) {
-            run_job(o, c, &rec);
+            run_job(o, c, &hb, &rec);
             build_record_release(&rec);
             last_gc = 0; /* collect after each build */
         } else if (st == DB_NOT_FOUND) {
@@ -305,6 +303,8 @@ void worker_run(struct worker_opts *o)
     }
     if (c != NULL)
         PQfinish(c);
+    if (hb != NULL)
+        PQfinish(hb);
 }
 
 void *worker_thread(void *opts)
