@@ -17,6 +17,13 @@
     "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
     TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, '')"
 
+/* The same without the recipe and the lock (NULL): what the status routes show. */
+#define COLS_BRIEF                                                                                                     \
+    "id::text, config_hash, build_key, status::text, stage, progress, NULL::text, NULL::text, key_parts::text, "       \
+    "coalesce(iso_sha256, ''), coalesce(iso_size, -1), error_code, error_message, attempts, max_attempts, "            \
+    "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
+    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, '')"
+
 /* A lease is held by owner while it has not expired. */
 #define HELD "id = $1::uuid AND status = 'running' AND lease_owner = $2 AND lease_expires_at > now()"
 
@@ -173,6 +180,14 @@ enum db_status store_build_find_cached(PGconn *c, const char *build_key, struct 
                      "SELECT " COLS " FROM builds WHERE build_key = $1 AND status = 'succeeded' "
                      "ORDER BY finished_at DESC LIMIT 1",
                      1, p, out, err, errlen);
+}
+
+enum db_status store_build_get_brief(PGconn *c, const char *id, struct build_record *out, char *err, size_t errlen)
+{
+    if (!valid_uuid(id))
+        return DB_NOT_FOUND;
+    const char *p[] = {id};
+    return query_one(c, "SELECT " COLS_BRIEF " FROM builds WHERE id = $1::uuid", 1, p, out, err, errlen);
 }
 
 enum db_status store_build_find_active(PGconn *c, const char *build_key, struct build_record *out, char *err,

@@ -85,6 +85,9 @@ enum db_status store_build_find_active(PGconn *c, const char *build_key, struct 
 enum db_status store_build_find_previous(PGconn *c, const char *config_hash, const char *exclude_id,
                                          struct build_record *out, char *err, size_t errlen);
 
+/* The same without recipe and lock (left NULL): cheaper, for status answers. */
+enum db_status store_build_get_brief(PGconn *c, const char *id, struct build_record *out, char *err, size_t errlen);
+
 /* One build by id (any text: a malformed id is DB_NOT_FOUND). */
 enum db_status store_build_get(PGconn *c, const char *id, struct build_record *out, char *err, size_t errlen);
 

@@ -478,7 +478,7 @@ static void one_free(void *p)
 static void get_run(struct db_job *job, PGconn *c)
 {
     struct one_req *o = job->data;
-    job->status = store_build_get(c, o->id, &o->rec, job->err, sizeof(job->err));
+    job->status = store_build_get_brief(c, o->id, &o->rec, job->err, sizeof(job->err));
     if (job->status == DB_OK && strcmp(o->rec.status, "queued") == 0) /* only a queued build has a place */
         store_queue_position(c, o->id, &o->position, job->err, sizeof(job->err));
 }
@@ -511,7 +511,7 @@ int builds_get(struct server *srv, h2o_req_t *req, const struct route_match *m)
 static void cancel_run(struct db_job *job, PGconn *c)
 {
     struct one_req *o = job->data;
-    job->status = store_build_get(c, o->id, &o->rec, job->err, sizeof(job->err));
+    job->status = store_build_get_brief(c, o->id, &o->rec, job->err, sizeof(job->err));
     if (job->status != DB_OK)
         return; /* DB_NOT_FOUND: no such build */
     o->exists = true;
@@ -799,7 +799,7 @@ struct log_req {
 static void log_fetch(struct db_job *job, PGconn *c)
 {
     struct log_req *l = job->data;
-    job->status = store_build_get(c, l->id, &l->rec, job->err, sizeof(job->err));
+    job->status = store_build_get_brief(c, l->id, &l->rec, job->err, sizeof(job->err));
     if (job->status == DB_OK)
         job->status = store_events_since(c, l->id, l->after, l->sse ? SSE_BATCH : 1000000, &l->ev, &l->n, job->err,
                                          sizeof(job->err));
