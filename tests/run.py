@@ -110,7 +110,7 @@ def run_integration(variant, build):
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", xml,
                os.path.join(ROOT, "tests", "integration")]
         print(f"integration {variant}: {' '.join(cmd[2:])}", flush=True)
-        p = subprocess.run(cmd, env=env, cwd=ROOT, timeout=1200)
+        p = subprocess.run(cmd, env=env, cwd=ROOT, timeout=2400)
         if not os.path.exists(xml):
             record(f"{variant}: pytest", False, f"pytest exited {p.returncode} without a report")
             return

@@ -328,6 +328,7 @@ LIMIT_CASES = {
 }
 
 
+@heavy  # five more real builds: once, in the release run (the sandbox is the same code under ASan)
 @pytest.mark.parametrize("case", sorted(LIMIT_CASES))
 def test_a_sandbox_limit_ends_the_build_with_its_cause(data_dir, out_dir, tiny_iso, case):
     settings, script, args, expected = LIMIT_CASES[case]
