@@ -358,6 +358,9 @@ void sandbox_sweep_cgroups(void)
         if (v1)
             sweep_dir(v1);
     }
+    _cleanup_free_ char *cpu = v1_parent_for("cpu"); /* the CPU weight's own v1 hierarchy */
+    if (cpu)
+        sweep_dir(cpu);
     _cleanup_free_ char *mnt = find_mount(NULL), *path = own_path(NULL);
     if (mnt && path) {
         _cleanup_free_ char *v2 = xasprintf("%s%s", mnt, strcmp(path, "/") == 0 ? "" : path);
