@@ -517,9 +517,10 @@ enum db_status store_queue_position(PGconn *c, const char *id, int *position, ch
 /* ---- the build service: events, artifacts, the queue's length ---- */
 
 enum db_status store_events_append(PGconn *c, const char *id, const char *owner, const char *const *kinds,
-                                   const char *const *bodies, size_t n, char *err, size_t errlen)
+                                   const char *const *bodies, size_t n, const char *stage, int progress, char *err,
+                                   size_t errlen)
 {
-    if (n == 0)
+    if (n == 0 && stage == NULL)
         return DB_OK;
     _cleanup_free_ char *karr = NULL, *barr = NULL;
     /* text[] literals, each element quoted and escaped */
@@ -548,16 +549,21 @@ enum db_status store_events_append(PGconn *c, const char *id, const char *owner,
         else
             karr = out;
     }
-    const char *p[] = {id, owner, karr, barr};
+    char pct[16];
+    snprintf(pct, sizeof(pct), "%d", progress < 0 ? 0 : progress > 100 ? 100 : progress);
+    const char *p[] = {id, owner, karr, barr, stage, stage ? pct : NULL};
     PGresult *r;
+    /* One statement, one commit: the lease check, the progress and the events together. */
     enum db_status st = update_held(
         c,
-        "WITH held AS (SELECT id FROM builds WHERE " HELD "), "
-        "base AS (SELECT coalesce(max(seq), 0) AS s FROM build_events WHERE build_id = $1::uuid) "
-        "INSERT INTO build_events (build_id, seq, kind, body) "
+        "WITH held AS (UPDATE builds SET stage = coalesce($5, stage), progress = coalesce($6::int, progress), "
+        "updated_at = now() WHERE " HELD " RETURNING id), "
+        "base AS (SELECT coalesce(max(seq), 0) AS s FROM build_events WHERE build_id = $1::uuid), "
+        "ins AS (INSERT INTO build_events (build_id, seq, kind, body) "
         "SELECT held.id, base.s + t.n, t.k, t.b FROM held, base, "
-        "unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(k, b, n) RETURNING 1",
-        4, p, &r, err, errlen);
+        "unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(k, b, n) RETURNING 1) "
+        "SELECT 1 FROM held",
+        6, p, &r, err, errlen);
     if (st == DB_OK)
         PQclear(r);
     return st;

@@ -158,9 +158,14 @@ struct build_event {
     char *body;
 };
 
-/* Appends events ("log" / "progress") in order, numbering them after the last. DB_LOST_LEASE when not held. */
+/*
+ * Appends events ("log" / "progress") in order, numbering them after the
+ * last, and, when stage is not NULL, records stage and progress: one
+ * statement. DB_LOST_LEASE when not held.
+ */
 enum db_status store_events_append(PGconn *c, const char *id, const char *owner, const char *const *kinds,
-                                   const char *const *bodies, size_t n, char *err, size_t errlen);
+                                   const char *const *bodies, size_t n, const char *stage, int progress, char *err,
+                                   size_t errlen);
 /* Events with seq > after, in order, at most limit. */
 enum db_status store_events_since(PGconn *c, const char *id, long long after, unsigned limit,
                                   struct build_event **out, size_t *n, char *err, size_t errlen);

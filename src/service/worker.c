@@ -61,12 +61,9 @@ static void flush_events(struct job *j)
 {
     char err[256];
     const struct build_record *rec = j->ctx.rec;
-    enum db_status st = DB_OK;
-    if (j->nevents > 0)
-        st = store_events_append(j->conn, rec->id, j->o->name, (const char *const *)j->kinds,
-                                 (const char *const *)j->bodies, j->nevents, err, sizeof(err));
-    if (st == DB_OK && j->stage_dirty)
-        st = store_build_progress(j->conn, rec->id, j->o->name, j->stage, j->percent, err, sizeof(err));
+    enum db_status st = store_events_append(j->conn, rec->id, j->o->name, (const char *const *)j->kinds,
+                                            (const char *const *)j->bodies, j->nevents,
+                                            j->stage_dirty ? j->stage : NULL, j->percent, err, sizeof(err));
     if (st == DB_LOST_LEASE) {
         atomic_store(&j->ctx.lost, true);
         j->ctx.interrupted = 1;
