@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -483,13 +485,78 @@ static void get_run(struct db_job *job, PGconn *c)
         store_queue_position(c, o->id, &o->position, job->err, sizeof(job->err));
 }
 
+/*
+ * A finished build never changes again (succeeded, failed, cancelled are
+ * final, on every server): its JSON is kept in a bounded, direct-mapped
+ * table and GET /api/v1/builds/{id} answers it without the database.
+ */
+#define DONE_SLOTS 4096
+
+struct done_entry {
+    char id[37];
+    char *json;
+    size_t len;
+};
+
+static struct done_entry done_cache[DONE_SLOTS];
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t done_slot(const char *id)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return (size_t)(h % DONE_SLOTS);
+}
+
+/* The cached JSON of a finished build (malloc'd), or NULL. */
+static char *done_lookup(const char *id, size_t *len)
+{
+    if (strlen(id) != 36)
+        return NULL;
+    char *copy = NULL;
+    struct done_entry *e = &done_cache[done_slot(id)];
+    pthread_mutex_lock(&done_lock);
+    if (e->json != NULL && strcmp(e->id, id) == 0) {
+        copy = xmalloc(e->len);
+        memcpy(copy, e->json, e->len);
+        *len = e->len;
+    }
+    pthread_mutex_unlock(&done_lock);
+    return copy;
+}
+
+static void done_store(const char *id, const char *json, size_t len)
+{
+    struct done_entry *e = &done_cache[done_slot(id)];
+    char *copy = xmalloc(len);
+    memcpy(copy, json, len);
+    pthread_mutex_lock(&done_lock);
+    char *old = e->json;
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    e->json = copy;
+    e->len = len;
+    pthread_mutex_unlock(&done_lock);
+    free(old);
+}
+
 static void get_done(struct db_job *job, h2o_req_t *req)
 {
     struct one_req *o = job->data;
-    if (job->status != DB_OK)
+    if (job->status != DB_OK) {
         send_db_error(req, job);
-    else
-        http_send_json(req, 200, build_json(&o->rec, o->position));
+        return;
+    }
+    json_t *doc = build_json(&o->rec, o->position);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    if (text == NULL)
+        abort();
+    size_t len = strlen(text);
+    if (terminal(o->rec.status))
+        done_store(o->rec.id, text, len);
+    http_send(req, 200, "application/json", text, len);
+    free(text);
 }
 
 static struct one_req *one_new(struct server *srv, const struct route_match *m)
@@ -502,6 +569,15 @@ static struct one_req *one_new(struct server *srv, const struct route_match *m)
 
 int builds_get(struct server *srv, h2o_req_t *req, const struct route_match *m)
 {
+    char id[37];
+    route_id(m, id);
+    size_t len;
+    char *cached = done_lookup(id, &len);
+    if (cached != NULL) {
+        http_send(req, 200, "application/json", cached, len);
+        free(cached);
+        return 0;
+    }
     submit_job(srv, req, get_run, get_done, one_new(srv, m), one_free);
     return 0;
 }
