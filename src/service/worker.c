@@ -258,6 +258,15 @@ void worker_run(struct worker_opts *o)
             if (c != NULL)
                 PQfinish(c);
             c = db_connect(o->conninfo, o->statement_timeout_ms, err, sizeof(err));
+            /*
+             * A worker's commits need not wait for the WAL flush: whatever a
+             * database crash could lose of them (a claim, a progress batch,
+             * an outcome) is redone, since the build stays or goes back to
+             * running with an expiring lease and the sweep requeues it.
+             * Submissions, on the server's connections, stay synchronous.
+             */
+            if (c != NULL && db_exec(c, "SET synchronous_commit = off", err, sizeof(err)) != DB_OK)
+                log_warnx("worker %s: %s", o->name, err);
             if (c == NULL || db_exec(c, "LISTEN debate_queue", err, sizeof(err)) != DB_OK) {
                 log_warnx("worker %s: the database is not reachable: %s", o->name, err);
                 if (c != NULL)
