@@ -272,3 +272,13 @@ int mkdir_p(const char *path, unsigned mode)
         return -errno;
     return 0;
 }
+
+bool is_sha256_hex(const char *s)
+{
+    if (s == NULL || strlen(s) != 64)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}

@@ -44,6 +44,9 @@ static inline void *steal_pointer(void *pp)
 
 /* Monotonic clock in milliseconds. */
 uint64_t clock_monotonic_ms(void);
+
+/* True for 64 lower-case hex digits: a SHA-256 as debate writes it. */
+bool is_sha256_hex(const char *s);
 /* Wall clock in milliseconds since the epoch. */
 uint64_t clock_wall_ms(void);
 

@@ -655,22 +655,12 @@ static const char *get_str(json_t *obj, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static bool is_hex64(const char *s)
-{
-    if (s == NULL || strlen(s) != 64)
-        return false;
-    for (int i = 0; i < 64; i++)
-        if (!strchr("0123456789abcdef", s[i]))
-            return false;
-    return true;
-}
-
 static int parse_lock_pkg(json_t *v, size_t i, struct lock_pkg *p, char *err, size_t errlen)
 {
     const char *name = get_str(v, "name"), *version = get_str(v, "version"), *arch = get_str(v, "architecture");
     const char *sha = get_str(v, "sha256"), *file = get_str(v, "filename");
     json_t *size = json_object_get(v, "size");
-    if (name == NULL || version == NULL || arch == NULL || file == NULL || !is_hex64(sha) || !json_is_integer(size) ||
+    if (name == NULL || version == NULL || arch == NULL || file == NULL || !is_sha256_hex(sha) || !json_is_integer(size) ||
         strstr(file, "..") != NULL || file[0] == '/') {
         snprintf(err, errlen, "lock: packages[%zu] is malformed", i);
         return -1;
@@ -697,7 +687,7 @@ int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock
     const char *mirror = get_str(doc, "mirror"), *release = get_str(doc, "release"), *arch = get_str(doc, "architecture");
     const char *inrel = get_str(doc, "inrelease_sha256"), *date = get_str(doc, "date");
     json_t *pkgs = json_object_get(doc, "packages");
-    if (mirror == NULL || release == NULL || arch == NULL || !is_hex64(inrel) || date == NULL ||
+    if (mirror == NULL || release == NULL || arch == NULL || !is_sha256_hex(inrel) || date == NULL ||
         !json_is_array(pkgs)) {
         snprintf(err, errlen, "lock: not a lock printed by debate lock");
         goto out;

@@ -308,16 +308,6 @@ static int setlist_scan(const char *dir, struct setlist *l, char *err, size_t er
 
 /* ---- manifests and verification ---- */
 
-static bool is_sha256_hex(const char *s)
-{
-    if (s == NULL || strlen(s) != 64)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
 /* Why a parsed manifest is unusable, or NULL. */
 static const char *manifest_problem(json_t *m, const char *dump_name)
 {

@@ -31,16 +31,6 @@ static char *stamp_path(const char *dir, const char *sha256)
     return xasprintf("%s/%s.verified", dir, sha256);
 }
 
-static bool valid_sha(const char *s)
-{
-    if (s == NULL || strlen(s) != 64)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
 static int sync_path(const char *path, int flags)
 {
     int fd = open(path, flags | O_CLOEXEC);
@@ -74,7 +64,7 @@ static bool stamp_matches(const char *dir, const char *sha256, const struct stat
 int artifact_publish(const char *dir, const char *iso, const char *manifest, const char *sha256, char *err,
                      size_t errlen)
 {
-    if (!valid_sha(sha256)) {
+    if (!is_sha256_hex(sha256)) {
         snprintf(err, errlen, "\"%s\" is not a SHA-256", sha256);
         return -1;
     }
@@ -114,7 +104,7 @@ int artifact_publish(const char *dir, const char *iso, const char *manifest, con
 
 bool artifact_verify(const char *dir, const char *sha256, long long size)
 {
-    if (!valid_sha(sha256))
+    if (!is_sha256_hex(sha256))
         return false;
     _cleanup_free_ char *path = artifact_iso_path(dir, sha256);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
