@@ -24,6 +24,7 @@
 #include "build/recipe.h"
 #include "build/resolve.h"
 #include "db/store.h"
+#include "http/health.h"
 #include "http/policy.h"
 #include "http/response.h"
 #include "http/server.h"
@@ -74,9 +75,7 @@ static int send_db_error(h2o_req_t *req, const struct db_job *job)
 {
     if (job->status == DB_NOT_FOUND)
         return http_send_error(req, 404, "not_found", "no build with this id", NULL);
-    const char *code = job->status == DB_TIMEOUT ? "database_busy" : "database_unavailable";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-    return http_send_error(req, 503, code, job->err[0] ? job->err : db_status_str(job->status), NULL);
+    return http_send_db_error(req, job);
 }
 
 /* Queues the database part of a request; release frees data whether or not done ran. */

@@ -24,8 +24,7 @@ struct ready_data {
     double latency_ms;
 };
 
-/* 503 for a job that never got to the database. */
-static int send_db_error(h2o_req_t *req, const struct db_job *job)
+int http_send_db_error(h2o_req_t *req, const struct db_job *job)
 {
     const char *code = job->status == DB_TIMEOUT ? "database_busy" : "database_unavailable";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
@@ -54,7 +53,7 @@ static void ping_done(struct db_job *job, h2o_req_t *req)
 {
     struct ready_data *d = job->data;
     if (job->status != DB_OK) {
-        send_db_error(req, job);
+        http_send_db_error(req, job);
         return;
     }
     http_send_json(req, 200,
