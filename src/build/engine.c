@@ -121,10 +121,8 @@ static const char **tool_env(struct build *b, bool with_epoch)
                                        "DONT_FAKE_MONOTONIC", NULL};
     const char **env = b->env;
     size_t n = 0;
-    env[n++] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
-    env[n++] = "HOME=/root";
-    env[n++] = "TZ=UTC";
-    env[n++] = "LC_ALL=C.UTF-8";
+    for (size_t i = 0; sandbox_base_env[i] != NULL; i++) /* PATH, HOME, TZ, LC_ALL */
+        env[n++] = sandbox_base_env[i];
     env[n++] = "DEBIAN_FRONTEND=noninteractive";
     env[n++] = "MTOOLS_SKIP_CHECK=1";
     if (with_epoch) {
