@@ -517,21 +517,11 @@ static int cmd_worker(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     sandbox_sweep_cgroups();
-    struct worker_opts *w = xcalloc(count, sizeof(*w));
-    pthread_t *threads = xcalloc(count, sizeof(*threads));
-    for (unsigned i = 0; i < count; i++) {
-        w[i].cfg = &cfg;
-        w[i].conninfo = db.conninfo;
-        w[i].stop = &worker_stop;
-        worker_name(&w[i], i);
-        pthread_create(&threads[i], NULL, worker_thread, &w[i]);
-    }
+    struct worker_pool pool;
+    worker_pool_start(&pool, &cfg, db.conninfo, count, &worker_stop, NULL, NULL);
     log_infox("%u build workers started; artifacts in %s", count, cfg.artifact_dir);
-    for (unsigned i = 0; i < count; i++)
-        pthread_join(threads[i], NULL);
+    worker_pool_join(&pool);
     log_infox("workers stopped");
-    free(w);
-    free(threads);
     db_close(&db);
     config_release(&cfg);
     return 0;

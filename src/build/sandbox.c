@@ -528,13 +528,6 @@ static void run_init(struct super *s)
 
 /* ---- the supervisor ---------------------------------------------------------------------- */
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int write_map(pid_t pid, const char *which, uid_t base, char *err, size_t errlen)
 {
     _cleanup_free_ char *path = xasprintf("/proc/%ld/%s", (long)pid, which);
@@ -602,7 +595,7 @@ static void describe_cause(struct super *s, struct sandbox_result *r)
 static enum sandbox_cause watch(struct super *s, pid_t init, int *init_status)
 {
     const struct sandbox_limits *l = &s->o->limits;
-    long long deadline = now_ms() + (long long)l->wall_s * 1000;
+    uint64_t deadline = clock_monotonic_ms() + (uint64_t)l->wall_s * 1000;
     enum sandbox_cause cause = SANDBOX_OK;
     int pidfd = (int)syscall(SYS_pidfd_open, init, 0);
     for (;;) {
@@ -610,7 +603,7 @@ static enum sandbox_cause watch(struct super *s, pid_t init, int *init_status)
             break;
         if (term_requested)
             cause = SANDBOX_CANCELLED;
-        else if (now_ms() >= deadline)
+        else if (clock_monotonic_ms() >= deadline)
             cause = SANDBOX_WALL;
         else if (sandbox_cgroup_oom_kills(s->cg) > 0)
             cause = SANDBOX_MEMORY;
@@ -855,15 +848,15 @@ int sandbox_run(const struct sandbox_opts *o, struct sandbox_result *res, char *
     memset(&v, 0, sizeof(v));
     size_t got = 0;
     bool out_open = true, v_open = true, cancel_sent = false;
-    long long out_deadline = 0;
+    uint64_t out_deadline = 0;
     while (out_open || v_open) {
         if (o->cancel != NULL && *o->cancel && !cancel_sent) {
             kill(sup, SIGTERM);
             cancel_sent = true;
         }
         if (!v_open && out_deadline == 0)
-            out_deadline = now_ms() + 2000; /* the tree is dead: its output ends now */
-        if (!v_open && now_ms() > out_deadline)
+            out_deadline = clock_monotonic_ms() + 2000; /* the tree is dead: its output ends now */
+        if (!v_open && clock_monotonic_ms() > out_deadline)
             break;
         struct pollfd pf[2] = {{.fd = out_open ? out[0] : -1, .events = POLLIN},
                                {.fd = v_open ? vp[0] : -1, .events = POLLIN}};

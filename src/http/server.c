@@ -271,17 +271,7 @@ static void start_workers(struct server *srv)
     if (srv->nworkers == 0)
         return;
     sandbox_sweep_cgroups();
-    srv->workers = xcalloc(srv->nworkers, sizeof(*srv->workers));
-    srv->worker_threads = xcalloc(srv->nworkers, sizeof(*srv->worker_threads));
-    for (size_t i = 0; i < srv->nworkers; i++) {
-        struct worker_opts *o = &srv->workers[i];
-        o->cfg = cfg;
-        o->conninfo = srv->db.conninfo;
-        o->statement_timeout_ms = 0; /* builds' statements are short; events are batched */
-        o->stop = &srv->workers_stop;
-        worker_name(o, (unsigned)i);
-        pthread_create(&srv->worker_threads[i], NULL, worker_thread, o);
-    }
+    worker_pool_start(&srv->workers, cfg, srv->db.conninfo, (unsigned)srv->nworkers, &srv->workers_stop, NULL, NULL);
     log_infox("%zu build workers started", srv->nworkers);
 }
 
@@ -328,8 +318,7 @@ int server_run(struct server *srv)
     }
     /* Builds in progress go back to the queue: another worker (or this server, restarted) takes them. */
     atomic_store(&srv->workers_stop, 1);
-    for (size_t i = 0; i < srv->nworkers; i++)
-        pthread_join(srv->worker_threads[i], NULL);
+    worker_pool_join(&srv->workers);
     for (size_t i = 0; i < srv->nloops; i++)
         pthread_join(srv->loops[i].thread, NULL);
     executor_free(srv->executor);
@@ -353,8 +342,6 @@ void server_release(struct server *srv)
     ratelimit_free(srv->ratelimit);
     ratelimit_free(srv->submit_limit);
     free(srv->mirror);
-    free(srv->workers);
-    free(srv->worker_threads);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
     free(srv->ca_path);

@@ -54,8 +54,7 @@ struct server {
     struct ratelimit *submit_limit; /* per client, stricter than ratelimit */
     char *mirror;                   /* where unlocked recipes' packages come from */
     char tools_digest[65];          /* SHA-256 of the host tool versions: part of every cache key */
-    struct worker_opts *workers;
-    pthread_t *worker_threads;
+    struct worker_pool workers;
     size_t nworkers;
     atomic_int workers_stop;
 };

@@ -41,13 +41,6 @@ struct job {
     bool done;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void worker_name(struct worker_opts *o, unsigned index)
 {
     char host[64] = "";
@@ -76,7 +69,7 @@ static void flush_events(struct job *j)
     }
     j->nevents = 0;
     j->stage_dirty = false;
-    j->last_flush = now_ms();
+    j->last_flush = clock_monotonic_ms();
 }
 
 static void add_event(struct job *j, const char *kind, char *body)
@@ -85,7 +78,7 @@ static void add_event(struct job *j, const char *kind, char *body)
         flush_events(j);
     j->kinds[j->nevents] = xstrdup(kind);
     j->bodies[j->nevents++] = body;
-    if (j->nevents == EVENT_BATCH || now_ms() - j->last_flush >= FLUSH_MS)
+    if (j->nevents == EVENT_BATCH || clock_monotonic_ms() - j->last_flush >= FLUSH_MS)
         flush_events(j);
 }
 
@@ -170,7 +163,7 @@ static void *heartbeat_main(void *arg)
 
 static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const struct build_record *rec)
 {
-    struct job j = {.o = o, .conn = conn, .hb_conn = hb_conn, .last_flush = now_ms()};
+    struct job j = {.o = o, .conn = conn, .hb_conn = hb_conn, .last_flush = clock_monotonic_ms()};
     j.ctx.cfg = o->cfg;
     j.ctx.rec = rec;
     j.ctx.priv = &j;
@@ -277,7 +270,7 @@ void worker_run(struct worker_opts *o)
                 continue;
             }
         }
-        uint64_t now = now_ms();
+        uint64_t now = clock_monotonic_ms();
         if (now - last_sweep >= cfg->lease_seconds * 500ull) {
             int requeued = 0, failed = 0;
             if (store_build_sweep(c, &requeued, &failed, err, sizeof(err)) == DB_OK && (requeued || failed))
@@ -317,6 +310,33 @@ void *worker_thread(void *opts)
 {
     worker_run(opts);
     return NULL;
+}
+
+void worker_pool_start(struct worker_pool *p, const struct config *cfg, const char *conninfo, unsigned n,
+                       atomic_int *stop, worker_execute_fn execute, const char *kind)
+{
+    p->n = n;
+    p->opts = xcalloc(n ? n : 1, sizeof(*p->opts));
+    p->threads = xcalloc(n ? n : 1, sizeof(*p->threads));
+    for (unsigned i = 0; i < n; i++) {
+        struct worker_opts *o = &p->opts[i];
+        o->cfg = cfg;
+        o->conninfo = conninfo;
+        o->execute = execute;
+        o->kind = kind;
+        o->stop = stop;
+        worker_name(o, i);
+        pthread_create(&p->threads[i], NULL, worker_thread, o);
+    }
+}
+
+void worker_pool_join(struct worker_pool *p)
+{
+    for (unsigned i = 0; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->opts);
+    free(p->threads);
+    memset(p, 0, sizeof(*p));
 }
 
 /* ---- the engine as a worker's payload ---- */

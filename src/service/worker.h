@@ -16,6 +16,7 @@
 #ifndef DEBATE_SERVICE_WORKER_H
 #define DEBATE_SERVICE_WORKER_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -68,5 +69,18 @@ int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out);
 
 /* Fills o->name with host:pid:index. */
 void worker_name(struct worker_opts *o, unsigned index);
+
+/* n workers on threads of their own, stopped together by *stop. */
+struct worker_pool {
+    struct worker_opts *opts;
+    pthread_t *threads;
+    unsigned n;
+};
+
+/* Starts n workers (execute and kind as in worker_opts; NULL: real builds). */
+void worker_pool_start(struct worker_pool *p, const struct config *cfg, const char *conninfo, unsigned n,
+                       atomic_int *stop, worker_execute_fn execute, const char *kind);
+/* Waits for every worker to return (after *stop was set) and frees the pool. */
+void worker_pool_join(struct worker_pool *p);
 
 #endif

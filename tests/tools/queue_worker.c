@@ -104,21 +104,9 @@ static int work(const char *conninfo, unsigned n)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    struct worker_opts *w = xcalloc(n, sizeof(*w));
-    pthread_t *t = xcalloc(n, sizeof(*t));
-    for (unsigned i = 0; i < n; i++) {
-        w[i].cfg = &cfg;
-        w[i].conninfo = conninfo;
-        w[i].execute = noop;
-        w[i].kind = "noop";
-        w[i].stop = &stop;
-        worker_name(&w[i], i);
-        pthread_create(&t[i], NULL, worker_thread, &w[i]);
-    }
-    for (unsigned i = 0; i < n; i++)
-        pthread_join(t[i], NULL);
-    free(w);
-    free(t);
+    struct worker_pool pool;
+    worker_pool_start(&pool, &cfg, conninfo, n, &stop, noop, "noop");
+    worker_pool_join(&pool);
     config_release(&cfg);
     return 0;
 }
