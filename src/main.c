@@ -14,10 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build/engine.h"
-#include "build/recipe.h"
-#include "build/resolve.h"
-#include "build/sandbox.h"
+#include "engine/engine.h"
+#include "engine/recipe.h"
+#include "engine/resolve.h"
+#include "engine/sandbox.h"
 #include "config.h"
 #include "db/backup.h"
 #include "db/db.h"

@@ -175,15 +175,25 @@ ssize_t base64url_decode(uint8_t *dst, size_t cap, const char *src, size_t len)
     return (ssize_t)o;
 }
 
-static int fsync_dir_of(const char *path)
+int fsync_path(const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fsync(fd) < 0)
+        return -errno;
+    return 0;
+}
+
+int fsync_parent(const char *path)
 {
     _cleanup_free_ char *copy = xstrdup(path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
+    return fsync_path(dirname(copy));
+}
+
+int file_publish(const char *from, const char *to)
+{
+    if (fsync_path(from) < 0 || rename(from, to) < 0)
         return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
+    return fsync_parent(to);
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
@@ -219,7 +229,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned m
         rc = -errno;
         goto fail;
     }
-    return fsync_dir_of(path);
+    return fsync_parent(path);
 fail:
     if (fd >= 0)
         close(fd);

@@ -67,6 +67,16 @@ ssize_t base64url_decode(uint8_t *dst, size_t cap, const char *src, size_t len);
  * fsync of the directory. Returns 0 or -errno.
  */
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* fsync of a file or a directory (opened read-only, never through a link). 0 or -errno. */
+int fsync_path(const char *path);
+/* fsync of the directory that holds path. 0 or -errno. */
+int fsync_parent(const char *path);
+/*
+ * Puts a finished file in place: fsync of from, rename to to, fsync of to's
+ * directory. A reader sees the old file or the whole new one, and the new
+ * one survives a crash once this returns 0. 0 or -errno.
+ */
+int file_publish(const char *from, const char *to);
 /* Reads a whole file up to max bytes. Returns 0 or -errno; *out is malloc'd. */
 int read_file(const char *path, size_t max, char **out, size_t *len);
 /* mkdir -p with the given mode. Returns 0 or -errno. */

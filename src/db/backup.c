@@ -26,11 +26,11 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 
 #include "db/pool.h"
 #include "log.h"
 #include "proc.h"
+#include "digest.h"
 #include "util.h"
 #include "banned.h"
 
@@ -89,22 +89,6 @@ static char *set_path(const char *dir, const char *stamp, enum set_file f)
 
 /* ---- files ---- */
 
-static int fsync_dir(const char *dir)
-{
-    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        return -errno;
-    return 0;
-}
-
-static int fsync_file(const char *path)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 || fsync(fd) < 0)
-        return -errno;
-    return 0;
-}
-
 /* Creates path (which must not exist) 0600 with data, fsynced. 0 or -errno. */
 static int write_new_file(const char *path, const char *data, size_t len)
 {
@@ -137,45 +121,13 @@ static int rename_noreplace(const char *from, const char *to)
     return 0;
 }
 
-/* SHA-256 of a whole file, read end to end; also its size. */
-static int sha256_file(const char *path, char hex[65], long long *size, char *err, size_t errlen)
+/* SHA-256 of a whole file and its size; the error names the file. */
+static int dump_sha256(const char *path, char hex[65], long long *size, char *err, size_t errlen)
 {
-    int rc = -1;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    long long total = 0;
-    _cleanup_free_ unsigned char *buf = xmalloc(1 << 16);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-        abort(); /* out of memory, by the allocation policy */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot read \"%s\": %s", path, strerror(errno));
-        goto out;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf, 1 << 16);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            snprintf(err, errlen, "cannot read \"%s\": %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        EVP_DigestUpdate(ctx, buf, (size_t)n);
-        total += n;
-    }
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    *size = total;
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    EVP_MD_CTX_free(ctx);
-    return rc;
+    int rc = sha256_file(path, hex, size);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot read \"%s\": %s", path, strerror(-rc));
+    return rc < 0 ? -1 : 0;
 }
 
 /*
@@ -401,7 +353,7 @@ static int set_verify(const char *dir, const struct set *s, json_t *m, char *err
     }
     char hex[65];
     long long size;
-    if (sha256_file(path, hex, &size, err, errlen) < 0)
+    if (dump_sha256(path, hex, &size, err, errlen) < 0)
         return -1;
     if (strcmp(hex, want) != 0) {
         snprintf(err, errlen, "checksum mismatch: the dump is damaged (\"%s\" has SHA-256 %s, its manifest says %s)",
@@ -533,7 +485,7 @@ static int prune_locked(const struct config *cfg, long long now, int *deleted, c
             goto out;
     if (prune_stray(dir, &l, now, err, errlen) < 0)
         goto out;
-    if (*deleted > 0 && fsync_dir(dir) < 0)
+    if (*deleted > 0 && fsync_path(dir) < 0)
         log_warn("cannot fsync \"%s\"", dir);
     rc = 0;
 out:
@@ -846,11 +798,11 @@ static int backup_dump(struct backup *b, char *err, size_t errlen)
     /* The snapshot is no longer needed once pg_dump has finished. */
     if (exec_ok(b->conn, "COMMIT", err, errlen) < 0)
         return -1;
-    if ((rc = fsync_file(b->tmp[F_DUMP])) < 0) {
+    if ((rc = fsync_path(b->tmp[F_DUMP])) < 0) {
         snprintf(err, errlen, "cannot fsync \"%s\": %s", b->tmp[F_DUMP], strerror(-rc));
         return -1;
     }
-    return sha256_file(b->tmp[F_DUMP], b->sha256, &b->size, err, errlen);
+    return dump_sha256(b->tmp[F_DUMP], b->sha256, &b->size, err, errlen);
 }
 
 static char *pg_dump_version(struct backup *b)
@@ -916,11 +868,11 @@ static int backup_finish(struct backup *b, char *err, size_t errlen)
     if (publish(b, F_DUMP, err, errlen) < 0 || publish(b, F_SHA, err, errlen) < 0)
         return -1;
     /* The dump must be durable under its name before a manifest can vouch for it. */
-    int rc = fsync_dir(b->cfg->backup_dir);
+    int rc = fsync_path(b->cfg->backup_dir);
     if (rc == 0 && publish(b, F_MANIFEST, err, errlen) < 0)
         return -1;
     if (rc == 0)
-        rc = fsync_dir(b->cfg->backup_dir);
+        rc = fsync_path(b->cfg->backup_dir);
     if (rc < 0) {
         snprintf(err, errlen, "cannot fsync \"%s\": %s", b->cfg->backup_dir, strerror(-rc));
         return -1;

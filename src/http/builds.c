@@ -21,14 +21,15 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "build/recipe.h"
-#include "build/resolve.h"
+#include "engine/recipe.h"
+#include "engine/resolve.h"
 #include "db/store.h"
 #include "http/health.h"
 #include "http/policy.h"
 #include "http/response.h"
 #include "http/server.h"
 #include "service/artifacts.h"
+#include "digest.h"
 #include "util.h"
 #include "banned.h"
 

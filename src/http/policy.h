@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
-#include "ratelimit.h"
+#include "http/ratelimit.h"
 
 /*
  * Splits a Host header value into host and port and checks the host against

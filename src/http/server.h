@@ -19,12 +19,12 @@
 #include <h2o.h>
 
 #include "config.h"
-#include "csrf.h"
+#include "http/csrf.h"
 #include "db/db.h"
 #include "db/executor.h"
 #include "http/metrics.h"
 #include "http/router.h"
-#include "ratelimit.h"
+#include "http/ratelimit.h"
 #include "service/worker.h"
 
 struct loop;

@@ -10,9 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build/recipe.h"
+#include "engine/recipe.h"
 #include "db/store.h"
 #include "log.h"
+#include "digest.h"
 #include "util.h"
 #include "banned.h"
 
@@ -29,16 +30,6 @@ char *artifact_manifest_path(const char *dir, const char *sha256)
 static char *stamp_path(const char *dir, const char *sha256)
 {
     return xasprintf("%s/%s.verified", dir, sha256);
-}
-
-static int sync_path(const char *path, int flags)
-{
-    int fd = open(path, flags | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 static void write_stamp(const char *dir, const char *sha256, const struct stat *st)
@@ -84,17 +75,12 @@ int artifact_publish(const char *dir, const char *iso, const char *manifest, con
             unlink(manifest);
         return 0;
     }
-    if (sync_path(iso, O_RDONLY) < 0 || sync_path(manifest, O_RDONLY) < 0) {
-        snprintf(err, errlen, "cannot sync the artifact: %s", strerror(errno));
-        return -1;
-    }
     /* The manifest first: an ISO in the store always has its manifest beside it. */
-    if (rename(manifest, final_manifest) < 0 || rename(iso, final_iso) < 0) {
-        snprintf(err, errlen, "cannot move the artifact into \"%s\": %s", dir, strerror(errno));
-        return -1;
-    }
-    if (sync_path(dir, O_RDONLY | O_DIRECTORY) < 0) {
-        snprintf(err, errlen, "cannot sync \"%s\": %s", dir, strerror(errno));
+    int rc = file_publish(manifest, final_manifest);
+    if (rc == 0)
+        rc = file_publish(iso, final_iso);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot move the artifact into \"%s\": %s", dir, strerror(-rc));
         return -1;
     }
     if (stat(final_iso, &st) == 0)

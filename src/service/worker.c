@@ -11,8 +11,8 @@
 
 #include <jansson.h>
 
-#include "build/engine.h"
-#include "build/recipe.h"
+#include "engine/engine.h"
+#include "engine/recipe.h"
 #include "db/pool.h"
 #include "log.h"
 #include "service/artifacts.h"

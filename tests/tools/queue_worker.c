@@ -21,12 +21,13 @@
 
 #include <openssl/rand.h>
 
-#include "build/recipe.h"
+#include "engine/recipe.h"
 #include "db/migrate.h"
 #include "db/pool.h"
 #include "db/store.h"
 #include "log.h"
 #include "service/worker.h"
+#include "digest.h"
 #include "util.h"
 
 static atomic_int stop;

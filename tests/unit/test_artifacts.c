@@ -11,11 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/recipe.h"
+#include "engine/recipe.h"
 #include "db/store.h"
 #include "dbtest.h"
 #include "harness.h"
 #include "service/artifacts.h"
+#include "digest.h"
 #include "util.h"
 
 static char *scratch(void)

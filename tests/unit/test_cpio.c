@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/cpio.h"
+#include "engine/cpio.h"
 #include "harness.h"
 #include "util.h"
 

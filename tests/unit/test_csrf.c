@@ -4,7 +4,7 @@
 
 #include <openssl/rand.h>
 
-#include "csrf.h"
+#include "http/csrf.h"
 #include "harness.h"
 #include "util.h"
 

@@ -1,7 +1,7 @@
 #include <stdint.h>
 
 #include "harness.h"
-#include "ratelimit.h"
+#include "http/ratelimit.h"
 
 #define MIN 60000ULL
 

@@ -1,8 +1,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build/recipe.h"
+#include "engine/recipe.h"
 #include "harness.h"
+#include "digest.h"
 #include "util.h"
 
 struct fixture {

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/sandbox.h"
+#include "engine/sandbox.h"
 #include "harness.h"
 #include "util.h"
 

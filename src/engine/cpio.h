@@ -7,8 +7,8 @@
  * Regular files, directories and symbolic links only (anything else is an
  * error). Returns 0, or -1 with a message in err.
  */
-#ifndef DEBATE_BUILD_CPIO_H
-#define DEBATE_BUILD_CPIO_H
+#ifndef DEBATE_ENGINE_CPIO_H
+#define DEBATE_ENGINE_CPIO_H
 
 #include <stddef.h>
 

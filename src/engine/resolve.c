@@ -1,4 +1,4 @@
-#include "build/resolve.h"
+#include "engine/resolve.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "proc.h"
+#include "digest.h"
 #include "util.h"
 #include "banned.h"
 

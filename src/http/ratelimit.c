@@ -1,4 +1,4 @@
-#include "ratelimit.h"
+#include "http/ratelimit.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -18,14 +18,14 @@
  * package, an unreachable mirror, a bad signature, a failing hook with its
  * exit code and the tail of its output, a full disk, an interrupt).
  */
-#ifndef DEBATE_BUILD_ENGINE_H
-#define DEBATE_BUILD_ENGINE_H
+#ifndef DEBATE_ENGINE_ENGINE_H
+#define DEBATE_ENGINE_ENGINE_H
 
 #include <signal.h>
 #include <stddef.h>
 
-#include "build/recipe.h"
-#include "build/resolve.h"
+#include "engine/recipe.h"
+#include "engine/resolve.h"
 #include "config.h"
 
 /* Stage names, in order. */

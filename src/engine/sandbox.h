@@ -29,8 +29,8 @@
  * limit that cannot be enforced on this machine is a setup error (fail
  * closed).
  */
-#ifndef DEBATE_BUILD_SANDBOX_H
-#define DEBATE_BUILD_SANDBOX_H
+#ifndef DEBATE_ENGINE_SANDBOX_H
+#define DEBATE_ENGINE_SANDBOX_H
 
 #include <signal.h>
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-#include "csrf.h"
+#include "http/csrf.h"
 
 #include <errno.h>
 #include <stdbool.h>

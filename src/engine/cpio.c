@@ -1,4 +1,4 @@
-#include "build/cpio.h"
+#include "engine/cpio.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -12,8 +12,8 @@
  * only (other characters as \u escapes). config_hash is the SHA-256 of
  * those bytes, in lower-case hex.
  */
-#ifndef DEBATE_BUILD_RECIPE_H
-#define DEBATE_BUILD_RECIPE_H
+#ifndef DEBATE_ENGINE_RECIPE_H
+#define DEBATE_ENGINE_RECIPE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,12 +73,5 @@ void recipe_release(struct recipe *r);
 
 /* "field: message" or "line L, column C: message" into buf. */
 void recipe_error_format(const struct recipe_error *err, char *buf, size_t len);
-
-/* Lower-case hex SHA-256 of data. */
-void sha256_hex(const void *data, size_t len, char out[65]);
-/* The same of a file, read in chunks; *size its length. 0 or -errno. */
-int sha256_file(const char *path, char out[65], long long *size);
-/* The same, of what is left to read from fd. */
-int sha256_fd(int fd, char out[65], long long *size);
 
 #endif

@@ -24,12 +24,12 @@
  * Errors: 0, or -1 with a message in err ("unknown package \"x\"", "the
  * mirror ... is unreachable", "the signature of ... is not valid").
  */
-#ifndef DEBATE_BUILD_RESOLVE_H
-#define DEBATE_BUILD_RESOLVE_H
+#ifndef DEBATE_ENGINE_RESOLVE_H
+#define DEBATE_ENGINE_RESOLVE_H
 
 #include <stddef.h>
 
-#include "build/recipe.h"
+#include "engine/recipe.h"
 
 struct lock_pkg {
     char *name, *version, *arch, *filename; /* filename: pool path below the mirror */

@@ -1,4 +1,4 @@
-#include "build/engine.h"
+#include "engine/engine.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -23,9 +23,10 @@
 
 #include <jansson.h>
 
-#include "build/cpio.h"
-#include "build/sandbox.h"
+#include "engine/cpio.h"
+#include "engine/sandbox.h"
 #include "proc.h"
+#include "digest.h"
 #include "util.h"
 #include "banned.h"
 
@@ -1185,26 +1186,13 @@ static int finish(struct build *b, struct engine_result *res)
     _cleanup_free_ char *manifest_tmp = xasprintf("%s/manifest.json", b->out_dir);
     if (write_manifest(b, res, manifest_tmp) < 0)
         return -1;
-    int fd = open(iso, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return fail(b, "cannot sync the ISO: %s", strerror(errno));
-    }
-    close(fd);
     /* The ISO appears at its path whole or not at all, and never without its manifest. */
-    if (rename(iso, b->o->output) < 0)
-        return fail(b, "cannot move the ISO to \"%s\": %s", b->o->output, strerror(errno));
-    if (rename(manifest_tmp, manifest) < 0) {
-        int saved = errno;
+    int rc = file_publish(iso, b->o->output);
+    if (rc < 0)
+        return fail(b, "cannot move the ISO to \"%s\": %s", b->o->output, strerror(-rc));
+    if ((rc = file_publish(manifest_tmp, manifest)) < 0) {
         unlink(b->o->output);
-        return fail(b, "cannot write \"%s\": %s", manifest, strerror(saved));
-    }
-    _cleanup_free_ char *dir = xstrdup(b->o->output);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+        return fail(b, "cannot write \"%s\": %s", manifest, strerror(-rc));
     }
     return 0;
 }

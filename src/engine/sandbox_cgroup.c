@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build/sandbox.h"
+#include "engine/sandbox.h"
 #include "util.h"
 #include "banned.h"
 
