@@ -12,7 +12,7 @@
  *            status. When it exits the kernel kills the rest of its PID
  *            namespace.
  */
-#include "engine/sandbox.h"
+#include "engine/sandbox_int.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -119,25 +119,4 @@ extern const char *const sandbox_base_env[];
 /* Removes cgroups of sandboxes whose supervisor died (kill -9). */
 void sandbox_sweep_cgroups(void);
 
-/* ---- internals shared by sandbox*.c ---- */
-
-/* Installs the seccomp filters (after no_new_privs). 0, or -1 with errno. */
-int sandbox_filter_load(void);
-/* Number of system calls the allowlist admits. */
-unsigned sandbox_filter_count(void);
-
-struct sandbox_cgroup;
-/* Creates a cgroup with the limits; NULL with a message (fail closed). */
-struct sandbox_cgroup *sandbox_cgroup_create(const struct sandbox_limits *l, char *err, size_t errlen);
-int sandbox_cgroup_attach(struct sandbox_cgroup *cg, pid_t pid, char *err, size_t errlen);
-/* Counters since creation. */
-unsigned long long sandbox_cgroup_cpu_ns(struct sandbox_cgroup *cg);
-unsigned long long sandbox_cgroup_oom_kills(struct sandbox_cgroup *cg);
-unsigned long long sandbox_cgroup_pids_max_hits(struct sandbox_cgroup *cg);
-/* Kills whatever is still in the cgroup and waits (bounded) for it to be empty. */
-bool sandbox_cgroup_empty(struct sandbox_cgroup *cg, int wait_ms);
-void sandbox_cgroup_destroy(struct sandbox_cgroup *cg);
-/* "cgroup v1 (memory, pids, cpuacct)" and the like. */
-const char *sandbox_cgroup_layout(void);
-
 #endif

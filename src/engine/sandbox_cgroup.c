@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/sandbox.h"
+#include "engine/sandbox_int.h"
 #include "util.h"
 #include "banned.h"
 

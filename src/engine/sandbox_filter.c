@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <sys/ioctl.h>
 
-#include "engine/sandbox.h"
+#include "engine/sandbox_int.h"
 #include "util.h"
 #include "banned.h"
 

@@ -1,0 +1,99 @@
+/*
+ * Private to the engine: what engine.c (the host side of a build),
+ * stages.c (the stages that run inside the sandbox) and protocol.c (the
+ * lines between them) share. Nothing outside src/engine/ includes this.
+ *
+ * One struct build lives for one engine_build call. The host half fills
+ * the lock, the epoch and the work directory; the sandbox's payload (a
+ * fork of the host) sees a copy of it and writes progress, log and error
+ * lines to its standard output, which the host reads back line by line:
+ *
+ *   P STAGE PERCENT TEXT   progress (enum engine_stage, overall percent)
+ *   L TEXT                 one line a tool or hook printed
+ *   E TEXT...              the error; everything after it belongs to it
+ *
+ * Errors: functions that can fail return 0, or -1 with the message in
+ * b->err (build_fail), as engine_build does.
+ */
+#ifndef DEBATE_ENGINE_INT_H
+#define DEBATE_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "proc.h"
+
+/* Inside the sandbox: the build disk, and the local mirror of the lock (read-only). */
+#define WORK "/mnt/build"
+#define MIRROR "/mnt/mirror"
+#define KEYRING MIRROR "/archive-keyring.gpg"
+
+struct build {
+    const struct recipe *r;
+    const struct engine_opts *o;
+    struct lock lock;
+    long long epoch;
+    char epoch_str[24];
+    char *work;  /* the work directory, as the host sees it (the sandbox's work directory) */
+    char *mirror_dir, *out_dir; /* work/mirror (read-only at MIRROR inside), work/out (results read back) */
+    char label[33];
+    const struct lock_pkg *kernel_pkg, *busybox_pkg;
+    char *err;
+    size_t errlen;
+    int progress_fd; /* inside the sandbox: where progress lines go */
+    char *line;      /* on the host: the sandbox's output, up to its next newline */
+    size_t line_len;
+    char *error;     /* on the host: the error the sandbox reported */
+    char log_tail[2048]; /* on the host: the end of the build log (tools' and hooks' output) */
+    char last_step[256];  /* on the host: the last progress message */
+    size_t log_tail_len;
+    char tool_line[1024]; /* inside: the running tool's output, up to its next newline */
+    size_t tool_line_len;
+    /* the tools' environment (build_tool_env) */
+    const char *env[16];
+    char env_sde[48], env_kept[6][256], env_preload[512];
+};
+
+static inline bool build_is_live(const struct build *b)
+{
+    return strcmp(b->r->variant, "live") == 0;
+}
+
+/* Formats the error into b->err; returns -1. */
+int build_fail(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reports progress: within percent of stage. Inside the sandbox as a P line, on the host through the callback. */
+void build_progress(struct build *b, enum engine_stage stage, int within, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The environment every tool sees (an allowlist), with SOURCE_DATE_EPOCH when with_epoch. Points into b. */
+const char **build_tool_env(struct build *b, bool with_epoch);
+
+/* Runs one tool; on failure b->err names it and quotes its last output. o may set stdout_path, timeout. */
+int build_tool(struct build *b, const char *what, const char *const argv[], struct proc_opts *o, bool with_epoch);
+int build_run_tool(struct build *b, const char *what, const char *const argv[], bool with_epoch);
+
+/* write_file_atomic with the error in b->err. */
+int build_write_text(struct build *b, const char *path, const char *text, unsigned mode);
+
+/* ---- protocol.c ---- */
+
+/* Inside: a tool's output (proc_opts.on_output) forwarded as L lines. */
+void proto_log_output(void *arg, const char *buf, size_t n);
+/* Inside: the last line of a tool that did not end it. */
+void proto_flush_log(struct build *b);
+/* Inside: the error as the final E line. */
+void proto_emit_error(struct build *b, const char *err);
+/* Host: bytes of the sandbox's output (sandbox_opts.on_output). */
+void proto_host_output(void *arg, const char *buf, size_t n);
+/* Host: the line still buffered when the sandbox ended. */
+void proto_host_finish(struct build *b);
+
+/* ---- stages.c ---- */
+
+/* The sandbox's payload: every stage from rootfs to assembling; 0 when the ISO is at WORK/image.iso. */
+int stages_payload(void *arg);
+
+#endif
