@@ -387,7 +387,7 @@ static char *init_script(const char *label, const char *kv)
         "exec </dev/console >/dev/console 2>&1\n"
         "/bin/busybox --install -s /bin\n"
         "export PATH=/bin\n"
-        "build_fail() { echo \"DEBATE-INITRAMFS-FAIL: $*\"; sleep 1; poweroff -f; }\n"
+        "fail() { echo \"DEBATE-INITRAMFS-FAIL: $*\"; sleep 1; poweroff -f; }\n"
         "while read -r m; do insmod \"/lib/modules/$KV/$m\" || echo \"insmod $m failed\"; done < /modules.list\n"
         "dev=; i=0\n"
         "while [ $i -lt 150 ]; do dev=$(findfs \"LABEL=$LABEL\" 2>/dev/null) && break; dev=; i=$((i+1)); sleep 0.1; done\n"
