@@ -323,16 +323,16 @@ static int cmd_build(int argc, char **argv)
                             .hook_timeout_s = hook_timeout, .timeout_s = timeout,
                             .progress = show_progress, .progress_arg = &view, .interrupted = &build_interrupted};
     struct engine_result res;
-    int rc = engine_build(&r, &o, &res, msg, sizeof(msg));
-    if (view.tty && view.last_pct >= 0 && rc != 0)
+    enum engine_error rc = engine_build(&r, &o, &res, msg, sizeof(msg));
+    if (view.tty && view.last_pct >= 0 && rc != ENGINE_OK)
         fputc('\n', stderr);
-    if (rc != 0)
+    if (rc != ENGINE_OK)
         fprintf(stderr, "debate build: %s\n", msg);
     else
         printf("%s  %s\n", res.iso_sha256, output);
     recipe_release(&r);
     config_release(&cfg);
-    return rc != 0 ? 1 : 0;
+    return rc != ENGINE_OK ? 1 : 0;
 }
 
 /* ---- debate sandbox: a program in the builds' sandbox, for checking a deployment ---- */

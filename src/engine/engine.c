@@ -50,8 +50,34 @@ const char *engine_stage_name(enum engine_stage s)
     return s <= STAGE_DONE ? stage_names[s] : "unknown";
 }
 
-int build_fail(struct build *b, const char *fmt, ...)
+static const struct {
+    const char *code, *text;
+} errors[] = {
+    [ENGINE_OK] = {"ok", "no error"},
+    [ENGINE_E_FAILED] = {"build_failed", "the build failed"},
+    [ENGINE_E_INVALID_LOCK] = {"invalid_lock", "the lock is not valid for this recipe"},
+    [ENGINE_E_UNKNOWN_PACKAGE] = {"unknown_package", "a package is not in the mirror"},
+    [ENGINE_E_MIRROR] = {"mirror_unreachable", "the mirror could not be used"},
+    [ENGINE_E_SIGNATURE] = {"bad_signature", "a release file's signature does not verify"},
+    [ENGINE_E_HOOK] = {"hook_failed", "a hook failed"},
+    [ENGINE_E_LIMIT] = {"limit_exceeded", "a sandbox limit stopped the build"},
+    [ENGINE_E_DISK_FULL] = {"disk_full", "the disk is full"},
+    [ENGINE_E_INTERRUPTED] = {"interrupted", "the build was interrupted"},
+};
+
+const char *engine_error_code(enum engine_error e)
 {
+    return e <= ENGINE_ERROR_MAX ? errors[e].code : "build_failed";
+}
+
+const char *engine_strerror(enum engine_error e)
+{
+    return e <= ENGINE_ERROR_MAX ? errors[e].text : "unknown error";
+}
+
+int build_fail(struct build *b, enum engine_error cause, const char *fmt, ...)
+{
+    b->cause = cause;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(b->err, b->errlen, fmt, ap);
@@ -113,8 +139,8 @@ int build_tool(struct build *b, const char *what, const char *const argv[], stru
     if (tl > 1500)
         tail += tl - 1500;
     if (strstr(o->tail, "No space left on device"))
-        return build_fail(b, "%s: the disk is full (%s)", what, err);
-    return build_fail(b, "%s: %s: %s", what, err, tail);
+        return build_fail(b, ENGINE_E_DISK_FULL, "%s: the disk is full (%s)", what, err);
+    return build_fail(b, ENGINE_E_FAILED, "%s: %s: %s", what, err, tail);
 }
 
 int build_run_tool(struct build *b, const char *what, const char *const argv[], bool with_epoch)
@@ -127,7 +153,7 @@ int build_write_text(struct build *b, const char *path, const char *text, unsign
 {
     int rc = write_file_atomic(path, text, strlen(text), mode);
     if (rc < 0)
-        return build_fail(b, "cannot write \"%s\": %s", path, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
+        return build_fail(b, rc == -ENOSPC ? ENGINE_E_DISK_FULL : ENGINE_E_FAILED, "cannot write \"%s\": %s", path, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
     return 0;
 }
 
@@ -138,7 +164,7 @@ static int link_or_copy(struct build *b, const char *from, const char *to)
     _cleanup_free_ char *dir = xstrdup(to);
     int rc = mkdir_p(dirname(dir), 0755);
     if (rc < 0)
-        return build_fail(b, "cannot create the directory of \"%s\": %s", to, strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot create the directory of \"%s\": %s", to, strerror(-rc));
     if (link(from, to) == 0)
         return 0;
     const char *argv[] = {"/bin/cp", from, to, NULL};
@@ -170,7 +196,7 @@ static int make_mirror(struct build *b)
         _cleanup_free_ char *to = xasprintf("%s/%s", b->mirror_dir, l->pkgs[i].filename);
         struct stat st;
         if (stat(from, &st) < 0 || st.st_size != l->pkgs[i].size)
-            return build_fail(b, "the package cache has no verified copy of \"%s\" %s", l->pkgs[i].name,
+            return build_fail(b, ENGINE_E_FAILED, "the package cache has no verified copy of \"%s\" %s", l->pkgs[i].name,
                         l->pkgs[i].version);
         if (link_or_copy(b, from, to) < 0)
             return -1;
@@ -181,7 +207,7 @@ static int make_mirror(struct build *b)
         return -1;
     /* Readable by the sandbox's ids whatever the caller's umask made of it. */
     if (nftw(b->mirror_dir, open_up_one, 32, FTW_PHYS) != 0)
-        return build_fail(b, "cannot open up \"%s\" to the build: %s", b->mirror_dir, strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot open up \"%s\" to the build: %s", b->mirror_dir, strerror(errno));
     return 0;
 }
 
@@ -256,7 +282,7 @@ static int run_offline(struct build *b, struct engine_result *res)
     struct sandbox_result sr;
     char serr[1024];
     if (sandbox_run(&so, &sr, serr, sizeof(serr)) < 0)
-        return build_fail(b, "the build's sandbox could not be set up: %s", serr);
+        return build_fail(b, ENGINE_E_FAILED, "the build's sandbox could not be set up: %s", serr);
     proto_host_finish(b);
     const char *why = b->error ? b->error : "the build stopped";
     switch (sr.cause) {
@@ -264,17 +290,20 @@ static int run_offline(struct build *b, struct engine_result *res)
         snprintf(res->squashfs_sha256, sizeof(res->squashfs_sha256), "%.64s", sr.collected);
         return 0;
     case SANDBOX_CANCELLED:
-        return build_fail(b, "interrupted: the build stopped and nothing was written to \"%s\"", b->o->output);
-    case SANDBOX_EXITED:
-        return build_fail(b, "%s", why);
+        return build_fail(b, ENGINE_E_INTERRUPTED, "interrupted: the build stopped and nothing was written to \"%s\"", b->o->output);
+    case SANDBOX_EXITED: /* the stages failed and said why (E line) */
+        return build_fail(b, b->error ? b->cause : ENGINE_E_FAILED, "%s", why);
     case SANDBOX_COLLECT:
-        return build_fail(b, "cannot read the build's results back: %s", sr.message);
-    default:
+        return build_fail(b, ENGINE_E_FAILED, "cannot read the build's results back: %s", sr.message);
+    default: {
+        /* a limit, or a signal no limit explains */
+        enum engine_error cause = sr.cause == SANDBOX_SIGNALED ? ENGINE_E_FAILED : ENGINE_E_LIMIT;
         if (b->error != NULL)
-            return build_fail(b, "%s: %s", sr.message, b->error);
+            return build_fail(b, cause, "%s: %s", sr.message, b->error);
         /* killed from outside: the host's record of the log says where */
-        return build_fail(b, "%s during %s; its last output:\n%s", sr.message, b->last_step[0] ? b->last_step : "the build",
+        return build_fail(b, cause, "%s during %s; its last output:\n%s", sr.message, b->last_step[0] ? b->last_step : "the build",
                     b->log_tail);
+    }
     }
 }
 
@@ -290,7 +319,7 @@ static int find_packages(struct build *b)
             b->busybox_pkg = p;
     }
     if (!build_is_live(b) && b->busybox_pkg == NULL)
-        return build_fail(b, "packages: the busybox variant needs busybox-static");
+        return build_fail(b, ENGINE_E_FAILED, "packages: the busybox variant needs busybox-static");
     return 0;
 }
 
@@ -300,7 +329,7 @@ static int epoch_from_lock(struct build *b)
     memset(&tm, 0, sizeof(tm));
     const char *end = strptime(b->lock.date, "%a, %d %b %Y %H:%M:%S UTC", &tm);
     if (end == NULL)
-        return build_fail(b, "cannot read the release date \"%s\"", b->lock.date);
+        return build_fail(b, ENGINE_E_FAILED, "cannot read the release date \"%s\"", b->lock.date);
     b->epoch = (long long)timegm(&tm);
     snprintf(b->epoch_str, sizeof(b->epoch_str), "%lld", b->epoch);
     return 0;
@@ -374,7 +403,7 @@ static int file_sha256(struct build *b, const char *path, char out[65], long lon
 {
     int rc = sha256_file(path, out, size);
     if (rc < 0)
-        return build_fail(b, "cannot read \"%s\": %s", path, strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot read \"%s\": %s", path, strerror(-rc));
     return 0;
 }
 
@@ -398,43 +427,46 @@ static int finish(struct build *b, struct engine_result *res)
     /* The ISO appears at its path whole or not at all, and never without its manifest. */
     int rc = file_publish(iso, b->o->output);
     if (rc < 0)
-        return build_fail(b, "cannot move the ISO to \"%s\": %s", b->o->output, strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot move the ISO to \"%s\": %s", b->o->output, strerror(-rc));
     if ((rc = file_publish(manifest_tmp, manifest)) < 0) {
         unlink(b->o->output);
-        return build_fail(b, "cannot write \"%s\": %s", manifest, strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot write \"%s\": %s", manifest, strerror(-rc));
     }
     return 0;
 }
 
-int engine_build(const struct recipe *r, const struct engine_opts *o, struct engine_result *res, char *err,
-                 size_t errlen)
+enum engine_error engine_build(const struct recipe *r, const struct engine_opts *o, struct engine_result *res,
+                               char *err, size_t errlen)
 {
-    struct build b = {.r = r, .o = o, .err = err, .errlen = errlen, .progress_fd = -1};
+    struct build b = {.r = r, .o = o, .err = err, .errlen = errlen, .progress_fd = -1, .cause = ENGINE_E_FAILED};
     memset(res, 0, sizeof(*res));
     make_label(&b);
     _cleanup_free_ char *out_copy = xstrdup(o->output);
     _cleanup_free_ char *host_mirror = resolve_default_mirror();
     const char *mirror = o->mirror ? o->mirror : o->cfg->mirror[0] ? o->cfg->mirror : host_mirror;
-    int rc = -1;
 
     if (o->lock_path != NULL) {
         _cleanup_free_ char *text = NULL;
         size_t len;
         int frc = read_file(o->lock_path, 64u << 20, &text, &len);
-        if (frc < 0)
-            return build_fail(&b, "cannot read the lock \"%s\": %s", o->lock_path, strerror(-frc));
+        if (frc < 0) {
+            build_fail(&b, ENGINE_E_FAILED, "cannot read the lock \"%s\": %s", o->lock_path, strerror(-frc));
+            return b.cause;
+        }
         if (lock_parse(text, len, r, &b.lock, err, errlen) < 0)
-            return -1;
+            return ENGINE_E_INVALID_LOCK;
         build_progress(&b, STAGE_RESOLVING, 100, "using the lock \"%s\"", o->lock_path);
     } else {
         build_progress(&b, STAGE_RESOLVING, 0, "resolving %zu packages against %s", r->npackages, mirror);
         if (resolve_lock(r, mirror, o->cfg->archive_keyring, o->cfg->cache_dir, &b.lock, err, errlen) < 0)
-            return -1;
+            return ENGINE_E_FAILED;
     }
     build_progress(&b, STAGE_FETCHING, 0, "%zu packages in the lock (%.12s)", b.lock.npkgs, b.lock.hash);
     snprintf(res->lock_hash, sizeof(res->lock_hash), "%s", b.lock.hash);
-    if (resolve_fetch(&b.lock, o->cfg->cache_dir, &res->fetched, err, errlen) < 0)
+    if (resolve_fetch(&b.lock, o->cfg->cache_dir, &res->fetched, err, errlen) < 0) {
+        b.cause = ENGINE_E_FAILED;
         goto out;
+    }
     build_progress(&b, STAGE_FETCHING, 100, "%d packages downloaded", res->fetched);
     if (find_packages(&b) < 0 || epoch_from_lock(&b) < 0)
         goto out;
@@ -443,7 +475,7 @@ int engine_build(const struct recipe *r, const struct engine_opts *o, struct eng
     /* Unique: several builds (worker threads) may share an output directory. */
     b.work = xasprintf("%s/.debate-build-XXXXXX", dirname(out_copy));
     if (mkdtemp(b.work) == NULL) {
-        build_fail(&b, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
+        build_fail(&b, ENGINE_E_FAILED, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
         free(b.work);
         b.work = NULL;
         goto out;
@@ -451,14 +483,14 @@ int engine_build(const struct recipe *r, const struct engine_opts *o, struct eng
     b.mirror_dir = xasprintf("%s/mirror", b.work);
     b.out_dir = xasprintf("%s/out", b.work);
     if (mkdir(b.mirror_dir, 0755) < 0 || mkdir(b.out_dir, 0755) < 0) {
-        build_fail(&b, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
+        build_fail(&b, ENGINE_E_FAILED, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
         goto out;
     }
     build_progress(&b, STAGE_ROOTFS, 0, "local mirror of the lock");
     if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || finish(&b, res) < 0)
         goto out;
     build_progress(&b, STAGE_DONE, 100, "%s sha256 %s", o->output, res->iso_sha256);
-    rc = 0;
+    b.cause = ENGINE_OK;
 out:
     if (b.work != NULL)
         remove_tree(b.work);
@@ -468,5 +500,5 @@ out:
     free(b.line);
     free(b.error);
     lock_release(&b.lock);
-    return rc;
+    return b.cause;
 }

@@ -14,9 +14,10 @@
  * it is a function of the inputs alone; every timestamp in the image is
  * clamped to it.
  *
- * Errors: 0, or -1 with a message in err naming the cause (an unknown
- * package, an unreachable mirror, a bad signature, a failing hook with its
- * exit code and the tail of its output, a full disk, an interrupt).
+ * Errors: engine_build returns ENGINE_OK, or the cause of the failure (enum
+ * engine_error) with a message in err that says the rest: the package, the
+ * hook and its exit code with the tail of its output, the limit reached.
+ * Callers branch on the cause, never on the message's words.
  */
 #ifndef DEBATE_ENGINE_ENGINE_H
 #define DEBATE_ENGINE_ENGINE_H
@@ -42,6 +43,28 @@ enum engine_stage {
 };
 
 const char *engine_stage_name(enum engine_stage s);
+
+/*
+ * Why a build failed. engine_error_code() is the stable code the API
+ * reports for a failed build (docs/api.md); engine_strerror() a short
+ * description for people.
+ */
+enum engine_error {
+    ENGINE_OK = 0,
+    ENGINE_E_FAILED,          /* anything not below: build_failed */
+    ENGINE_E_INVALID_LOCK,    /* the lock does not parse or does not fit the recipe */
+    ENGINE_E_UNKNOWN_PACKAGE, /* a package the mirror does not have */
+    ENGINE_E_MIRROR,          /* the mirror could not be reached or answered wrongly */
+    ENGINE_E_SIGNATURE,       /* a release file whose signature does not verify */
+    ENGINE_E_HOOK,            /* a hook failed: its exit code, or its time limit */
+    ENGINE_E_LIMIT,           /* a sandbox limit (memory, processes, CPU, disk, wall time, a forbidden call) */
+    ENGINE_E_DISK_FULL,       /* the disk ran full outside the sandbox's own limit */
+    ENGINE_E_INTERRUPTED,     /* a signal or a cancel stopped the build */
+};
+#define ENGINE_ERROR_MAX ENGINE_E_INTERRUPTED
+
+const char *engine_error_code(enum engine_error e);
+const char *engine_strerror(enum engine_error e);
 
 /* A progress event: stage, overall percent, a line of text. */
 typedef void (*engine_progress_cb)(void *arg, enum engine_stage stage, int percent, const char *message);
@@ -71,7 +94,7 @@ struct engine_result {
 /* "package version" lines of the host tools that write the image (malloc'd); scratch_dir holds a temporary file. */
 char *engine_tool_versions(const char *scratch_dir);
 
-int engine_build(const struct recipe *r, const struct engine_opts *o, struct engine_result *res, char *err,
-                 size_t errlen);
+enum engine_error engine_build(const struct recipe *r, const struct engine_opts *o, struct engine_result *res,
+                               char *err, size_t errlen);
 
 #endif

@@ -10,10 +10,10 @@
  *
  *   P STAGE PERCENT TEXT   progress (enum engine_stage, overall percent)
  *   L TEXT                 one line a tool or hook printed
- *   E TEXT...              the error; everything after it belongs to it
+ *   E CAUSE TEXT...        the error (enum engine_error); every line after it belongs to it
  *
- * Errors: functions that can fail return 0, or -1 with the message in
- * b->err (build_fail), as engine_build does.
+ * Errors: functions that can fail return 0, or -1 with the cause in
+ * b->cause and the message in b->err (build_fail).
  */
 #ifndef DEBATE_ENGINE_INT_H
 #define DEBATE_ENGINE_INT_H
@@ -45,6 +45,7 @@ struct build {
     int progress_fd; /* inside the sandbox: where progress lines go */
     char *line;      /* on the host: the sandbox's output, up to its next newline */
     size_t line_len;
+    enum engine_error cause; /* why the build failed (build_fail; on the host, also the sandbox's E line) */
     char *error;     /* on the host: the error the sandbox reported */
     char log_tail[2048]; /* on the host: the end of the build log (tools' and hooks' output) */
     char last_step[256];  /* on the host: the last progress message */
@@ -61,8 +62,8 @@ static inline bool build_is_live(const struct build *b)
     return strcmp(b->r->variant, "live") == 0;
 }
 
-/* Formats the error into b->err; returns -1. */
-int build_fail(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records the cause and formats the message into b->err; returns -1. */
+int build_fail(struct build *b, enum engine_error cause, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Reports progress: within percent of stage. Inside the sandbox as a P line, on the host through the callback. */
 void build_progress(struct build *b, enum engine_stage stage, int within, const char *fmt, ...)
@@ -84,7 +85,7 @@ int build_write_text(struct build *b, const char *path, const char *text, unsign
 void proto_log_output(void *arg, const char *buf, size_t n);
 /* Inside: the last line of a tool that did not end it. */
 void proto_flush_log(struct build *b);
-/* Inside: the error as the final E line. */
+/* Inside: b->cause and the error as the final E line. */
 void proto_emit_error(struct build *b, const char *err);
 /* Host: bytes of the sandbox's output (sandbox_opts.on_output). */
 void proto_host_output(void *arg, const char *buf, size_t n);

@@ -70,7 +70,7 @@ void proto_flush_log(struct build *b)
 void proto_emit_error(struct build *b, const char *err)
 {
     char line[2100];
-    int n = snprintf(line, sizeof(line), "E %s\n", err);
+    int n = snprintf(line, sizeof(line), "E %d %s\n", (int)b->cause, err);
     ssize_t unused = write(b->progress_fd, line, (size_t)n);
     (void)unused;
 }
@@ -99,7 +99,11 @@ void proto_host_line(struct build *b, char *line)
         if (b->o->log != NULL)
             b->o->log(b->o->progress_arg, text);
     } else if (line[0] == 'E' && line[1] == ' ') {
-        b->error = xstrdup(line + 2); /* the error may span lines: everything that follows */
+        int cause = 0, off = 0;
+        if (sscanf(line, "E %d %n", &cause, &off) < 1 || off == 0 || cause <= ENGINE_OK || cause > ENGINE_ERROR_MAX)
+            cause = ENGINE_E_FAILED, off = 2;
+        b->cause = (enum engine_error)cause;
+        b->error = xstrdup(line + off); /* the error may span lines: everything that follows */
     } else if (line[0] == 'P') {
         int stage, pct, off = 0;
         if (sscanf(line, "P %d %d %n", &stage, &pct, &off) >= 2 && off > 0 && stage >= 0 && stage <= STAGE_DONE &&

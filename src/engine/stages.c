@@ -60,7 +60,7 @@ static int rootfs(struct build *b)
     _cleanup_free_ char *kr = xasprintf("--keyring=%s", keyring);
     _cleanup_free_ char *include = include_list(b);
     if (include == NULL && !build_is_live(b))
-        return build_fail(b, "packages: the busybox variant needs at least busybox-static");
+        return build_fail(b, ENGINE_E_FAILED, "packages: the busybox variant needs at least busybox-static");
     _cleanup_free_ char *inc = xasprintf("--include=%s", include ? include : "");
     _cleanup_free_ char *source = xasprintf("deb [signed-by=%s] copy://" MIRROR " %s main", keyring,
                                             b->lock.release);
@@ -125,15 +125,15 @@ static int mkdirs_in_root(int rootfd, const char *path)
 static int write_in_root(struct build *b, int rootfd, const char *path, const char *data, size_t len, unsigned mode)
 {
     if (mkdirs_in_root(rootfd, path) < 0)
-        return build_fail(b, "cannot create the directories of \"%s\" in the image: %s", path, strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot create the directories of \"%s\" in the image: %s", path, strerror(errno));
     int fd = open_in_root(rootfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode);
     if (fd < 0)
-        return build_fail(b, "cannot write \"%s\" in the image: %s", path, strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot write \"%s\" in the image: %s", path, strerror(errno));
     ssize_t n = write(fd, data, len);
     int saved = errno;
     if (fchmod(fd, mode) < 0 || fchown(fd, 0, 0) < 0 || n != (ssize_t)len) {
         close(fd);
-        return build_fail(b, "cannot write \"%s\" in the image: %s", path,
+        return build_fail(b, saved == ENOSPC ? ENGINE_E_DISK_FULL : ENGINE_E_FAILED, "cannot write \"%s\" in the image: %s", path,
                     saved == ENOSPC ? "the disk is full" : strerror(saved ? saved : errno));
     }
     close(fd);
@@ -191,7 +191,7 @@ static int hook_dev_up(struct build *b, int rootfd, bool *made)
             if (errno == EEXIST)
                 continue; /* the image has its own */
             hook_dev_down(rootfd, made);
-            return build_fail(b, "cannot prepare /dev/%s for the hooks: %s", hook_devs[i], strerror(errno));
+            return build_fail(b, ENGINE_E_FAILED, "cannot prepare /dev/%s for the hooks: %s", hook_devs[i], strerror(errno));
         }
         made[i] = true;
         char via[64];
@@ -201,7 +201,7 @@ static int hook_dev_up(struct build *b, int rootfd, bool *made)
         close(fd);
         if (rc < 0) {
             hook_dev_down(rootfd, made);
-            return build_fail(b, "cannot bind /dev/%s for the hooks: %s", hook_devs[i], strerror(saved));
+            return build_fail(b, ENGINE_E_FAILED, "cannot bind /dev/%s for the hooks: %s", hook_devs[i], strerror(saved));
         }
     }
     return 0;
@@ -235,12 +235,12 @@ static int run_hook(struct build *b, int rootfd, size_t i)
     if (tl > 800)
         tail += tl - 800;
     if (o.timed_out)
-        return build_fail(b, "hook \"%s\" ran longer than %u seconds and was stopped; its last output:\n%s", h->name,
+        return build_fail(b, ENGINE_E_HOOK, "hook \"%s\" ran longer than %u seconds and was stopped; its last output:\n%s", h->name,
                     b->o->hook_timeout_s, tail);
     if (rc == 128 + SIGSYS)
-        return build_fail(b, "hook \"%s\" was killed for a system call the sandbox forbids; its last output:\n%s", h->name,
+        return build_fail(b, ENGINE_E_LIMIT, "hook \"%s\" was killed for a system call the sandbox forbids; its last output:\n%s", h->name,
                     tail);
-    return build_fail(b, "hook \"%s\" failed with exit code %d; its last output:\n%s", h->name, rc, tail);
+    return build_fail(b, ENGINE_E_HOOK, "hook \"%s\" failed with exit code %d; its last output:\n%s", h->name, rc, tail);
 }
 
 static int run_hooks(struct build *b, int rootfd)
@@ -262,17 +262,17 @@ static int customize(struct build *b)
     const struct recipe *r = b->r;
     int rootfd = open(WORK "/root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
-        return build_fail(b, "cannot open the root filesystem: %s", strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot open the root filesystem: %s", strerror(errno));
     static const char *const dirs[] = {"/proc/", "/sys/", "/dev/", "/run/", "/tmp/", "/root/", "/mnt/", "/etc/"};
     for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
         if (mkdirs_in_root(rootfd, dirs[i]) < 0) {
             close(rootfd);
-            return build_fail(b, "cannot create \"%s\" in the image: %s", dirs[i], strerror(errno));
+            return build_fail(b, ENGINE_E_FAILED, "cannot create \"%s\" in the image: %s", dirs[i], strerror(errno));
         }
     }
     if (chmod_in_root(rootfd, "/tmp", 01777) < 0 || chmod_in_root(rootfd, "/root", 0700) < 0) {
         close(rootfd);
-        return build_fail(b, "cannot set the modes of /tmp and /root in the image: %s", strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot set the modes of /tmp and /root in the image: %s", strerror(errno));
     }
     unlinkat(rootfd, "etc/resolv.conf", 0); /* the host's must not leak in; absent is fine */
     /* mmdebstrap records the mirror it used: write the canonical one instead. */
@@ -295,11 +295,11 @@ static int customize(struct build *b)
     if (rc == 0)
         build_progress(b, STAGE_CUSTOMIZING, 50, "%zu overlays written", r->noverlays);
     if (rc == 0 && sethostname(r->hostname, strlen(r->hostname)) < 0)
-        rc = build_fail(b, "cannot set the host name for the hooks: %s", strerror(errno));
+        rc = build_fail(b, ENGINE_E_FAILED, "cannot set the host name for the hooks: %s", strerror(errno));
     rc = rc ?: run_hooks(b, rootfd);
     close(rootfd);
     if (sethostname("debate-build", 12) < 0 && rc == 0)
-        return build_fail(b, "cannot reset the build's host name: %s", strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot reset the build's host name: %s", strerror(errno));
     return rc;
 }
 
@@ -315,7 +315,7 @@ static int extract_deb(struct build *b, const struct lock_pkg *p, const char *de
         return -1;
     int rc = mkdir_p(dest, 0755);
     if (rc < 0)
-        return build_fail(b, "cannot create \"%s\": %s", dest, strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot create \"%s\": %s", dest, strerror(-rc));
     const char *targv[64] = {"/bin/tar", "-x", "-f", tar, "-C", dest, "--wildcards", NULL};
     size_t n = 7;
     for (size_t i = 0; members[i] != NULL && n < ARRAY_SIZE(targv) - 1; i++)
@@ -352,7 +352,7 @@ static int module_closure(struct build *b, const char *kdir, const char *kv, con
     _cleanup_free_ char *out = NULL;
     size_t len;
     if (read_file(out_path, 1 << 20, &out, &len) < 0)
-        return build_fail(b, "cannot read modprobe's output");
+        return build_fail(b, ENGINE_E_FAILED, "cannot read modprobe's output");
     _cleanup_free_ char *prefix = xasprintf("insmod %s/lib/modules/%s/", kdir, kv);
     for (char *line = out, *next; line && *line; line = next) {
         next = strchr(line, '\n');
@@ -361,7 +361,7 @@ static int module_closure(struct build *b, const char *kdir, const char *kv, con
         if (strncmp(line, "builtin ", 8) == 0)
             continue;
         if (strncmp(line, prefix, strlen(prefix)) != 0)
-            return build_fail(b, "unexpected modprobe output: \"%.200s\"", line);
+            return build_fail(b, ENGINE_E_FAILED, "unexpected modprobe output: \"%.200s\"", line);
         char *rel = line + strlen(prefix);
         rel[strcspn(rel, " ")] = '\0';
         _cleanup_free_ char *needle = xasprintf("\n%s\n", rel);
@@ -409,10 +409,10 @@ static int copy_into(struct build *b, const char *from, const char *to, unsigned
     size_t len;
     int rc = read_file(from, 256u << 20, &data, &len);
     if (rc < 0)
-        return build_fail(b, "cannot read \"%s\": %s", from, strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot read \"%s\": %s", from, strerror(-rc));
     _cleanup_free_ char *dir = xstrdup(to);
     if ((rc = mkdir_p(dirname(dir), 0755)) < 0 || (rc = write_file_atomic(to, data, len, mode)) < 0)
-        return build_fail(b, "cannot write \"%s\": %s", to, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
+        return build_fail(b, rc == -ENOSPC ? ENGINE_E_DISK_FULL : ENGINE_E_FAILED, "cannot write \"%s\": %s", to, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
     return 0;
 }
 
@@ -431,7 +431,7 @@ static int clamp_tree(struct build *b, const char *dir)
 {
     clamp_epoch = b->epoch;
     if (nftw(dir, clamp_one, 32, FTW_PHYS) != 0)
-        return build_fail(b, "cannot set the times in \"%s\": %s", dir, strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot set the times in \"%s\": %s", dir, strerror(errno));
     return 0;
 }
 
@@ -448,7 +448,7 @@ static char *boot_file(struct build *b, const char *prefix)
         if (found != NULL) {
             free(found);
             closedir(d);
-            build_fail(b, "the image has more than one kernel in /boot; install one linux-image package");
+            build_fail(b, ENGINE_E_FAILED, "the image has more than one kernel in /boot; install one linux-image package");
             return NULL;
         }
         found = xasprintf(WORK "/root/boot/%s", e->d_name);
@@ -456,7 +456,7 @@ static char *boot_file(struct build *b, const char *prefix)
     if (d)
         closedir(d);
     if (found == NULL)
-        build_fail(b, "the image has no /boot/%s*: add linux-image-amd64 (and live-boot) to the packages", prefix);
+        build_fail(b, ENGINE_E_FAILED, "the image has no /boot/%s*: add linux-image-amd64 (and live-boot) to the packages", prefix);
     return found;
 }
 
@@ -471,11 +471,11 @@ static int kernel_live(struct build *b)
         return -1;
     _cleanup_free_ char *scripts = xasprintf(WORK "/root/usr/share/initramfs-tools/scripts/live");
     if (access(scripts, F_OK) != 0)
-        return build_fail(b, "packages: the live variant needs live-boot (its initramfs finds the image)");
+        return build_fail(b, ENGINE_E_FAILED, "packages: the live variant needs live-boot (its initramfs finds the image)");
     build_progress(b, STAGE_KERNEL, 50, "%s", strrchr(vmlinuz, '/') + 1);
     int rc = mkdir_p(WORK "/iso/live", 0755);
     if (rc < 0)
-        return build_fail(b, "cannot create the ISO's directories: %s", strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot create the ISO's directories: %s", strerror(-rc));
     return copy_into(b, vmlinuz, WORK "/iso/live/vmlinuz", 0644) ?: copy_into(b, initrd, WORK "/iso/live/initrd.img", 0644);
 }
 
@@ -493,12 +493,12 @@ static int kernel(struct build *b)
         "./lib/modules/*/kernel/fs/overlayfs/*", NULL};
     static const char *const bb_members[] = {"./bin/busybox", NULL};
     if (b->kernel_pkg == NULL)
-        return build_fail(b, "packages: the image needs a kernel: add linux-image-amd64");
+        return build_fail(b, ENGINE_E_FAILED, "packages: the image needs a kernel: add linux-image-amd64");
     if (extract_deb(b, b->kernel_pkg, WORK "/kernel", members) < 0)
         return -1;
     _cleanup_free_ char *kv = kernel_version(WORK "/kernel");
     if (kv == NULL)
-        return build_fail(b, "the kernel package \"%s\" holds no modules", b->kernel_pkg->name);
+        return build_fail(b, ENGINE_E_FAILED, "the kernel package \"%s\" holds no modules", b->kernel_pkg->name);
     const char *depmod[] = {"/sbin/depmod", "-b", WORK "/kernel", kv, NULL};
     if (build_run_tool(b, "depmod", depmod, false) < 0)
         return -1;
@@ -535,7 +535,7 @@ static int kernel(struct build *b)
         return -1;
     char err[512];
     if (cpio_write_tree(I, WORK "/initrd.cpio", b->epoch, err, sizeof(err)) < 0)
-        return build_fail(b, "initramfs: %s", err);
+        return build_fail(b, ENGINE_E_FAILED, "initramfs: %s", err);
     const char *zstd[] = {"/usr/bin/zstd", "-q", "-9", "-T1", "-f", "-o", WORK "/initrd.img", WORK "/initrd.cpio", NULL};
     rc = build_run_tool(b, "zstd", zstd, false);
     rc = rc ?: mkdir_p(WORK "/iso/live", 0755);
@@ -570,7 +570,7 @@ static int bootloader(struct build *b)
     int rc = mkdir_p(WORK "/iso/isolinux", 0755);
     rc = rc ?: mkdir_p(WORK "/iso/boot/grub", 0755);
     if (rc < 0)
-        return build_fail(b, "cannot create the ISO's directories: %s", strerror(-rc));
+        return build_fail(b, ENGINE_E_FAILED, "cannot create the ISO's directories: %s", strerror(-rc));
     if (b->r->boot_bios) {
         _cleanup_free_ char *cfg = xasprintf("SERIAL 0 115200\nDEFAULT live\nPROMPT 0\nTIMEOUT 0\nLABEL live\n"
                                              "  KERNEL /live/vmlinuz\n  APPEND initrd=/live/initrd.img %s\n",
@@ -597,7 +597,7 @@ static int bootloader(struct build *b)
     struct timespec ts[2] = {{b->epoch, 0}, {b->epoch, 0}};
     struct stat st;
     if (utimensat(AT_FDCWD, WORK "/BOOTX64.EFI", ts, 0) < 0 || stat(WORK "/BOOTX64.EFI", &st) < 0)
-        return build_fail(b, "cannot stamp the EFI image: %s", strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot stamp the EFI image: %s", strerror(errno));
     char kb[32];
     snprintf(kb, sizeof(kb), "%lld", ((long long)st.st_size / 1024 + 256) / 64 * 64);
     const char *mkfs[] = {"/sbin/mkfs.fat", "-C", "--invariant", "-i", "DEB47E00", "-n", "EFIBOOT",

@@ -352,25 +352,6 @@ static void engine_log(void *arg, const char *line)
     worker_log(arg, line);
 }
 
-/* The error code for an engine message (docs/api.md lists them). */
-static const char *classify(const char *msg)
-{
-    static const struct {
-        const char *needle, *code;
-    } rules[] = {{"limit of ", "limit_exceeded"},
-                 {"system call the sandbox forbids", "limit_exceeded"},
-                 {"hook \"", "hook_failed"},
-                 {"unknown package", "unknown_package"},
-                 {"unreachable", "mirror_unreachable"},
-                 {"signature", "bad_signature"},
-                 {"disk is full", "disk_full"},
-                 {"interrupted", "interrupted"}};
-    for (size_t i = 0; i < ARRAY_SIZE(rules); i++)
-        if (strstr(msg, rules[i].needle) != NULL)
-            return rules[i].code;
-    return "build_failed";
-}
-
 int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
 {
     const struct config *cfg = ctx->cfg;
@@ -405,13 +386,13 @@ int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
                              .log = engine_log, .interrupted = &ctx->interrupted};
     struct engine_result res;
     char msg[4096];
-    rc = engine_build(&r, &eo, &res, msg, sizeof(msg));
+    enum engine_error cause = engine_build(&r, &eo, &res, msg, sizeof(msg));
     recipe_release(&r);
     if (lock_path != NULL)
         unlink(lock_path);
     snprintf(out->lock_hash, sizeof(out->lock_hash), "%s", res.lock_hash);
-    if (rc < 0) {
-        out->error_code = classify(msg);
+    if (cause != ENGINE_OK) {
+        out->error_code = engine_error_code(cause);
         snprintf(out->error_message, sizeof(out->error_message), "%.2047s", msg);
         unlink(iso);
         unlink(manifest);
