@@ -15,10 +15,10 @@ LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson -lpq -lseccomp
 RELEASE_FLAGS := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 ASAN_FLAGS    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SRCS      := $(wildcard src/*.c src/http/*.c src/db/*.c src/engine/*.c src/service/*.c)
+SRCS      := $(wildcard src/*.c src/cmd/*.c src/http/*.c src/db/*.c src/engine/*.c src/service/*.c)
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-HDRS      := $(wildcard src/*.h src/http/*.h src/db/*.h src/engine/*.h src/service/*.h tests/unit/*.h)
+HDRS      := $(wildcard src/*.h src/cmd/*.h src/http/*.h src/db/*.h src/engine/*.h src/service/*.h tests/unit/*.h)
 
 # $(1): variant directory, $(2): extra flags
 define variant

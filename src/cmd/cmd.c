@@ -1,0 +1,78 @@
+/* What the commands share: usage, the configuration, recipes, numbers, signals. */
+#include "cmd/cmd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "banned.h"
+
+void cmd_usage_print(const struct cmd_usage *u, FILE *out)
+{
+    fprintf(out, "usage: debate %s%s%s\n\n%s\n\noptions:\n%s", u->name, u->synopsis[0] ? " " : "", u->synopsis,
+            u->summary, u->options);
+    fputs("  -h, --help           print this text\n", out);
+}
+
+int cmd_help(const struct cmd_usage *u)
+{
+    cmd_usage_print(u, stdout);
+    return 0;
+}
+
+int cmd_usage_error(const struct cmd_usage *u)
+{
+    cmd_usage_print(u, stderr);
+    return 2;
+}
+
+int cmd_load_config(struct config *cfg, const char *file)
+{
+    char err[4096];
+    config_init(cfg);
+    if (file == NULL)
+        file = getenv("DEBATE_CONFIG");
+    if (file != NULL && file[0] == '\0')
+        file = NULL;
+    if (config_load(cfg, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "debate: invalid configuration:\n%s", err);
+        config_release(cfg);
+        return -1;
+    }
+    log_set_level((enum log_level)cfg->log_level);
+    return 0;
+}
+
+int cmd_load_recipe(const char *cmd, const char *path, struct recipe *r)
+{
+    struct recipe_error e;
+    if (recipe_load(path, r, &e) < 0) {
+        char msg[512];
+        recipe_error_format(&e, msg, sizeof(msg));
+        fprintf(stderr, "debate %s: %s: %s\n", cmd, path, msg);
+        return -1;
+    }
+    return 0;
+}
+
+bool cmd_parse_uint(const char *text, unsigned long max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v == 0 || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+void cmd_trap_signals(void (*handler)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = handler;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}

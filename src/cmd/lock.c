@@ -1,0 +1,78 @@
+/* debate lock: resolve a recipe's packages against the mirror into a lock (and, with --fetch, cache them). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cmd/cmd.h"
+#include "engine/resolve.h"
+#include "util.h"
+#include "banned.h"
+
+const struct cmd_usage cmd_lock_usage = {
+    .name = "lock",
+    .synopsis = "RECIPE [--mirror URL] [--fetch]",
+    .summary = "resolve the recipe's packages and print the lock (--fetch: and download them into cache_dir)",
+    .options = "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
+               "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else apt's)\n"
+               "      --fetch          download the packages into cache_dir too\n",
+};
+
+static int lock_run(const struct config *cfg, const struct recipe *r, const char *mirror, bool fetch)
+{
+    char msg[2048];
+    _cleanup_free_ char *default_mirror = resolve_default_mirror();
+    if (mirror == NULL)
+        mirror = cfg->mirror[0] ? cfg->mirror : default_mirror;
+    struct lock l;
+    if (resolve_lock(r, mirror, cfg->archive_keyring, cfg->cache_dir, &l, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "debate lock: %s\n", msg);
+        return 1;
+    }
+    printf("%s\n", l.json);
+    fprintf(stderr, "debate lock: %zu packages, lock_hash %s\n", l.npkgs, l.hash);
+    int rc = 0, fetched = 0;
+    if (fetch && resolve_fetch(&l, cfg->cache_dir, &fetched, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "debate lock: %s\n", msg);
+        rc = 1;
+    } else if (fetch) {
+        fprintf(stderr, "debate lock: %d packages downloaded into \"%s/debs\"\n", fetched, cfg->cache_dir);
+    }
+    lock_release(&l);
+    return rc;
+}
+
+int cmd_lock(int argc, char **argv)
+{
+    static const struct option opts[] = {{"mirror", required_argument, NULL, 'm'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"fetch", no_argument, NULL, 'f'},
+                                         CMD_OPTION_HELP,
+                                         {NULL, 0, NULL, 0}};
+    const char *mirror = NULL, *file = NULL;
+    bool fetch = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
+        if (c == 'h')
+            return cmd_help(&cmd_lock_usage);
+        if (c == 'm')
+            mirror = optarg;
+        else if (c == 'f')
+            fetch = true;
+        else if (c == 'c')
+            file = optarg;
+        else
+            return cmd_usage_error(&cmd_lock_usage);
+    }
+    if (optind + 1 != argc)
+        return cmd_usage_error(&cmd_lock_usage);
+    struct config cfg;
+    struct recipe r;
+    if (cmd_load_config(&cfg, file) < 0)
+        return 1;
+    int rc = 1;
+    if (cmd_load_recipe("lock", argv[optind], &r) == 0) {
+        rc = lock_run(&cfg, &r, mirror, fetch);
+        recipe_release(&r);
+    }
+    config_release(&cfg);
+    return rc;
+}
