@@ -14,7 +14,8 @@
 #include "util.h"
 #include "banned.h"
 
-enum setting_type { T_STRING, T_UINT, T_LIST, T_LEVEL };
+/* T_PATH: a string that config_load makes absolute (relative to the working directory). */
+enum setting_type { T_STRING, T_PATH, T_UINT, T_LIST, T_LEVEL };
 
 struct setting {
     const char *name;
@@ -27,13 +28,13 @@ struct setting {
 #define S(name, type, def, min, max) {#name, type, offsetof(struct config, name), def, min, max}
 
 static const struct setting settings[] = {
-    S(data_dir, T_STRING, "data", 0, 0),
+    S(data_dir, T_PATH, "data", 0, 0),
     S(listen, T_STRING, "127.0.0.1", 0, 0),
     S(https_port, T_UINT, "8443", 0, 65535),
     S(http_port, T_UINT, "8080", 0, 65535),
     S(threads, T_UINT, "0", 0, 256),
-    S(tls_cert, T_STRING, "", 0, 0),
-    S(tls_key, T_STRING, "", 0, 0),
+    S(tls_cert, T_PATH, "", 0, 0),
+    S(tls_key, T_PATH, "", 0, 0),
     S(trusted_hosts, T_LIST, "localhost,127.0.0.1,::1", 0, 0),
     S(cors_origins, T_LIST, "", 0, 0),
     S(trusted_proxies, T_LIST, "", 0, 0),
@@ -51,15 +52,15 @@ static const struct setting settings[] = {
     S(db_pool_overflow, T_UINT, "20", 0, 1000),
     S(db_acquire_timeout_ms, T_UINT, "2000", 1, 600000),
     S(db_statement_timeout_ms, T_UINT, "10000", 0, 3600000),
-    S(pg_bindir, T_STRING, "", 0, 0),
+    S(pg_bindir, T_PATH, "", 0, 0),
     S(embedded_db_user, T_STRING, "postgres", 0, 0),
-    S(backup_dir, T_STRING, "", 0, 0),
+    S(backup_dir, T_PATH, "", 0, 0),
     S(backup_retention_days, T_UINT, "30", 1, 36500),
     S(ready_min_free_mb, T_UINT, "512", 0, 100000000),
     S(restore_test_max_age_days, T_UINT, "8", 1, 36500),
     S(mirror, T_STRING, "", 0, 0),
-    S(archive_keyring, T_STRING, "/usr/share/keyrings/debian-archive-keyring.gpg", 0, 0),
-    S(cache_dir, T_STRING, "", 0, 0),
+    S(archive_keyring, T_PATH, "/usr/share/keyrings/debian-archive-keyring.gpg", 0, 0),
+    S(cache_dir, T_PATH, "", 0, 0),
     S(sandbox_id_base, T_UINT, "100000", 1000, 2000000000),
     S(sandbox_memory_mb, T_UINT, "4096", 64, 16777216),
     S(sandbox_pids, T_UINT, "1024", 16, 4194304),
@@ -70,7 +71,7 @@ static const struct setting settings[] = {
     S(workers, T_STRING, "auto", 0, 0),
     S(lease_seconds, T_UINT, "30", 3, 3600),
     S(max_attempts, T_UINT, "3", 1, 100),
-    S(artifact_dir, T_STRING, "", 0, 0),
+    S(artifact_dir, T_PATH, "", 0, 0),
     S(artifact_budget_mb, T_UINT, "51200", 1, 2000000000),
     S(queue_max, T_UINT, "100", 1, 1000000),
     S(submit_limit, T_UINT, "10", 1, 1000000),
@@ -156,6 +157,7 @@ static void apply(struct config *cfg, const struct setting *st, const char *valu
     void *field = (char *)cfg + st->offset;
     switch (st->type) {
     case T_STRING:
+    case T_PATH:
         free(*(char **)field);
         *(char **)field = xstrdup(value);
         break;
@@ -186,6 +188,59 @@ static const struct setting *find_setting(const char *name, size_t len)
     return NULL;
 }
 
+/* Edit distance of two names, ignoring case; SIZE_MAX when a is too long to be worth it. */
+static size_t name_distance(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b), row[65];
+    if (alen >= ARRAY_SIZE(row) || blen >= ARRAY_SIZE(row))
+        return SIZE_MAX;
+    for (size_t j = 0; j <= blen; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= alen; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= blen; j++) {
+            size_t up = row[j];
+            bool same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+            size_t best = diag + (same ? 0 : 1);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[blen];
+}
+
+/*
+ * The setting a misspelt name most likely meant, or NULL when none is
+ * close: at most a third of the name's letters (and one more) differ.
+ */
+static const struct setting *closest_setting(const char *name, size_t len)
+{
+    const struct setting *best = NULL;
+    size_t best_d = len / 3 + 2;
+    for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+        size_t d = name_distance(name, len, settings[i].name);
+        if (d < best_d) {
+            best = &settings[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* The environment variable of a setting: DEBATE_ and the name in upper case. */
+static void setting_env_name(const struct setting *st, char *var, size_t varlen)
+{
+    size_t n = (size_t)snprintf(var, varlen, "DEBATE_");
+    for (const char *p = st->name; *p && n + 1 < varlen; p++)
+        var[n++] = (char)toupper((unsigned char)*p);
+    var[n] = '\0';
+}
+
 void config_init(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -198,7 +253,7 @@ void config_release(struct config *cfg)
 {
     for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
         void *field = (char *)cfg + settings[i].offset;
-        if (settings[i].type == T_STRING)
+        if (settings[i].type == T_STRING || settings[i].type == T_PATH)
             free(*(char **)field);
         else if (settings[i].type == T_LIST)
             strlist_release(field);
@@ -248,24 +303,78 @@ static void load_file(struct config *cfg, const char *file, struct errbuf *e)
         const struct setting *st = find_setting(name, strlen(name));
         char where[512];
         snprintf(where, sizeof(where), "%s:%d", file, lineno);
-        if (st == NULL)
-            err_add(e, "%s: unknown setting \"%s\"", where, name);
-        else
+        const struct setting *near = st == NULL ? closest_setting(name, strlen(name)) : NULL;
+        if (st != NULL)
             apply(cfg, st, value, where, e);
+        else if (near != NULL)
+            err_add(e, "%s: unknown setting \"%s\" (did you mean \"%s\"?)", where, name, near->name);
+        else
+            err_add(e, "%s: unknown setting \"%s\"", where, name);
     }
 }
 
 static void load_env(struct config *cfg, struct errbuf *e)
 {
     for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
-        char var[64] = "DEBATE_";
-        size_t n = strlen(var);
-        for (const char *p = settings[i].name; *p && n + 1 < sizeof(var); p++)
-            var[n++] = (char)toupper((unsigned char)*p);
-        var[n] = '\0';
+        char var[64];
+        setting_env_name(&settings[i], var, sizeof(var));
         const char *v = getenv(var);
         if (v != NULL)
             apply(cfg, &settings[i], v, var, e);
+    }
+}
+
+/*
+ * DEBATE_* variables that are not settings, so never "unknown": the
+ * configuration file's name, and what the test suite and the backup
+ * script pass through debate's environment (the binary under test, the
+ * queue tool's no-op duration, and anything DEBATE_TEST_*).
+ */
+static const char *const env_not_settings[] = {"DEBATE_CONFIG", "DEBATE_BIN", "DEBATE_NOOP_MS"};
+static const char env_test_prefix[] = "DEBATE_TEST_";
+
+static bool env_is_allowed(const char *var, size_t len)
+{
+    if (len >= strlen(env_test_prefix) && strncmp(var, env_test_prefix, strlen(env_test_prefix)) == 0)
+        return true;
+    for (size_t i = 0; i < ARRAY_SIZE(env_not_settings); i++)
+        if (strlen(env_not_settings[i]) == len && strncmp(var, env_not_settings[i], len) == 0)
+            return true;
+    return false;
+}
+
+/* True when var (len bytes) is exactly the variable of a setting. */
+static bool env_is_setting(const char *var, size_t len)
+{
+    char want[64];
+    for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+        setting_env_name(&settings[i], want, sizeof(want));
+        if (strlen(want) == len && strncmp(var, want, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A misspelt variable would otherwise leave its setting at the default
+ * without a word: every DEBATE_* variable must be a setting or allowed.
+ */
+static void check_env_names(struct errbuf *e)
+{
+    const size_t plen = strlen("DEBATE_");
+    for (char **env = environ; *env != NULL; env++) {
+        const char *var = *env, *eq = strchr(var, '=');
+        size_t len = eq != NULL ? (size_t)(eq - var) : strlen(var);
+        if (strncmp(var, "DEBATE_", plen) != 0 || env_is_allowed(var, len) || env_is_setting(var, len))
+            continue;
+        const struct setting *near = closest_setting(var + plen, len - plen);
+        char suggestion[64];
+        if (near != NULL)
+            setting_env_name(near, suggestion, sizeof(suggestion));
+        if (near != NULL)
+            err_add(e, "unknown setting \"%.*s\" (did you mean \"%s\"?)", (int)len, var, suggestion);
+        else
+            err_add(e, "unknown setting \"%.*s\"", (int)len, var);
     }
 }
 
@@ -300,6 +409,64 @@ static void validate(const struct config *cfg, struct errbuf *e)
     }
 }
 
+/*
+ * Makes every path setting absolute, relative to the working directory the
+ * command started in. A relative path would otherwise mean different
+ * places to different programs: libpq takes a relative socket directory
+ * for a host name, and postgres resolves paths from its own data directory.
+ */
+static void resolve_paths(struct config *cfg, struct errbuf *e)
+{
+    _cleanup_free_ char *cwd = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+        if (settings[i].type != T_PATH)
+            continue;
+        char **field = (char **)((char *)cfg + settings[i].offset);
+        size_t len = strlen(*field);
+        while (len > 1 && (*field)[len - 1] == '/') /* "data/" and "data" are one directory */
+            (*field)[--len] = '\0';
+        if (len == 0 || (*field)[0] == '/')
+            continue;
+        if (cwd == NULL && (cwd = get_current_dir_name()) == NULL) {
+            err_add(e, "\"%s\": cannot make \"%s\" absolute: the working directory: %s", settings[i].name, *field,
+                    strerror(errno));
+            return;
+        }
+        _cleanup_free_ char *old = *field;
+        const char *rel = old;
+        while (strncmp(rel, "./", 2) == 0)
+            rel += 2;
+        *field = strcmp(rel, ".") == 0 ? xstrdup(cwd) : xasprintf("%s/%s", cwd, rel);
+    }
+}
+/* An empty directory setting is a directory of that name under data_dir. */
+static void derive_dir(char **field, const char *data_dir, const char *name)
+{
+    if ((*field)[0] != '\0')
+        return;
+    free(*field);
+    *field = xasprintf("%s/%s", data_dir, name);
+}
+
+/* workers: "auto" (from cores and memory) or a number, into nworkers. */
+static void resolve_workers(struct config *cfg, struct errbuf *e)
+{
+    char *end;
+    unsigned long n = strtoul(cfg->workers, &end, 10);
+    if (strcmp(cfg->workers, "auto") == 0) {
+        /* a build wants about one core and 4 GiB */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        unsigned long by_cpu = cpus > 1 ? (unsigned long)cpus / 2 : 1;
+        unsigned long by_mem = pages > 0 && psz > 0 ? (unsigned long)((double)pages * psz / (4.0 * (1 << 30))) : 1;
+        n = by_cpu < by_mem ? by_cpu : by_mem;
+        cfg->nworkers = n < 1 ? 1 : n > 16 ? 16 : (unsigned)n;
+    } else if (cfg->workers[0] != '\0' && *end == '\0' && n <= 256) {
+        cfg->nworkers = (unsigned)n;
+    } else {
+        err_add(e, "\"workers\" must be \"auto\" or a whole number from 0 to 256 (got \"%s\")", cfg->workers);
+    }
+}
+
 int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
 {
     struct errbuf e = {err, 0, errlen, 0};
@@ -308,35 +475,16 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
     if (file != NULL)
         load_file(cfg, file, &e);
     load_env(cfg, &e);
+    check_env_names(&e);
     if (e.count == 0)
         validate(cfg, &e);
-    if (e.count == 0 && cfg->backup_dir[0] == '\0') { /* derived defaults */
-        free(cfg->backup_dir);
-        cfg->backup_dir = xasprintf("%s/backups", cfg->data_dir);
-    }
-    if (e.count == 0 && cfg->cache_dir[0] == '\0') {
-        free(cfg->cache_dir);
-        cfg->cache_dir = xasprintf("%s/cache", cfg->data_dir);
-    }
-    if (e.count == 0 && cfg->artifact_dir[0] == '\0') {
-        free(cfg->artifact_dir);
-        cfg->artifact_dir = xasprintf("%s/artifacts", cfg->data_dir);
-    }
+    if (e.count == 0)
+        resolve_paths(cfg, &e);
     if (e.count == 0) {
-        char *end;
-        unsigned long n = strtoul(cfg->workers, &end, 10);
-        if (strcmp(cfg->workers, "auto") == 0) {
-            /* a build wants about one core and 4 GiB */
-            long cpus = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-            unsigned long by_cpu = cpus > 1 ? (unsigned long)cpus / 2 : 1;
-            unsigned long by_mem = pages > 0 && psz > 0 ? (unsigned long)((double)pages * psz / (4.0 * (1 << 30))) : 1;
-            n = by_cpu < by_mem ? by_cpu : by_mem;
-            cfg->nworkers = n < 1 ? 1 : n > 16 ? 16 : (unsigned)n;
-        } else if (cfg->workers[0] != '\0' && *end == '\0' && n <= 256) {
-            cfg->nworkers = (unsigned)n;
-        } else {
-            err_add(&e, "\"workers\" must be \"auto\" or a whole number from 0 to 256 (got \"%s\")", cfg->workers);
-        }
+        derive_dir(&cfg->backup_dir, cfg->data_dir, "backups");
+        derive_dir(&cfg->cache_dir, cfg->data_dir, "cache");
+        derive_dir(&cfg->artifact_dir, cfg->data_dir, "artifacts");
+        resolve_workers(cfg, &e);
     }
     return e.count == 0 ? 0 : -1;
 }
@@ -349,6 +497,7 @@ void config_print(const struct config *cfg, FILE *out)
         fprintf(out, "%s = ", st->name);
         switch (st->type) {
         case T_STRING:
+        case T_PATH:
             fprintf(out, "%s", *(char *const *)field);
             break;
         case T_UINT:

@@ -16,7 +16,7 @@ const struct cmd_usage cmd_serve_usage = {
 static int serve_run(const struct config *cfg)
 {
     struct server srv;
-    char err[512];
+    char err[2048];
     int rc = 1;
     if (server_init(&srv, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "debate serve: %s\n", err);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,56 @@ static int initdb(struct embedded_pg *pg, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * The last FATAL or PANIC line in the end of the cluster's log, into line
+ * (empty when there is none): why postgres did not start, in its words.
+ */
+static void last_fatal_line(const char *logfile, char *line, size_t linelen)
+{
+    char buf[4096];
+    line[0] = '\0';
+    _cleanup_close_ int fd = open(logfile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    off_t size = lseek(fd, 0, SEEK_END);
+    off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (char *l = buf, *next; l != NULL; l = next) {
+        next = strchr(l, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        const char *what = strstr(l, "FATAL:");
+        if (what == NULL)
+            what = strstr(l, "PANIC:");
+        if (what != NULL)
+            snprintf(line, linelen, "%s", what);
+    }
+}
+
+/*
+ * pg_ctl start. When it fails, the message starts with the log's name and
+ * its last fatal line (pg_ctl itself only says to examine the log), ahead
+ * of pg_ctl's words, so that a short buffer keeps them.
+ */
+static int start_cluster(struct embedded_pg *pg, char *err, size_t errlen)
+{
+    _cleanup_free_ char *bin = xasprintf("%s/pg_ctl", pg->bindir);
+    _cleanup_free_ char *opts = xasprintf(
+        "-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0700", pg->sockdir);
+    const char *argv[] = {bin, "start", "-D", pg->datadir, "-l", pg->logfile, "-w", "-t", "120", "-o", opts, NULL};
+    char why[1024];
+    if (run(pg, argv, why, sizeof(why)) == 0)
+        return 0;
+    char fatal[512];
+    last_fatal_line(pg->logfile, fatal, sizeof(fatal));
+    snprintf(err, errlen, "the embedded PostgreSQL did not start (its log is \"%s\")%s%s\n%s", pg->logfile,
+             fatal[0] ? ": " : "", fatal, why);
+    return -1;
+}
+
 static bool is_running(struct embedded_pg *pg)
 {
     _cleanup_free_ char *bin = xasprintf("%s/pg_ctl", pg->bindir);
@@ -209,14 +260,8 @@ int embedded_start(struct embedded_pg *pg, const struct config *cfg, char *err, 
     if (is_running(pg)) {
         log_infox("adopting the embedded PostgreSQL cluster already running in \"%s\"", pg->datadir);
         pg->adopted = true;
-    } else {
-        _cleanup_free_ char *bin = xasprintf("%s/pg_ctl", pg->bindir);
-        _cleanup_free_ char *opts =
-            xasprintf("-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0700",
-                      pg->sockdir);
-        const char *argv[] = {bin, "start", "-D", pg->datadir, "-l", pg->logfile, "-w", "-t", "120", "-o", opts, NULL};
-        if (run(pg, argv, err, errlen) < 0)
-            return -1;
+    } else if (start_cluster(pg, err, errlen) < 0) {
+        return -1;
     }
     pg->started = true;
     return create_database(pg, err, errlen);
