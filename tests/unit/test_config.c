@@ -1,4 +1,6 @@
+#include <limits.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -94,4 +96,141 @@ TEST(validation)
     CHECK_INT(config_load(&c, "/nonexistent/debate.conf", err, sizeof(err)), -1);
     CHECK(strstr(err, "/nonexistent/debate.conf") != NULL);
     config_release(&c);
+}
+
+/* Removes every DEBATE_* variable the test inherited, so that only its own count. */
+static void clear_debate_env(void)
+{
+    for (;;) {
+        char **env = environ;
+        while (*env != NULL && strncmp(*env, "DEBATE_", 7) != 0)
+            env++;
+        if (*env == NULL)
+            return;
+        _cleanup_free_ char *name = xstrndup(*env, strcspn(*env, "="));
+        unsetenv(name);
+    }
+}
+
+/* Loads the configuration from the environment (and file, if not NULL); returns config_load's result. */
+static int load(struct config *c, const char *file, char *err, size_t errlen)
+{
+    config_init(c);
+    return config_load(c, file, err, errlen);
+}
+
+TEST(misspelt_variable_is_refused_with_the_closest_name)
+{
+    clear_debate_env();
+    setenv("DEBATE_HTTPS_PORTS", "9443", 1);
+    struct config c;
+    char err[2048];
+    CHECK_INT(load(&c, NULL, err, sizeof(err)), -1);
+    CHECK(strstr(err, "unknown setting \"DEBATE_HTTPS_PORTS\" (did you mean \"DEBATE_HTTPS_PORT\"?)") != NULL);
+    config_release(&c);
+}
+
+TEST(variable_in_lower_case_is_refused_with_the_right_spelling)
+{
+    clear_debate_env();
+    setenv("DEBATE_rate_limit", "5", 1);
+    struct config c;
+    char err[2048];
+    CHECK_INT(load(&c, NULL, err, sizeof(err)), -1);
+    CHECK(strstr(err, "unknown setting \"DEBATE_rate_limit\" (did you mean \"DEBATE_RATE_LIMIT\"?)") != NULL);
+    config_release(&c);
+}
+
+TEST(unknown_variable_far_from_every_setting_gets_no_suggestion)
+{
+    clear_debate_env();
+    setenv("DEBATE_ZZZZZZZZZZZZ", "1", 1);
+    struct config c;
+    char err[2048];
+    CHECK_INT(load(&c, NULL, err, sizeof(err)), -1);
+    CHECK(strstr(err, "unknown setting \"DEBATE_ZZZZZZZZZZZZ\"\n") != NULL);
+    CHECK(strstr(err, "did you mean") == NULL);
+    config_release(&c);
+}
+
+TEST(variables_that_are_not_settings_are_allowed)
+{
+    clear_debate_env();
+    setenv("DEBATE_CONFIG", "", 1);
+    setenv("DEBATE_BIN", "/usr/local/bin/debate", 1);
+    setenv("DEBATE_NOOP_MS", "150", 1);
+    setenv("DEBATE_TEST_ANYTHING", "1", 1);
+    setenv("DEBATE_RATE_LIMIT", "5", 1);
+    struct config c;
+    char err[2048];
+    CHECK_INT(load(&c, NULL, err, sizeof(err)), 0);
+    CHECK_INT(c.rate_limit, 5);
+    config_release(&c);
+}
+
+TEST(misspelt_file_key_is_refused_with_the_closest_name)
+{
+    clear_debate_env();
+    _cleanup_free_ char *path = write_tmp("https_ports = 9443\nqqqqqqqqqqqq = 1\n");
+    struct config c;
+    char err[2048];
+    CHECK_INT(load(&c, path, err, sizeof(err)), -1);
+    CHECK(strstr(err, ":1: unknown setting \"https_ports\" (did you mean \"https_port\"?)") != NULL);
+    CHECK(strstr(err, ":2: unknown setting \"qqqqqqqqqqqq\"\n") != NULL);
+    config_release(&c);
+    unlink(path);
+}
+
+/* A fresh directory as the working directory; returns its path (malloc'd). */
+static char *enter_tmp_dir(void)
+{
+    char *dir = xstrdup("/tmp/debate-cwd-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(chdir(dir) == 0);
+    return dir;
+}
+
+TEST(relative_paths_become_absolute)
+{
+    clear_debate_env();
+    _cleanup_free_ char *dir = enter_tmp_dir();
+    setenv("DEBATE_DATA_DIR", "./state/", 1);
+    setenv("DEBATE_TLS_CERT", "tls/cert.pem", 1);
+    setenv("DEBATE_TLS_KEY", "/etc/debate/key.pem", 1);
+    setenv("DEBATE_PG_BINDIR", ".", 1);
+    struct config c;
+    char err[2048];
+    CHECK_INT(load(&c, NULL, err, sizeof(err)), 0);
+    _cleanup_free_ char *data = xasprintf("%s/state", dir);
+    _cleanup_free_ char *cert = xasprintf("%s/tls/cert.pem", dir);
+    _cleanup_free_ char *backups = xasprintf("%s/state/backups", dir);
+    _cleanup_free_ char *cache = xasprintf("%s/state/cache", dir);
+    _cleanup_free_ char *artifacts = xasprintf("%s/state/artifacts", dir);
+    CHECK_STR(c.data_dir, data);
+    CHECK_STR(c.tls_cert, cert);
+    CHECK_STR(c.tls_key, "/etc/debate/key.pem");
+    CHECK_STR(c.pg_bindir, dir);
+    CHECK_STR(c.backup_dir, backups);
+    CHECK_STR(c.cache_dir, cache);
+    CHECK_STR(c.artifact_dir, artifacts);
+    CHECK_STR(c.archive_keyring, "/usr/share/keyrings/debian-archive-keyring.gpg");
+    config_release(&c);
+    rmdir(dir);
+}
+
+TEST(default_data_dir_is_under_the_working_directory)
+{
+    clear_debate_env();
+    _cleanup_free_ char *dir = enter_tmp_dir();
+    _cleanup_free_ char *relative_backups = xstrdup("old/backups");
+    setenv("DEBATE_BACKUP_DIR", relative_backups, 1);
+    struct config c;
+    char err[2048];
+    CHECK_INT(load(&c, NULL, err, sizeof(err)), 0);
+    _cleanup_free_ char *data = xasprintf("%s/data", dir);
+    _cleanup_free_ char *backups = xasprintf("%s/old/backups", dir);
+    CHECK_STR(c.data_dir, data);
+    CHECK_STR(c.backup_dir, backups);
+    config_release(&c);
+    rmdir(dir);
 }
