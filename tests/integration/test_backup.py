@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZER_MARKERS, DebateServer, clean_env, debate_bin, metric_value
+from conftest import (SANITIZER_MARKERS, DebateServer, clean_env, debate_bin, free_ports, metric_value,
+                      reap_postgres)
 
 IS_ROOT = os.geteuid() == 0
 CMD_TIMEOUT = 60
@@ -663,3 +664,62 @@ def test_cron_script(cluster):
                        timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
     assert p.returncode != 0
     assert "backup_retention_days" in p.stderr and "debate backup failed" in p.stderr
+
+
+# --------------------------------------------------------------------------
+# the default data directory, relative to where the commands start
+# --------------------------------------------------------------------------
+
+class DefaultDataDirServer(DebateServer):
+    """`debate serve` started in workdir with no DEBATE_DATA_DIR: the default
+    data_dir, "data", relative to the directory it started in (a checkout
+    after `make run`, or a service's working directory)."""
+
+    def start(self):
+        for _attempt in range(3):
+            self.https_port, self.http_port = free_ports(2)
+            env = clean_env({"DEBATE_LISTEN": "127.0.0.1", "DEBATE_HTTPS_PORT": self.https_port,
+                             "DEBATE_HTTP_PORT": self.http_port, "DEBATE_THREADS": 2, "DEBATE_WORKERS": 0})
+            self._out = open(self.stdout_path, "wb")
+            self._err = open(self.stderr_path, "wb")
+            self.proc = subprocess.Popen([debate_bin(), "serve"], stdin=subprocess.DEVNULL, stdout=self._out,
+                                         stderr=self._err, env=env, cwd=str(self.workdir))
+            ok, why = self._wait_ready()
+            if ok:
+                return self
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            self._out.close()
+            self._err.close()
+            if "in use" not in self.stderr().lower():
+                break
+        self._stopped = True
+        pytest.fail(f"debate serve did not start in {self.workdir}: {why}\n{self.stderr()[-3000:]}",
+                    pytrace=False)
+
+
+def test_backup_and_restore_test_from_the_directory_serve_started_in():
+    work = _tmpdir("debate-backup-cwd-")
+    srv = DefaultDataDirServer(work)
+    problems = []
+    try:
+        srv.start()
+        assert srv.get("/ready").status == 200, srv.stderr()[-3000:]
+        for cmd in ("backup", "restore-test"):
+            p = subprocess.run([debate_bin(), cmd], env=clean_env(), cwd=str(work), capture_output=True,
+                               text=True, timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
+            for marker in SANITIZER_MARKERS:
+                assert marker not in p.stderr, f"debate {cmd}: {marker}\n{p.stderr[-4000:]}"
+            assert p.returncode == 0, f"debate {cmd} exited {p.returncode}:\n{p.stderr[-3000:]}"
+        assert len(list((work / "data" / "backups").glob("debate-*.manifest.json"))) == 1
+        doc = srv.get("/ready").json()
+        assert doc["checks"]["database"]["ok"] is True, doc
+        assert doc["checks"]["restore_test"]["ok"] is True, doc
+    finally:
+        if srv.proc is not None:
+            problems = srv.stop()
+        leaked = reap_postgres(work)
+        shutil.rmtree(work, ignore_errors=True)
+    assert not problems, "\n".join(problems)
+    assert not leaked, f"postmaster(s) {leaked} were left running under {work}"

@@ -582,3 +582,35 @@ def test_ready_is_not_rate_limited(pg_cluster, debate_factory):
     # the limit itself is in force: a rate-limited route gets 429
     limited = [srv.get("/api/v1/health/db").status for _ in range(4)]
     assert 429 in limited, limited
+
+
+# --------------------------------------------------------------------------
+# 6. the default data directory, relative to where the command started
+# --------------------------------------------------------------------------
+
+def test_embedded_start_failure_names_the_log(work):
+    """With the default data_dir ("data", under the working directory), a
+    cluster that does not start is reported with its log's absolute path and
+    the reason postgres gave there."""
+    try:
+        r = run_debate(["migrate"], {}, work, timeout=120)
+        assert r.returncode == 0, r.stderr
+        pgdata = work / "data" / "pg" / "data"
+        assert (pgdata / "PG_VERSION").is_file()
+        assert_cluster_stopped(pgdata)
+        with open(pgdata / "postgresql.conf", "a") as f:
+            f.write("no_such_parameter_anywhere = 1\n")
+
+        https, http = free_ports(2)
+        env = {"DEBATE_LISTEN": "127.0.0.1", "DEBATE_HTTPS_PORT": https, "DEBATE_HTTP_PORT": http,
+               "DEBATE_THREADS": 1, "DEBATE_WORKERS": 0}
+        r = run_debate(["serve"], env, work, timeout=120)
+        assert r.returncode == 1, f"serve started on a broken cluster:\n{r.stdout}{r.stderr}"
+        log = work / "data" / "pg" / "postgres.log"
+        assert f'debate serve: the embedded PostgreSQL did not start (its log is "{log}")' in r.stderr, r.stderr
+        assert "FATAL:" in r.stderr, r.stderr
+        assert "no_such_parameter_anywhere" in log.read_text()
+        no_sanitizer_reports(r.stderr)
+    finally:
+        leaked = reap_postgres(work)
+    assert not leaked, f"postmaster(s) {leaked} were left running under {work}"
