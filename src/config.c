@@ -369,12 +369,12 @@ static void check_env_names(struct errbuf *e)
             continue;
         const struct setting *near = closest_setting(var + plen, len - plen);
         char suggestion[64];
-        if (near != NULL)
-            setting_env_name(near, suggestion, sizeof(suggestion));
-        if (near != NULL)
-            err_add(e, "unknown setting \"%.*s\" (did you mean \"%s\"?)", (int)len, var, suggestion);
-        else
+        if (near == NULL) {
             err_add(e, "unknown setting \"%.*s\"", (int)len, var);
+            continue;
+        }
+        setting_env_name(near, suggestion, sizeof(suggestion));
+        err_add(e, "unknown setting \"%.*s\" (did you mean \"%s\"?)", (int)len, var, suggestion);
     }
 }
 
@@ -439,6 +439,7 @@ static void resolve_paths(struct config *cfg, struct errbuf *e)
         *field = strcmp(rel, ".") == 0 ? xstrdup(cwd) : xasprintf("%s/%s", cwd, rel);
     }
 }
+
 /* An empty directory setting is a directory of that name under data_dir. */
 static void derive_dir(char **field, const char *data_dir, const char *name)
 {

@@ -3,8 +3,18 @@
  * from defaults, then an optional file of "name = value" lines, then
  * environment variables DEBATE_<NAME>. Later sources win.
  *
+ * A name that is no setting is an error, never ignored: a file key, or any
+ * DEBATE_* variable but the few that are not settings (DEBATE_CONFIG,
+ * DEBATE_BIN, DEBATE_NOOP_MS, DEBATE_TEST_*); the message offers the
+ * closest setting. After config_load every path setting is absolute,
+ * relative ones taken from the working directory at the time of the call.
+ *
  * Errors: config_load returns 0 or -1 after writing one message per bad
- * setting to the err buffer; nothing is half-applied.
+ * setting to the err buffer; on -1 the caller must not use cfg (only
+ * release it).
+ *
+ * Threads: config_load reads the environment and the working directory;
+ * call it before starting threads. A loaded config is read-only after.
  */
 #ifndef DEBATE_CONFIG_H
 #define DEBATE_CONFIG_H
@@ -75,8 +85,9 @@ void config_init(struct config *cfg);
 void config_release(struct config *cfg);
 
 /*
- * Applies the file (NULL: none) and then the environment. On failure
- * returns -1 with the reasons, one per line, in err.
+ * Applies the file (NULL: none) and then the environment, refuses unknown
+ * names, validates, makes paths absolute and fills in the derived
+ * settings. On failure returns -1 with the reasons, one per line, in err.
  */
 int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
 
