@@ -25,7 +25,7 @@
 #include "http/metrics.h"
 #include "http/router.h"
 #include "http/ratelimit.h"
-#include "service/worker.h"
+#include "service/service.h"
 
 struct loop;
 
@@ -50,13 +50,9 @@ struct server {
     atomic_int stopping;
     size_t nloops;
     struct loop *loops;
-    /* the build service */
-    struct ratelimit *submit_limit; /* per client, stricter than ratelimit */
-    char *mirror;                   /* where unlocked recipes' packages come from */
-    char tools_digest[65];          /* SHA-256 of the host tool versions: part of every cache key */
-    struct worker_pool workers;
-    size_t nworkers;
-    atomic_int workers_stop;
+    struct ratelimit *submit_limit; /* submissions per client, stricter than ratelimit */
+    struct service service;         /* the build service: key parts, finished builds, workers */
+    bool service_ready;
 };
 
 /* The index of the loop running on this thread (0 outside the loops). */
