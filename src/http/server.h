@@ -6,8 +6,13 @@
  *
  * Threads: server_run is called from the main thread and returns after a
  * SIGTERM or SIGINT has drained the loops. Everything in struct server is
- * read-only after server_init except the atomics and the thread-safe
- * rate limiter.
+ * read-only after server_init except the atomics, the thread-safe rate
+ * limiters and the service's finished-builds table (which locks itself).
+ *
+ * The build service (what a submission means, the workers) is the
+ * service/ layer's: server_init makes it (service_init), server_run starts
+ * it once the loops run and stops it after they have drained,
+ * server_release releases it.
  */
 #ifndef DEBATE_HTTP_SERVER_H
 #define DEBATE_HTTP_SERVER_H
