@@ -140,12 +140,12 @@ static void ready_done(struct db_job *job, h2o_req_t *req)
                        migrate_latest_version(), "latency_ms", d->latency_ms);
     }
     /* In-process workers: none is a warning (builds queue up until a debate worker takes them), not unreadiness. */
-    if (d->srv->nworkers == 0)
+    if (d->srv->service.nworkers == 0)
         json_array_append_new(warnings, json_string("workers: this server runs no build workers (workers = 0); "
                                                     "builds wait for a debate worker"));
     json_t *checks = json_pack("{s:o, s:o, s:o, s:{s:I}}", "database", db, "disk", disk_check(cfg, reasons),
                                "restore_test", restore_check(cfg, warnings), "workers", "in_process",
-                               (json_int_t)d->srv->nworkers);
+                               (json_int_t)d->srv->service.nworkers);
     bool ready = json_array_size(reasons) == 0;
     if (!ready)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));

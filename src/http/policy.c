@@ -154,6 +154,25 @@ void policy_key_format(const struct ratelimit_key *key, char *buf, size_t len)
         inet_ntop(AF_INET6, key->addr, buf, (socklen_t)len);
 }
 
+enum policy_media policy_media_type(const char *ct, size_t len)
+{
+    static const char *const simple[] = {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"};
+    if (ct == NULL)
+        return POLICY_MEDIA_NONE;
+    const char *semi = memchr(ct, ';', len);
+    size_t n = semi ? (size_t)(semi - ct) : len;
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    while (n > 0 && (ct[0] == ' ' || ct[0] == '\t'))
+        ct++, n--;
+    if (str_ieq(ct, n, "application/json"))
+        return POLICY_MEDIA_JSON;
+    for (size_t i = 0; i < ARRAY_SIZE(simple); i++)
+        if (str_ieq(ct, n, simple[i]))
+            return POLICY_MEDIA_SIMPLE;
+    return POLICY_MEDIA_OTHER;
+}
+
 enum cors_decision policy_cors(const struct strlist *origins, bool is_options, const char *origin, size_t origin_len,
                                const char *request_method, size_t request_method_len)
 {

@@ -38,6 +38,19 @@ void policy_client_key(const struct strlist *trusted_proxies, const struct socka
 /* Formats a key as text (IPv4 for mapped addresses). */
 void policy_key_format(const struct ratelimit_key *key, char *buf, size_t len);
 
+enum policy_media {
+    POLICY_MEDIA_NONE,   /* no Content-Type */
+    POLICY_MEDIA_JSON,   /* application/json, with or without parameters */
+    POLICY_MEDIA_SIMPLE, /* one a plain HTML form can send: form-urlencoded, multipart/form-data, text/plain */
+    POLICY_MEDIA_OTHER,  /* anything else */
+};
+
+/*
+ * Classifies a Content-Type value by its media type (case-insensitive,
+ * parameters after ';' ignored). ct may be NULL (no header).
+ */
+enum policy_media policy_media_type(const char *ct, size_t len);
+
 enum cors_decision {
     CORS_NONE,              /* no Origin header: not a CORS request */
     CORS_ALLOWED,           /* add Access-Control-Allow-Origin */

@@ -17,11 +17,6 @@
 #include "http/routes.h"
 #include "http/tls.h"
 #include "log.h"
-#include "engine/engine.h"
-#include "engine/recipe.h"
-#include "engine/resolve.h"
-#include "engine/sandbox.h"
-#include "digest.h"
 #include "util.h"
 #include "banned.h"
 
@@ -230,11 +225,8 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
         srv->route_names[i] = srv->routes[i].pattern;
     srv->ratelimit = ratelimit_new(cfg->rate_limit, (uint64_t)cfg->rate_window * 1000, cfg->rate_clients);
     srv->submit_limit = ratelimit_new(cfg->submit_limit, (uint64_t)cfg->submit_window * 1000, cfg->rate_clients);
-    srv->mirror = cfg->mirror[0] ? xstrdup(cfg->mirror) : resolve_default_mirror();
-    if (mkdir_p(cfg->data_dir, 0700) == 0) {
-        _cleanup_free_ char *tools = engine_tool_versions(cfg->data_dir);
-        sha256_hex(tools, strlen(tools), srv->tools_digest);
-    }
+    service_init(&srv->service, cfg);
+    srv->service_ready = true;
     uint8_t id[4];
     RAND_bytes(id, sizeof(id));
     snprintf(srv->boot_id, sizeof(srv->boot_id), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
@@ -263,17 +255,6 @@ static size_t loop_count(const struct config *cfg)
         return cfg->threads;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (size_t)n : 1;
-}
-
-static void start_workers(struct server *srv)
-{
-    const struct config *cfg = srv->cfg;
-    srv->nworkers = cfg->nworkers;
-    if (srv->nworkers == 0)
-        return;
-    sandbox_sweep_cgroups();
-    worker_pool_start(&srv->workers, cfg, srv->db.conninfo, (unsigned)srv->nworkers, &srv->workers_stop, NULL, NULL);
-    log_infox("%zu build workers started", srv->nworkers);
 }
 
 int server_run(struct server *srv)
@@ -305,7 +286,7 @@ int server_run(struct server *srv)
         pthread_create(&lp->thread, NULL, loop_main, lp);
     }
     srv->https_fd = srv->http_fd = -1; /* owned by the loops now */
-    start_workers(srv);
+    service_start(&srv->service, srv->db.conninfo);
 
     while (!atomic_load(&srv->stopping)) {
         struct timespec tick = {5, 0};
@@ -317,9 +298,7 @@ int server_run(struct server *srv)
             ratelimit_sweep(srv->ratelimit, clock_monotonic_ms());
         }
     }
-    /* Builds in progress go back to the queue: another worker (or this server, restarted) takes them. */
-    atomic_store(&srv->workers_stop, 1);
-    worker_pool_join(&srv->workers);
+    service_stop(&srv->service);
     for (size_t i = 0; i < srv->nloops; i++)
         pthread_join(srv->loops[i].thread, NULL);
     executor_free(srv->executor);
@@ -342,7 +321,8 @@ void server_release(struct server *srv)
         h2o_config_dispose(&srv->globalconf);
     ratelimit_free(srv->ratelimit);
     ratelimit_free(srv->submit_limit);
-    free(srv->mirror);
+    if (srv->service_ready)
+        service_release(&srv->service);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
     free(srv->ca_path);

@@ -6,8 +6,13 @@
  *
  * Threads: server_run is called from the main thread and returns after a
  * SIGTERM or SIGINT has drained the loops. Everything in struct server is
- * read-only after server_init except the atomics and the thread-safe
- * rate limiter.
+ * read-only after server_init except the atomics, the thread-safe rate
+ * limiters and the service's finished-builds table (which locks itself).
+ *
+ * The build service (what a submission means, the workers) is the
+ * service/ layer's: server_init makes it (service_init), server_run starts
+ * it once the loops run and stops it after they have drained,
+ * server_release releases it.
  */
 #ifndef DEBATE_HTTP_SERVER_H
 #define DEBATE_HTTP_SERVER_H
@@ -25,7 +30,7 @@
 #include "http/metrics.h"
 #include "http/router.h"
 #include "http/ratelimit.h"
-#include "service/worker.h"
+#include "service/service.h"
 
 struct loop;
 
@@ -50,13 +55,9 @@ struct server {
     atomic_int stopping;
     size_t nloops;
     struct loop *loops;
-    /* the build service */
-    struct ratelimit *submit_limit; /* per client, stricter than ratelimit */
-    char *mirror;                   /* where unlocked recipes' packages come from */
-    char tools_digest[65];          /* SHA-256 of the host tool versions: part of every cache key */
-    struct worker_pool workers;
-    size_t nworkers;
-    atomic_int workers_stop;
+    struct ratelimit *submit_limit; /* submissions per client, stricter than ratelimit */
+    struct service service;         /* the build service: key parts, finished builds, workers */
+    bool service_ready;
 };
 
 /* The index of the loop running on this thread (0 outside the loops). */

@@ -353,6 +353,9 @@ def _header_case(name):
         if name == "csrf_failed":
             return 403, server.request("POST", "/api/v1/builds", body=b"{}",
                                        headers=[("Content-Type", "application/json")])
+        if name == "unsupported_media_type":
+            return 415, server.request("POST", "/api/v1/builds", body=b"a=b",
+                                       headers=csrf_pair(token) + [("Content-Type", "text/plain")])
         if name == "body_too_large":
             body = b"x" * (SHARED_MAX_BODY * 2)
             head = build_request("POST", "/api/v1/builds", server.host,
@@ -383,7 +386,7 @@ def _header_case(name):
 
 
 HEADER_CASES = ["health", "metrics", "csrf", "not_found", "method_not_allowed",
-                "untrusted_host", "csrf_failed", "body_too_large",
+                "untrusted_host", "csrf_failed", "unsupported_media_type", "body_too_large",
                 "headers_too_large", "redirect", "bad_request",
                 "cors_preflight", "cors_denied"]
 
@@ -491,20 +494,44 @@ def test_csrf_valid_token_passes(server, variant):
     assert_json_error(r, 400, "invalid_request")
 
 
-@pytest.mark.parametrize("ctype", [
+SIMPLE_CONTENT_TYPES = [
     "text/plain",
     "text/plain;charset=UTF-8",
     "TEXT/PLAIN",
     "application/x-www-form-urlencoded",
     "multipart/form-data; boundary=----x",
-])
-def test_csrf_simple_content_types_refused(server, ctype):
-    token, _ = server.csrf_token()
-    body = b"a=b"
+]
+
+
+@pytest.mark.parametrize("ctype", SIMPLE_CONTENT_TYPES)
+def test_csrf_simple_content_types_without_token_refused(server, ctype):
+    # What a cross-site HTML form sends: no token, so a forgery, whatever the body.
     r = server.request("POST", "/api/v1/builds",
-                       headers=csrf_pair(token) + [("Content-Type", ctype)], body=body)
+                       headers=[("Content-Type", ctype)], body=b"a=b")
     assert_json_error(r, 403, "csrf_failed")
     assert_security_headers(r)
+
+
+@pytest.mark.parametrize("ctype", SIMPLE_CONTENT_TYPES + [
+    "application/xml",
+    "application/jsonp",
+    "application/json-seq",
+])
+def test_non_json_content_type_is_unsupported_media_type(server, ctype):
+    token, _ = server.csrf_token()
+    r = server.request("POST", "/api/v1/builds",
+                       headers=csrf_pair(token) + [("Content-Type", ctype)], body=b"a=b")
+    assert_json_error(r, 415, "unsupported_media_type")
+    assert "application/json" in r.json()["error"]["message"], r
+    assert_security_headers(r)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/builds", "/api/v1/builds/x/cancel", "/no/such/route"])
+def test_non_json_content_type_never_reaches_a_route(server, path):
+    token, _ = server.csrf_token()
+    r = server.request("POST", path, headers=csrf_pair(token) + [("Content-Type", "text/plain")],
+                       body=b'{"recipe": {}}')
+    assert_json_error(r, 415, "unsupported_media_type")
 
 
 def test_csrf_cross_site_fetch_refused(server):

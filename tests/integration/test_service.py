@@ -1193,3 +1193,52 @@ def test_a_killed_server_loses_no_build(service, pg_cluster):
         assert h.status == 200 and h.header("ETag") == f'"{x["iso_sha256"]}"', h
     isos = [n for n in artifacts(srv.data_dir / "artifacts") if n.endswith(".iso")]
     assert sorted(isos) == sorted({f"{b['iso_sha256']}.iso", f"{qb['iso_sha256']}.iso"}), isos
+
+
+# --------------------------------------------------------------------------
+# 11. SIGTERM while clients follow build logs
+# --------------------------------------------------------------------------
+
+def open_log_stream(srv, bid, timeout=30.0):
+    """A raw connection following the build's event stream, its greeting read."""
+    conn = srv.connect_tls()
+    conn.send(build_request("GET", f"/api/v1/builds/{bid}/log", srv.host,
+                            headers=[("Accept", "text/event-stream")]))
+    deadline = time.monotonic() + timeout
+    while b": debate build log" not in conn.buf:
+        assert not conn.eof, f"the event stream closed at once: {conn.buf!r}"
+        conn._recv_some(deadline)
+    return conn
+
+
+def test_sigterm_ends_open_log_streams_and_stops_the_embedded_database(service):
+    from conftest import postgres_pids
+    drain = 20
+    # No workers: the build stays queued, so its stream would last as long as the server.
+    srv = service.server(DEBATE_WORKERS=0, DEBATE_DRAIN_TIMEOUT=drain)
+    api = Api(srv)
+    bid = api.submit_ok(tiny_unique())["id"]
+    streams = [open_log_stream(srv, bid) for _ in range(3)]
+    assert postgres_pids(srv.data_dir), "the embedded PostgreSQL is not running"
+    try:
+        srv.signal(signal.SIGTERM)
+        seen = []
+        for conn in streams:
+            head = conn.buf
+            rest, closed = conn.read_until_close(timeout=drain)
+            seen.append((head + rest, closed))
+    finally:
+        for conn in streams:
+            conn.close()
+    for data, closed in seen:
+        assert closed, f"an event stream stayed open through the drain: {data[-300:]!r}\n{tails(srv)}"
+        assert data.startswith(b"HTTP/1.1 200"), data[:300]
+        assert b"the server is stopping" in data, data[-300:]
+        # The last chunk of a chunked response: the stream was ended, not cut off by the process exiting.
+        assert data.endswith(b"\r\n0\r\n\r\n"), f"the stream was cut, not ended: {data[-300:]!r}"
+    rc = srv.wait_exit(timeout=drain)
+    assert rc == 0, f"the server did not exit cleanly within drain_timeout ({drain} s): {rc}\n{tails(srv)}"
+    log = srv.stderr()
+    assert "drain timeout" not in log, tails(srv)
+    assert 'msg=stopped' in log, f"the server never logged `stopped`\n{tails(srv)}"
+    assert postgres_pids(srv.data_dir) == [], f"the embedded PostgreSQL outlived its server\n{tails(srv)}"

@@ -130,3 +130,28 @@ TEST(security_header_set_is_the_spec_set)
     CHECK(j < n);
     CHECK(h2o_strstr(have[j].value, have[j].value_len, H2O_STRLIT("frame-ancestors 'none'")) != SIZE_MAX);
 }
+
+#define MEDIA(s) policy_media_type(s, strlen(s))
+
+TEST(media_type_json_with_or_without_parameters)
+{
+    CHECK_INT(MEDIA("application/json"), POLICY_MEDIA_JSON);
+    CHECK_INT(MEDIA("Application/JSON"), POLICY_MEDIA_JSON);
+    CHECK_INT(MEDIA("application/json; charset=utf-8"), POLICY_MEDIA_JSON);
+    CHECK_INT(MEDIA("application/json ;charset=utf-8"), POLICY_MEDIA_JSON);
+    CHECK_INT(MEDIA(" application/json"), POLICY_MEDIA_JSON);
+    CHECK_INT(policy_media_type(NULL, 0), POLICY_MEDIA_NONE);
+}
+
+TEST(media_type_forms_are_simple_and_the_rest_other)
+{
+    CHECK_INT(MEDIA("text/plain"), POLICY_MEDIA_SIMPLE);
+    CHECK_INT(MEDIA("TEXT/PLAIN;charset=UTF-8"), POLICY_MEDIA_SIMPLE);
+    CHECK_INT(MEDIA("application/x-www-form-urlencoded"), POLICY_MEDIA_SIMPLE);
+    CHECK_INT(MEDIA("multipart/form-data; boundary=----x"), POLICY_MEDIA_SIMPLE);
+    CHECK_INT(MEDIA("application/xml"), POLICY_MEDIA_OTHER);
+    CHECK_INT(MEDIA("application/jsonp"), POLICY_MEDIA_OTHER);
+    CHECK_INT(MEDIA("application/json-seq"), POLICY_MEDIA_OTHER);
+    CHECK_INT(MEDIA("json"), POLICY_MEDIA_OTHER);
+    CHECK_INT(MEDIA(""), POLICY_MEDIA_OTHER);
+}

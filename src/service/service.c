@@ -1,0 +1,51 @@
+#include "service/service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "digest.h"
+#include "engine/engine.h"
+#include "engine/resolve.h"
+#include "engine/sandbox.h"
+#include "log.h"
+#include "util.h"
+#include "banned.h"
+
+void service_init(struct service *svc, const struct config *cfg)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->cfg = cfg;
+    svc->mirror = cfg->mirror[0] ? xstrdup(cfg->mirror) : resolve_default_mirror();
+    /* The tool probe writes scratch files there: without the directory the digest stays empty. */
+    if (mkdir_p(cfg->data_dir, 0700) == 0) {
+        _cleanup_free_ char *tools = engine_tool_versions(cfg->data_dir);
+        sha256_hex(tools, strlen(tools), svc->tools_digest);
+    }
+    svc->finished = finished_new();
+}
+
+void service_start(struct service *svc, const char *conninfo)
+{
+    if (svc->cfg->nworkers == 0)
+        return;
+    /* Cgroups left by a server that died mid-build would count against this one's limits. */
+    sandbox_sweep_cgroups();
+    svc->nworkers = svc->cfg->nworkers;
+    worker_pool_start(&svc->workers, svc->cfg, conninfo, svc->nworkers, &svc->workers_stop, NULL, NULL);
+    log_infox("%u build workers started", svc->nworkers);
+}
+
+void service_stop(struct service *svc)
+{
+    /* Builds in progress go back to the queue: another worker (or this server, restarted) takes them. */
+    atomic_store(&svc->workers_stop, 1);
+    worker_pool_join(&svc->workers);
+}
+
+void service_release(struct service *svc)
+{
+    free(svc->mirror);
+    svc->mirror = NULL;
+    finished_free(svc->finished);
+    svc->finished = NULL;
+}

@@ -1,0 +1,120 @@
+/* The submission rules of service/submit.c that need no database. */
+#include <string.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+#include "service/finished.h"
+#include "service/submit.h"
+#include "util.h"
+
+#define TINY                                                                                                           \
+    "{\"name\": \"tiny\", \"variant\": \"busybox\", \"packages\": [\"busybox-static\", \"linux-image-amd64\"], "     \
+    "\"boot\": {\"bios\": true, \"uefi\": true, \"cmdline\": \"console=ttyS0\"}, \"compression\": \"zstd\"}"
+
+static struct service svc(void)
+{
+    struct service s;
+    memset(&s, 0, sizeof(s));
+    static char mirror[] = "http://deb.debian.org/debian";
+    s.mirror = mirror;
+    memset(s.tools_digest, 'a', 64);
+    return s;
+}
+
+static enum submit_error parse(const char *body, struct submission *sub, struct submit_problem *p)
+{
+    struct service s = svc();
+    return submission_parse(&s, body, strlen(body), sub, p);
+}
+
+#define REFUSED(body, cause, want_field)                                                                               \
+    do {                                                                                                               \
+        struct submission sub_;                                                                                        \
+        struct submit_problem p_;                                                                                      \
+        CHECK_INT(parse(body, &sub_, &p_), cause);                                                                     \
+        CHECK_INT(p_.error, cause);                                                                                    \
+        CHECK_STR(p_.field, want_field);                                                                               \
+        CHECK(p_.message[0] != '\0');                                                                                  \
+    } while (0)
+
+TEST(bad_bodies_are_refused_with_their_cause_and_field)
+{
+    REFUSED("{\"recipe\": ", SUBMIT_INVALID_JSON, "");
+    REFUSED("[1]", SUBMIT_INVALID_REQUEST, "");
+    REFUSED("{\"recipe\": " TINY ", \"surprise\": 1}", SUBMIT_INVALID_REQUEST, "surprise");
+    REFUSED("{\"recipe\": \"tiny\"}", SUBMIT_INVALID_REQUEST, "recipe");
+    REFUSED("{\"no_cache\": false}", SUBMIT_INVALID_REQUEST, "recipe");
+    REFUSED("{\"recipe\": " TINY ", \"lock\": 3}", SUBMIT_INVALID_REQUEST, "lock");
+    REFUSED("{\"recipe\": " TINY ", \"no_cache\": \"yes\"}", SUBMIT_INVALID_REQUEST, "no_cache");
+    REFUSED("{\"recipe\": {\"name\": \"x\", \"packages\": [\"bad name!\"]}}", SUBMIT_INVALID_RECIPE,
+            "recipe.packages[0]");
+    REFUSED("{\"recipe\": " TINY ", \"lock\": {\"packages\": \"nope\"}}", SUBMIT_INVALID_LOCK, "lock");
+    REFUSED("{\"recipe\": " TINY ", \"recipe\": " TINY "}", SUBMIT_INVALID_JSON, "");
+}
+
+TEST(causes_have_stable_api_codes)
+{
+    CHECK_STR(submit_error_code(SUBMIT_INVALID_JSON), "invalid_json");
+    CHECK_STR(submit_error_code(SUBMIT_INVALID_REQUEST), "invalid_request");
+    CHECK_STR(submit_error_code(SUBMIT_INVALID_RECIPE), "invalid_recipe");
+    CHECK_STR(submit_error_code(SUBMIT_INVALID_LOCK), "invalid_lock");
+    CHECK_STR(submit_error_code(SUBMIT_QUEUE_FULL), "queue_full");
+}
+
+TEST(the_key_names_every_input_and_hashes_to_the_build_key)
+{
+    struct submission sub;
+    struct submit_problem p;
+    CHECK_INT(parse("{\"recipe\": " TINY ", \"no_cache\": true}", &sub, &p), SUBMIT_OK);
+    CHECK(sub.no_cache);
+    CHECK(sub.lock == NULL);
+    json_error_t je;
+    json_t *key = json_loads(sub.key_parts, 0, &je);
+    CHECK(key != NULL);
+    CHECK_STR(json_string_value(json_object_get(key, "config_hash")), sub.config_hash);
+    CHECK(json_is_null(json_object_get(key, "lock_hash")));
+    CHECK_STR(json_string_value(json_object_get(key, "mirror")), "http://deb.debian.org/debian");
+    CHECK_STR(json_string_value(json_object_get(key, "builder")), "debate " DEBATE_VERSION);
+    CHECK_INT(strlen(json_string_value(json_object_get(key, "tools"))), 64);
+    json_decref(key);
+    CHECK(is_sha256_hex(sub.build_key));
+    submission_release(&sub);
+}
+
+TEST(the_same_recipe_gets_the_same_key_and_a_new_token)
+{
+    struct submission a, b;
+    struct submit_problem p;
+    CHECK_INT(parse("{\"recipe\": " TINY "}", &a, &p), SUBMIT_OK);
+    CHECK_INT(parse("{\"no_cache\": false, \"recipe\": " TINY "}", &b, &p), SUBMIT_OK);
+    CHECK_STR(a.build_key, b.build_key);
+    CHECK_STR(a.key_parts, b.key_parts);
+    CHECK_INT(strlen(a.cancel_token), SUBMIT_TOKEN_LEN);
+    CHECK(strcmp(a.cancel_token, b.cancel_token) != 0);
+    uint8_t h[32];
+    submit_token_hash(a.cancel_token, h);
+    CHECK(memcmp(h, a.cancel_token_hash, 32) == 0);
+    submission_release(&a);
+    submission_release(&b);
+}
+
+TEST(finished_table_keeps_only_what_it_was_given)
+{
+    struct finished *t = finished_new();
+    const char *id = "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11";
+    size_t len = 0;
+    CHECK(finished_lookup(t, id, &len) == NULL);
+    finished_store(t, id, "{\"a\":1}", 7);
+    char *got = finished_lookup(t, id, &len);
+    CHECK(got != NULL);
+    CHECK_INT(len, 7);
+    CHECK(memcmp(got, "{\"a\":1}", 7) == 0);
+    free(got);
+    CHECK(finished_lookup(t, "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c12", &len) == NULL);
+    CHECK(finished_lookup(t, "short", &len) == NULL);
+    CHECK(finished_status_final("succeeded") && finished_status_final("failed") &&
+          finished_status_final("cancelled"));
+    CHECK(!finished_status_final("queued") && !finished_status_final("running"));
+    finished_free(t);
+}
