@@ -200,13 +200,13 @@ static int cmd_lock(int argc, char **argv)
     if (mirror == NULL)
         mirror = cfg.mirror[0] ? cfg.mirror : default_mirror;
     struct lock l;
-    if (resolve_lock(&r, mirror, cfg.archive_keyring, cfg.cache_dir, &l, msg, sizeof(msg)) < 0) {
+    if (resolve_lock(&r, mirror, cfg.archive_keyring, cfg.cache_dir, &l, msg, sizeof(msg)) != ENGINE_OK) {
         fprintf(stderr, "debate lock: %s\n", msg);
     } else {
         printf("%s\n", l.json);
         fprintf(stderr, "debate lock: %zu packages, lock_hash %s\n", l.npkgs, l.hash);
         int fetched = 0;
-        if (fetch && resolve_fetch(&l, cfg.cache_dir, &fetched, msg, sizeof(msg)) < 0)
+        if (fetch && resolve_fetch(&l, cfg.cache_dir, &fetched, msg, sizeof(msg)) != ENGINE_OK)
             fprintf(stderr, "debate lock: %s\n", msg);
         else
             rc = 0;
