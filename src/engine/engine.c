@@ -482,8 +482,9 @@ static int absolute_output(struct build *b)
 static int host_step(struct build *b, enum engine_error cause, const char *step)
 {
     if (b->o->interrupted != NULL && *b->o->interrupted)
-        return build_fail(b, ENGINE_E_INTERRUPTED, "interrupted: the build stopped while %s and nothing was written to \"%s\"",
-                          step, b->o->output);
+        return build_fail(b, ENGINE_E_INTERRUPTED,
+                          "interrupted: the build stopped while %s and nothing was written to \"%s\"", step,
+                          b->o->output);
     b->cause = cause;
     return cause == ENGINE_OK ? 0 : -1;
 }

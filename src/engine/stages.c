@@ -125,8 +125,8 @@ static int mkdirs_in_root(int rootfd, const char *path)
 static int write_in_root(struct build *b, int rootfd, const char *path, const char *data, size_t len, unsigned mode)
 {
     if (mkdirs_in_root(rootfd, path) < 0)
-        return build_fail(b, engine_errno_cause(errno), "cannot create the directories of \"%s\" in the image: %s", path,
-                          strerror(errno));
+        return build_fail(b, engine_errno_cause(errno), "cannot create the directories of \"%s\" in the image: %s",
+                          path, strerror(errno));
     int fd = open_in_root(rootfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode);
     if (fd < 0)
         return build_fail(b, engine_errno_cause(errno), "cannot write \"%s\" in the image: %s", path, strerror(errno));

@@ -23,7 +23,7 @@
 
 #define CLOSED_PORT_MIRROR "http://127.0.0.1:9/debian"
 
-/* A file:// mirror of bookworm holding busybox-static alone, its keyring and a package cache, in a scratch directory. */
+/* A file:// mirror of bookworm holding busybox-static alone, its keyring and a package cache, in a scratch dir. */
 struct mirror {
     char *dir, *url, *keyring, *cache;
 };
@@ -82,7 +82,8 @@ static void recipe_of(const char *json, struct recipe *r)
     }
 }
 
-static const char unknown_recipe[] = "{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\",\"nosuch\"]}";
+static const char unknown_recipe[] =
+    "{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\",\"nosuch\"]}";
 
 static void set(char **field, const char *value)
 {
@@ -211,7 +212,8 @@ TEST(fetching_a_lock_from_a_closed_port_is_an_unreachable_mirror)
         "{\"name\":\"busybox-static\",\"version\":\"1\",\"architecture\":\"amd64\",\"size\":1,"
         "\"sha256\":\"1111111111111111111111111111111111111111111111111111111111111111\",\"filename\":\"pool/b.deb\"},"
         "{\"name\":\"nosuch\",\"version\":\"1\",\"architecture\":\"amd64\",\"size\":1,"
-        "\"sha256\":\"2222222222222222222222222222222222222222222222222222222222222222\",\"filename\":\"pool/n.deb\"}]}";
+        "\"sha256\":\"2222222222222222222222222222222222222222222222222222222222222222\","
+        "\"filename\":\"pool/n.deb\"}]}";
     struct lock l;
     char err[2048] = "";
     CHECK_INT(lock_parse(lock_json, strlen(lock_json), &r, &l, err, sizeof(err)), 0);
