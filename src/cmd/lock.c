@@ -23,14 +23,14 @@ static int lock_run(const struct config *cfg, const struct recipe *r, const char
     if (mirror == NULL)
         mirror = cfg->mirror[0] ? cfg->mirror : default_mirror;
     struct lock l;
-    if (resolve_lock(r, mirror, cfg->archive_keyring, cfg->cache_dir, &l, msg, sizeof(msg)) < 0) {
+    if (resolve_lock(r, mirror, cfg->archive_keyring, cfg->cache_dir, &l, msg, sizeof(msg)) != ENGINE_OK) {
         fprintf(stderr, "debate lock: %s\n", msg);
         return 1;
     }
     printf("%s\n", l.json);
     fprintf(stderr, "debate lock: %zu packages, lock_hash %s\n", l.npkgs, l.hash);
     int rc = 0, fetched = 0;
-    if (fetch && resolve_fetch(&l, cfg->cache_dir, &fetched, msg, sizeof(msg)) < 0) {
+    if (fetch && resolve_fetch(&l, cfg->cache_dir, &fetched, msg, sizeof(msg)) != ENGINE_OK) {
         fprintf(stderr, "debate lock: %s\n", msg);
         rc = 1;
     } else if (fetch) {

@@ -50,6 +50,7 @@ const char *engine_stage_name(enum engine_stage s)
     return s <= STAGE_DONE ? stage_names[s] : "unknown";
 }
 
+/* Every cause's API code and text; the unit tests check that none is missing. */
 static const struct {
     const char *code, *text;
 } errors[] = {
@@ -67,12 +68,12 @@ static const struct {
 
 const char *engine_error_code(enum engine_error e)
 {
-    return e <= ENGINE_ERROR_MAX ? errors[e].code : "build_failed";
+    return (unsigned)e <= ENGINE_ERROR_MAX ? errors[e].code : "build_failed";
 }
 
 const char *engine_strerror(enum engine_error e)
 {
-    return e <= ENGINE_ERROR_MAX ? errors[e].text : "unknown error";
+    return (unsigned)e <= ENGINE_ERROR_MAX ? errors[e].text : "unknown error";
 }
 
 int build_fail(struct build *b, enum engine_error cause, const char *fmt, ...)
@@ -153,7 +154,8 @@ int build_write_text(struct build *b, const char *path, const char *text, unsign
 {
     int rc = write_file_atomic(path, text, strlen(text), mode);
     if (rc < 0)
-        return build_fail(b, rc == -ENOSPC ? ENGINE_E_DISK_FULL : ENGINE_E_FAILED, "cannot write \"%s\": %s", path, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
+        return build_fail(b, engine_errno_cause(-rc), "cannot write \"%s\": %s", path,
+                          rc == -ENOSPC ? "the disk is full" : strerror(-rc));
     return 0;
 }
 
@@ -164,7 +166,7 @@ static int link_or_copy(struct build *b, const char *from, const char *to)
     _cleanup_free_ char *dir = xstrdup(to);
     int rc = mkdir_p(dirname(dir), 0755);
     if (rc < 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot create the directory of \"%s\": %s", to, strerror(-rc));
+        return build_fail(b, engine_errno_cause(-rc), "cannot create the directory of \"%s\": %s", to, strerror(-rc));
     if (link(from, to) == 0)
         return 0;
     const char *argv[] = {"/bin/cp", from, to, NULL};
@@ -207,7 +209,8 @@ static int make_mirror(struct build *b)
         return -1;
     /* Readable by the sandbox's ids whatever the caller's umask made of it. */
     if (nftw(b->mirror_dir, open_up_one, 32, FTW_PHYS) != 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot open up \"%s\" to the build: %s", b->mirror_dir, strerror(errno));
+        return build_fail(b, ENGINE_E_FAILED, "cannot open up \"%s\" to the build: %s", b->mirror_dir,
+                          strerror(errno));
     return 0;
 }
 
@@ -235,7 +238,9 @@ static int copy_fd(int in, int out)
 /*
  * On the host, after the sandbox succeeded: the ISO copied out and the
  * squashfs hashed, both opened without following any link the build
- * planted.
+ * planted. It runs in the sandbox's supervisor, a process of its own: when
+ * it fails, the cause goes back to run_offline as a number in out, which
+ * the sandbox returns whatever collect's verdict.
  */
 static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char *err, size_t errlen)
 {
@@ -243,6 +248,7 @@ static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char
     _cleanup_close_ int sfs = sandbox_open_beneath(diskfd, "iso/live/filesystem.squashfs", O_RDONLY);
     _cleanup_close_ int iso = sandbox_open_beneath(diskfd, "image.iso", O_RDONLY);
     struct stat st;
+    snprintf(out, outlen, "%d", (int)ENGINE_E_FAILED);
     if (sfs < 0 || iso < 0 || fstat(iso, &st) < 0 || !S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "the build left no regular image.iso and squashfs: %s", strerror(errno));
         return -1;
@@ -256,8 +262,10 @@ static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char
     _cleanup_free_ char *path = xasprintf("%s/image.iso", b->out_dir);
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 || copy_fd(iso, fd) < 0) {
+        int saved = errno;
         snprintf(err, errlen, "cannot copy the ISO to \"%s\": %s", path,
-                 errno == ENOSPC ? "the disk is full" : strerror(errno));
+                 saved == ENOSPC ? "the disk is full" : strerror(saved));
+        snprintf(out, outlen, "%d", (int)engine_errno_cause(saved));
         return -1;
     }
     snprintf(out, outlen, "%s", sha);
@@ -290,11 +298,13 @@ static int run_offline(struct build *b, struct engine_result *res)
         snprintf(res->squashfs_sha256, sizeof(res->squashfs_sha256), "%.64s", sr.collected);
         return 0;
     case SANDBOX_CANCELLED:
-        return build_fail(b, ENGINE_E_INTERRUPTED, "interrupted: the build stopped and nothing was written to \"%s\"", b->o->output);
+        return build_fail(b, ENGINE_E_INTERRUPTED, "interrupted: the build stopped and nothing was written to \"%s\"",
+                          b->o->output);
     case SANDBOX_EXITED: /* the stages failed and said why (E line) */
         return build_fail(b, b->error ? b->cause : ENGINE_E_FAILED, "%s", why);
-    case SANDBOX_COLLECT:
-        return build_fail(b, ENGINE_E_FAILED, "cannot read the build's results back: %s", sr.message);
+    case SANDBOX_COLLECT: /* offline_collect left its cause in collected */
+        return build_fail(b, atoi(sr.collected) == ENGINE_E_DISK_FULL ? ENGINE_E_DISK_FULL : ENGINE_E_FAILED,
+                          "cannot read the build's results back: %s", sr.message);
     default: {
         /* a limit, or a signal no limit explains */
         enum engine_error cause = sr.cause == SANDBOX_SIGNALED ? ENGINE_E_FAILED : ENGINE_E_LIMIT;
@@ -420,18 +430,118 @@ static int finish(struct build *b, struct engine_result *res)
     _cleanup_free_ char *iso = xasprintf("%s/image.iso", b->out_dir);
     if (file_sha256(b, iso, res->iso_sha256, &res->iso_size) < 0)
         return -1;
-    _cleanup_free_ char *manifest = xasprintf("%s.manifest.json", b->o->output);
+    _cleanup_free_ char *manifest = xasprintf("%s.manifest.json", b->output);
     _cleanup_free_ char *manifest_tmp = xasprintf("%s/manifest.json", b->out_dir);
     if (write_manifest(b, res, manifest_tmp) < 0)
         return -1;
     /* The ISO appears at its path whole or not at all, and never without its manifest. */
-    int rc = file_publish(iso, b->o->output);
+    int rc = file_publish(iso, b->output);
     if (rc < 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot move the ISO to \"%s\": %s", b->o->output, strerror(-rc));
+        return build_fail(b, engine_errno_cause(-rc), "cannot move the ISO to \"%s\": %s", b->output, strerror(-rc));
     if ((rc = file_publish(manifest_tmp, manifest)) < 0) {
-        unlink(b->o->output);
-        return build_fail(b, ENGINE_E_FAILED, "cannot write \"%s\": %s", manifest, strerror(-rc));
+        unlink(b->output);
+        return build_fail(b, engine_errno_cause(-rc), "cannot write \"%s\": %s", manifest, strerror(-rc));
     }
+    return 0;
+}
+
+/*
+ * The output as an absolute path (b->output): the sandbox's supervisor
+ * changes directory before it reads the results back, so a path relative
+ * to where the command started would lead elsewhere by then. Checked
+ * before anything is downloaded: the output's directory must exist.
+ */
+static int absolute_output(struct build *b)
+{
+    const char *output = b->o->output;
+    _cleanup_free_ char *dir_copy = xstrdup(output), *base_copy = xstrdup(output);
+    const char *dir = dirname(dir_copy), *base = basename(base_copy);
+    size_t len = strlen(output);
+    if (len == 0 || output[len - 1] == '/' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return build_fail(b, ENGINE_E_FAILED, "the output \"%s\" is a directory, not the ISO's file name", output);
+    _cleanup_free_ char *real = realpath(dir, NULL);
+    if (real == NULL && errno == ENOENT)
+        return build_fail(b, ENGINE_E_FAILED, "the output's directory \"%s\" does not exist", dir);
+    if (real == NULL)
+        return build_fail(b, ENGINE_E_FAILED, "cannot use the output's directory \"%s\": %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
+        return build_fail(b, ENGINE_E_FAILED, "the output's directory \"%s\" is not a directory", dir);
+    b->output = xasprintf("%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
+    if (stat(b->output, &st) == 0 && S_ISDIR(st.st_mode))
+        return build_fail(b, ENGINE_E_FAILED, "the output \"%s\" is a directory, not the ISO's file name", output);
+    return 0;
+}
+
+/*
+ * After a step on the host (resolving, fetching): a signal or a cancel
+ * that came meanwhile stops the build here, and is the cause whatever the
+ * step reported (apt dies of the same Ctrl-C); else the step's own cause,
+ * whose message is already in b->err.
+ */
+static int host_step(struct build *b, enum engine_error cause, const char *step)
+{
+    if (b->o->interrupted != NULL && *b->o->interrupted)
+        return build_fail(b, ENGINE_E_INTERRUPTED,
+                          "interrupted: the build stopped while %s and nothing was written to \"%s\"", step,
+                          b->o->output);
+    b->cause = cause;
+    return cause == ENGINE_OK ? 0 : -1;
+}
+
+/* The lock: read from o->lock_path (relative to the caller's directory, read before anything else), or resolved. */
+static int obtain_lock(struct build *b)
+{
+    const struct engine_opts *o = b->o;
+    if (o->lock_path == NULL) {
+        _cleanup_free_ char *host_mirror = resolve_default_mirror();
+        const char *mirror = o->mirror ? o->mirror : o->cfg->mirror[0] ? o->cfg->mirror : host_mirror;
+        build_progress(b, STAGE_RESOLVING, 0, "resolving %zu packages against %s", b->r->npackages, mirror);
+        return host_step(b, resolve_lock(b->r, mirror, o->cfg->archive_keyring, o->cfg->cache_dir, &b->lock, b->err,
+                                         b->errlen), "resolving");
+    }
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    int rc = read_file(o->lock_path, 64u << 20, &text, &len);
+    if (rc < 0)
+        return build_fail(b, ENGINE_E_FAILED, "cannot read the lock \"%s\": %s", o->lock_path, strerror(-rc));
+    if (lock_parse(text, len, b->r, &b->lock, b->err, b->errlen) < 0)
+        return host_step(b, ENGINE_E_INVALID_LOCK, "resolving");
+    build_progress(b, STAGE_RESOLVING, 100, "using the lock \"%s\"", o->lock_path);
+    return 0;
+}
+
+static int fetch_packages(struct build *b, struct engine_result *res)
+{
+    build_progress(b, STAGE_FETCHING, 0, "%zu packages in the lock (%.12s)", b->lock.npkgs, b->lock.hash);
+    snprintf(res->lock_hash, sizeof(res->lock_hash), "%s", b->lock.hash);
+    if (host_step(b, resolve_fetch(&b->lock, b->o->cfg->cache_dir, &res->fetched, b->err, b->errlen), "fetching") < 0)
+        return -1;
+    build_progress(b, STAGE_FETCHING, 100, "%d packages downloaded", res->fetched);
+    if (find_packages(b) < 0 || epoch_from_lock(b) < 0)
+        return -1;
+    res->source_date_epoch = b->epoch;
+    return 0;
+}
+
+/* The work directory beside the output (the same file system: the ISO is renamed into place). */
+static int make_work_dir(struct build *b)
+{
+    _cleanup_free_ char *out_copy = xstrdup(b->output);
+    /* Unique: several builds (worker threads) may share an output directory. */
+    char *work = xasprintf("%s/.debate-build-XXXXXX", dirname(out_copy));
+    if (mkdtemp(work) == NULL) {
+        int saved = errno;
+        build_fail(b, engine_errno_cause(saved), "cannot create the work directory \"%s\": %s", work, strerror(saved));
+        free(work);
+        return -1;
+    }
+    b->work = work;
+    b->mirror_dir = xasprintf("%s/mirror", b->work);
+    b->out_dir = xasprintf("%s/out", b->work);
+    if (mkdir(b->mirror_dir, 0755) < 0 || mkdir(b->out_dir, 0755) < 0)
+        return build_fail(b, engine_errno_cause(errno), "cannot create the work directory \"%s\": %s", b->work,
+                          strerror(errno));
     return 0;
 }
 
@@ -441,51 +551,8 @@ enum engine_error engine_build(const struct recipe *r, const struct engine_opts 
     struct build b = {.r = r, .o = o, .err = err, .errlen = errlen, .progress_fd = -1, .cause = ENGINE_E_FAILED};
     memset(res, 0, sizeof(*res));
     make_label(&b);
-    _cleanup_free_ char *out_copy = xstrdup(o->output);
-    _cleanup_free_ char *host_mirror = resolve_default_mirror();
-    const char *mirror = o->mirror ? o->mirror : o->cfg->mirror[0] ? o->cfg->mirror : host_mirror;
-
-    if (o->lock_path != NULL) {
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        int frc = read_file(o->lock_path, 64u << 20, &text, &len);
-        if (frc < 0) {
-            build_fail(&b, ENGINE_E_FAILED, "cannot read the lock \"%s\": %s", o->lock_path, strerror(-frc));
-            return b.cause;
-        }
-        if (lock_parse(text, len, r, &b.lock, err, errlen) < 0)
-            return ENGINE_E_INVALID_LOCK;
-        build_progress(&b, STAGE_RESOLVING, 100, "using the lock \"%s\"", o->lock_path);
-    } else {
-        build_progress(&b, STAGE_RESOLVING, 0, "resolving %zu packages against %s", r->npackages, mirror);
-        if (resolve_lock(r, mirror, o->cfg->archive_keyring, o->cfg->cache_dir, &b.lock, err, errlen) < 0)
-            return ENGINE_E_FAILED;
-    }
-    build_progress(&b, STAGE_FETCHING, 0, "%zu packages in the lock (%.12s)", b.lock.npkgs, b.lock.hash);
-    snprintf(res->lock_hash, sizeof(res->lock_hash), "%s", b.lock.hash);
-    if (resolve_fetch(&b.lock, o->cfg->cache_dir, &res->fetched, err, errlen) < 0) {
-        b.cause = ENGINE_E_FAILED;
+    if (absolute_output(&b) < 0 || obtain_lock(&b) < 0 || fetch_packages(&b, res) < 0 || make_work_dir(&b) < 0)
         goto out;
-    }
-    build_progress(&b, STAGE_FETCHING, 100, "%d packages downloaded", res->fetched);
-    if (find_packages(&b) < 0 || epoch_from_lock(&b) < 0)
-        goto out;
-    res->source_date_epoch = b.epoch;
-
-    /* Unique: several builds (worker threads) may share an output directory. */
-    b.work = xasprintf("%s/.debate-build-XXXXXX", dirname(out_copy));
-    if (mkdtemp(b.work) == NULL) {
-        build_fail(&b, ENGINE_E_FAILED, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
-        free(b.work);
-        b.work = NULL;
-        goto out;
-    }
-    b.mirror_dir = xasprintf("%s/mirror", b.work);
-    b.out_dir = xasprintf("%s/out", b.work);
-    if (mkdir(b.mirror_dir, 0755) < 0 || mkdir(b.out_dir, 0755) < 0) {
-        build_fail(&b, ENGINE_E_FAILED, "cannot create the work directory \"%s\": %s", b.work, strerror(errno));
-        goto out;
-    }
     build_progress(&b, STAGE_ROOTFS, 0, "local mirror of the lock");
     if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || finish(&b, res) < 0)
         goto out;
@@ -497,6 +564,7 @@ out:
     free(b.work);
     free(b.mirror_dir);
     free(b.out_dir);
+    free(b.output);
     free(b.line);
     free(b.error);
     lock_release(&b.lock);

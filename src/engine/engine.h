@@ -14,10 +14,15 @@
  * it is a function of the inputs alone; every timestamp in the image is
  * clamped to it.
  *
+ * Paths: the output and the lock may be relative to the caller's working
+ * directory. engine_build makes the output absolute first (its directory
+ * through realpath, which must exist): the sandbox changes directory before
+ * it reads the results back. The lock is read before anything else.
+ *
  * Errors: engine_build returns ENGINE_OK, or the cause of the failure (enum
- * engine_error) with a message in err that says the rest: the package, the
- * hook and its exit code with the tail of its output, the limit reached.
- * Callers branch on the cause, never on the message's words.
+ * engine_error, engine/error.h) with a message in err that says the rest:
+ * the package, the hook and its exit code with the tail of its output, the
+ * limit reached. Callers branch on the cause, never on the message's words.
  */
 #ifndef DEBATE_ENGINE_ENGINE_H
 #define DEBATE_ENGINE_ENGINE_H
@@ -25,6 +30,7 @@
 #include <signal.h>
 #include <stddef.h>
 
+#include "engine/error.h"
 #include "engine/recipe.h"
 #include "engine/resolve.h"
 #include "config.h"
@@ -44,34 +50,13 @@ enum engine_stage {
 
 const char *engine_stage_name(enum engine_stage s);
 
-/*
- * Why a build failed. engine_error_code() is the stable code the API
- * reports for a failed build (docs/api.md); engine_strerror() a short
- * description for people.
- */
-enum engine_error {
-    ENGINE_OK = 0,
-    ENGINE_E_FAILED,          /* anything not below: build_failed */
-    ENGINE_E_INVALID_LOCK,    /* the lock does not parse or does not fit the recipe */
-    ENGINE_E_UNKNOWN_PACKAGE, /* a package the mirror does not have */
-    ENGINE_E_MIRROR,          /* the mirror could not be reached or answered wrongly */
-    ENGINE_E_SIGNATURE,       /* a release file whose signature does not verify */
-    ENGINE_E_HOOK,            /* a hook failed: its exit code, or its time limit */
-    ENGINE_E_LIMIT,           /* a sandbox limit (memory, processes, CPU, disk, wall time, a forbidden call) */
-    ENGINE_E_DISK_FULL,       /* the disk ran full outside the sandbox's own limit */
-    ENGINE_E_INTERRUPTED,     /* a signal or a cancel stopped the build */
-};
-#define ENGINE_ERROR_MAX ENGINE_E_INTERRUPTED
-
-const char *engine_error_code(enum engine_error e);
-const char *engine_strerror(enum engine_error e);
-
 /* A progress event: stage, overall percent, a line of text. */
 typedef void (*engine_progress_cb)(void *arg, enum engine_stage stage, int percent, const char *message);
 
 struct engine_opts {
     const struct config *cfg;
-    const char *output;              /* the ISO's path; the manifest goes to OUTPUT.manifest.json */
+    const char *output;              /* the ISO's path (relative to the working directory, or absolute);
+                                        the manifest goes to OUTPUT.manifest.json */
     const char *mirror;              /* NULL: cfg->mirror or the host's */
     const char *lock_path;           /* a lock to build exactly (no resolution, offline when cached); or NULL */
     unsigned hook_timeout_s;         /* per hook */

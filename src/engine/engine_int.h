@@ -36,7 +36,8 @@ struct build {
     struct lock lock;
     long long epoch;
     char epoch_str[24];
-    char *work;  /* the work directory, as the host sees it (the sandbox's work directory) */
+    char *output; /* o->output made absolute (the sandbox changes directory) */
+    char *work;  /* the work directory beside output, as the host sees it (the sandbox's work directory) */
     char *mirror_dir, *out_dir; /* work/mirror (read-only at MIRROR inside), work/out (results read back) */
     char label[33];
     const struct lock_pkg *kernel_pkg, *busybox_pkg;

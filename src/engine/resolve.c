@@ -33,26 +33,27 @@ static void apt_release(struct apt *a)
     free(a->conf);
 }
 
-static int apt_init(struct apt *a, const char *cache_dir, const char *mirror, const char *keyring,
-                    const char *release, const char *arch, char *err, size_t errlen)
+static enum engine_error apt_init(struct apt *a, const char *cache_dir, const char *mirror, const char *keyring,
+                                  const char *release, const char *arch, char *err, size_t errlen)
 {
     memset(a, 0, sizeof(*a));
     _cleanup_free_ char *base = xasprintf("%s/apt", cache_dir);
     int rc = mkdir_p(base, 0700);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", base, strerror(-rc));
-        return -1;
+        return engine_errno_cause(-rc);
     }
     _cleanup_free_ char *tmpl = xasprintf("%s/run-XXXXXX", base);
     if (mkdtemp(tmpl) == NULL) {
-        snprintf(err, errlen, "cannot create a directory in \"%s\": %s", base, strerror(errno));
-        return -1;
+        int saved = errno;
+        snprintf(err, errlen, "cannot create a directory in \"%s\": %s", base, strerror(saved));
+        return engine_errno_cause(saved);
     }
     /* apt reads relative Dir:: paths as relative to Dir: give it absolute ones. */
     a->dir = realpath(tmpl, NULL);
     if (a->dir == NULL) {
         snprintf(err, errlen, "cannot resolve \"%s\": %s", tmpl, strerror(errno));
-        return -1;
+        return ENGINE_E_FAILED;
     }
     const char *subdirs[] = {"etc/apt.conf.d", "etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
                              "state/lists/partial", "cache/archives/partial", "log"};
@@ -60,7 +61,7 @@ static int apt_init(struct apt *a, const char *cache_dir, const char *mirror, co
         _cleanup_free_ char *p = xasprintf("%s/%s", a->dir, subdirs[i]);
         if ((rc = mkdir_p(p, 0700)) < 0) {
             snprintf(err, errlen, "cannot create \"%s\": %s", p, strerror(-rc));
-            return -1;
+            return engine_errno_cause(-rc);
         }
     }
     _cleanup_free_ char *status = xasprintf("%s/state/status", a->dir);
@@ -96,9 +97,9 @@ static int apt_init(struct apt *a, const char *cache_dir, const char *mirror, co
     if ((rc = write_file_atomic(status, "", 0, 0600)) < 0 || (rc = write_file_atomic(sources, src, strlen(src), 0600)) < 0 ||
         (rc = write_file_atomic(a->conf, conf, strlen(conf), 0600)) < 0) {
         snprintf(err, errlen, "cannot write apt's configuration in \"%s\": %s", a->dir, strerror(-rc));
-        return -1;
+        return engine_errno_cause(-rc);
     }
-    return 0;
+    return ENGINE_OK;
 }
 
 /* Runs apt-get (or apt-cache) with the private configuration; output into out (malloc'd) when non-NULL. */
@@ -153,15 +154,40 @@ char *resolve_default_mirror(void)
     return xstrdup("http://deb.debian.org/debian");
 }
 
-static const char *classify_update_failure(const char *tail)
+/*
+ * Why apt failed to fetch, from what it printed: apt is the only witness
+ * and says it in words of its own (these are apt's, not debate's). The
+ * first rule that matches wins; *why is the start of debate's message.
+ */
+static enum engine_error apt_failure(const char *output, const char *otherwise, const char **why)
 {
-    if (strstr(tail, "NO_PUBKEY") || strstr(tail, "BADSIG") || strstr(tail, "is not signed") ||
-        strstr(tail, "signatures were invalid") || strstr(tail, "not signed"))
-        return "the signature of the mirror's index is not valid";
-    if (strstr(tail, "Could not resolve") || strstr(tail, "Failed to fetch") || strstr(tail, "Could not connect") ||
-        strstr(tail, "Connection") || strstr(tail, "timed out"))
-        return "the mirror is unreachable";
-    return "apt-get update failed";
+    static const char sig[] = "the signature of the mirror's index is not valid";
+    static const char unreachable[] = "the mirror is unreachable";
+    static const struct {
+        const char *needle;
+        enum engine_error cause;
+        const char *why;
+    } rules[] = {
+        {"No space left on device", ENGINE_E_DISK_FULL, "the disk is full"},
+        {"NO_PUBKEY", ENGINE_E_SIGNATURE, sig},
+        {"BADSIG", ENGINE_E_SIGNATURE, sig},
+        {"signatures were invalid", ENGINE_E_SIGNATURE, sig},
+        {"not signed", ENGINE_E_SIGNATURE, sig},
+        {"Hash Sum mismatch", ENGINE_E_MIRROR, "a download did not match its checksum"},
+        {"Could not resolve", ENGINE_E_MIRROR, unreachable},
+        {"Failed to fetch", ENGINE_E_MIRROR, unreachable},
+        {"Could not connect", ENGINE_E_MIRROR, unreachable},
+        {"Connection", ENGINE_E_MIRROR, unreachable},
+        {"timed out", ENGINE_E_MIRROR, unreachable},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rules); i++) {
+        if (strstr(output, rules[i].needle) != NULL) {
+            *why = rules[i].why;
+            return rules[i].cause;
+        }
+    }
+    *why = otherwise;
+    return ENGINE_E_FAILED;
 }
 
 /* True when apt kept the release file: the definitive sign that update worked. */
@@ -180,7 +206,7 @@ static bool has_inrelease(struct apt *a)
     return found;
 }
 
-static int apt_update(struct apt *a, const char *mirror, char *err, size_t errlen)
+static enum engine_error apt_update(struct apt *a, const char *mirror, char *err, size_t errlen)
 {
     const char *args[] = {"/usr/bin/apt-get", "-q", "update", NULL};
     struct proc_opts o = {0};
@@ -188,26 +214,32 @@ static int apt_update(struct apt *a, const char *mirror, char *err, size_t errle
     int rc = apt_run(a, args, &out, &o, err, errlen);
     /* apt-get update exits 0 when a fetch fails ("W: Failed to fetch"): check what it kept. */
     if (rc == 0 && has_inrelease(a) && strstr(o.tail, "E: ") == NULL)
-        return 0;
+        return ENGINE_OK;
     _cleanup_free_ char *all = xasprintf("%s\n%s", out, o.tail);
-    const char *why = classify_update_failure(all);
+    const char *why;
+    enum engine_error cause = apt_failure(all, "apt-get update failed", &why);
     size_t tl = strlen(o.tail);
     snprintf(err, errlen, "%s (%s): %s", why, mirror, tl > 400 ? o.tail + tl - 400 : o.tail);
-    return -1;
+    return cause;
 }
 
 /*
  * Names of the packages a minbase root starts from: Essential or of
  * Priority required, from the index apt just fetched.
  */
-static char **essential_packages(struct apt *a, size_t *n, char *err, size_t errlen)
+static enum engine_error essential_packages(struct apt *a, char ***out_names, size_t *n, char *err, size_t errlen)
 {
     const char *args[] = {"/usr/bin/apt-cache", "dumpavail", NULL};
     struct proc_opts o = {0};
     _cleanup_free_ char *out = NULL;
     *n = 0;
-    if (apt_run(a, args, &out, &o, err, errlen) != 0)
-        return NULL;
+    *out_names = NULL;
+    int rc = apt_run(a, args, &out, &o, err, errlen);
+    if (rc != 0) {
+        if (rc > 0)
+            snprintf(err, errlen, "apt-cache dumpavail failed: %s", o.tail);
+        return ENGINE_E_FAILED;
+    }
     char **names = NULL;
     char *pkg = NULL;
     for (char *line = out, *next; line; line = next) {
@@ -222,7 +254,8 @@ static char **essential_packages(struct apt *a, size_t *n, char *err, size_t err
             pkg = NULL; /* once per stanza */
         }
     }
-    return names;
+    *out_names = names;
+    return ENGINE_OK;
 }
 
 static char *url_decode(const char *s, size_t n)
@@ -276,7 +309,7 @@ static int parse_uri_line(const char *line, const char *mirror, struct lock_pkg 
 }
 
 /* Fills sha256, size and filename of every package from the signed index (apt-cache show). */
-static int index_metadata(struct apt *a, struct lock *l, char *err, size_t errlen)
+static enum engine_error index_metadata(struct apt *a, struct lock *l, char *err, size_t errlen)
 {
     const char **args = xcalloc(l->npkgs + 4, sizeof(*args));
     char **specs = xcalloc(l->npkgs + 1, sizeof(*specs));
@@ -297,7 +330,7 @@ static int index_metadata(struct apt *a, struct lock *l, char *err, size_t errle
     free(args);
     if (rc != 0) {
         snprintf(err, errlen, "apt-cache show failed: %s", o.tail);
-        return -1;
+        return ENGINE_E_FAILED;
     }
     struct lock_pkg *cur = NULL;
     for (char *line = out, *next; line; line = next) {
@@ -319,10 +352,10 @@ static int index_metadata(struct apt *a, struct lock *l, char *err, size_t errle
     for (size_t i = 0; i < l->npkgs; i++) {
         if (l->pkgs[i].sha256[0] == '\0' || l->pkgs[i].filename == NULL) {
             snprintf(err, errlen, "the index has no SHA-256 for \"%s\" %s", l->pkgs[i].name, l->pkgs[i].version);
-            return -1;
+            return ENGINE_E_FAILED;
         }
     }
-    return 0;
+    return ENGINE_OK;
 }
 
 static void lock_pkg_release(struct lock_pkg *p)
@@ -333,13 +366,15 @@ static void lock_pkg_release(struct lock_pkg *p)
     free(p->filename);
 }
 
-static int closure(struct apt *a, const struct recipe *r, const char *mirror, struct lock *l, char *err, size_t errlen)
+static enum engine_error closure(struct apt *a, const struct recipe *r, const char *mirror, struct lock *l, char *err,
+                                 size_t errlen)
 {
     size_t nes = 0;
     char **essential = NULL;
     bool live = strcmp(r->variant, "live") == 0;
-    if (live && (essential = essential_packages(a, &nes, err, errlen)) == NULL)
-        return -1;
+    enum engine_error cause = live ? essential_packages(a, &essential, &nes, err, errlen) : ENGINE_OK;
+    if (cause != ENGINE_OK)
+        return cause;
     size_t argc = 0, cap = 8 + nes + r->npackages;
     const char **args = xcalloc(cap, sizeof(*args));
     args[argc++] = "/usr/bin/apt-get";
@@ -361,15 +396,16 @@ static int closure(struct apt *a, const struct recipe *r, const char *mirror, st
         free(essential[i]);
     free(essential);
     if (rc != 0) {
+        /* apt's words: it names the package it cannot find */
         const char *missing = strstr(o.tail, "Unable to locate package ");
-        if (missing != NULL) {
-            missing += strlen("Unable to locate package ");
-            snprintf(err, errlen, "unknown package \"%.*s\" in %s %s", (int)strcspn(missing, "\n "), missing,
-                     r->distribution, r->release);
-        } else {
+        if (missing == NULL) {
             snprintf(err, errlen, "cannot resolve the packages: %s", o.tail);
+            return ENGINE_E_FAILED;
         }
-        return -1;
+        missing += strlen("Unable to locate package ");
+        snprintf(err, errlen, "unknown package \"%.*s\" in %s %s", (int)strcspn(missing, "\n "), missing,
+                 r->distribution, r->release);
+        return ENGINE_E_UNKNOWN_PACKAGE;
     }
     for (char *line = out, *next; line && *line; line = next) {
         next = strchr(line, '\n');
@@ -379,7 +415,7 @@ static int closure(struct apt *a, const struct recipe *r, const char *mirror, st
         if (parse_uri_line(line, mirror, &p) < 0) {
             lock_pkg_release(&p);
             snprintf(err, errlen, "unexpected line from apt-get: \"%.200s\"", line);
-            return -1;
+            return ENGINE_E_FAILED;
         }
         l->pkgs = xrealloc(l->pkgs, (l->npkgs + 1) * sizeof(*l->pkgs));
         l->pkgs[l->npkgs++] = p;
@@ -389,16 +425,16 @@ static int closure(struct apt *a, const struct recipe *r, const char *mirror, st
 }
 
 /* The saved InRelease: its hash and Date. */
-static int read_inrelease(struct apt *a, struct lock *l, char *err, size_t errlen)
+static enum engine_error read_inrelease(struct apt *a, struct lock *l, char *err, size_t errlen)
 {
     _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
     DIR *d = opendir(lists);
     if (d == NULL) {
         snprintf(err, errlen, "cannot read \"%s\": %s", lists, strerror(errno));
-        return -1;
+        return ENGINE_E_FAILED;
     }
     struct dirent *e;
-    int rc = -1;
+    enum engine_error rc = ENGINE_E_FAILED;
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
         if (n < 10 || strcmp(e->d_name + n - 10, "_InRelease") != 0)
@@ -412,11 +448,11 @@ static int read_inrelease(struct apt *a, struct lock *l, char *err, size_t errle
         sha256_hex(text, len, l->inrelease_sha256);
         const char *date = strstr(text, "\nDate: ");
         l->date = date ? xstrndup(date + 7, strcspn(date + 7, "\n")) : xstrdup("");
-        rc = 0;
+        rc = ENGINE_OK;
         break;
     }
     closedir(d);
-    if (rc < 0)
+    if (rc != ENGINE_OK)
         snprintf(err, errlen, "apt kept no InRelease in \"%s\"", lists);
     return rc;
 }
@@ -461,7 +497,7 @@ static int release_hash(const char *inrelease, const char *path, char out[65])
 }
 
 /* apt-helper download-file with (uri, target, SHA256:hash) triples; apt checks every hash. */
-static int download(const char *const *triples, size_t n, char *err, size_t errlen)
+static enum engine_error download(const char *const *triples, size_t n, char *err, size_t errlen)
 {
     const char **argv = xcalloc(n + 6, sizeof(*argv));
     size_t argc = 0;
@@ -476,14 +512,15 @@ static int download(const char *const *triples, size_t n, char *err, size_t errl
     o.env = env;
     int rc = proc_run(argv, &o, err, errlen);
     free(argv);
-    if (rc != 0) {
-        const char *why = strstr(o.tail, "Hash Sum mismatch") ? "a download did not match its checksum"
-                          : classify_update_failure(o.tail);
-        size_t tl = strlen(o.tail);
-        snprintf(err, errlen, "%s: %s", why, tl > 400 ? o.tail + tl - 400 : o.tail);
-        return -1;
-    }
-    return 0;
+    if (rc == 0)
+        return ENGINE_OK;
+    if (rc < 0) /* apt-helper did not start: err says why */
+        return ENGINE_E_FAILED;
+    const char *why;
+    enum engine_error cause = apt_failure(o.tail, "a download failed", &why);
+    size_t tl = strlen(o.tail);
+    snprintf(err, errlen, "%s: %s", why, tl > 400 ? o.tail + tl - 400 : o.tail);
+    return cause;
 }
 
 /*
@@ -491,53 +528,56 @@ static int download(const char *const *triples, size_t n, char *err, size_t errl
  * sha256>/ holds the InRelease (text) and the exact Packages.xz it names,
  * fetched by hash: what a local mirror needs.
  */
-static int store_indexes(const struct lock *l, const char *cache_dir, const char *inrelease, size_t len, char *err,
-                         size_t errlen)
+static enum engine_error store_indexes(const struct lock *l, const char *cache_dir, const char *inrelease, size_t len,
+                                       char *err, size_t errlen)
 {
     _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, l->inrelease_sha256);
     _cleanup_free_ char *xz = xasprintf("%s/Packages.xz", dest);
     if (access(xz, F_OK) == 0)
-        return 0;
+        return ENGINE_OK;
     int rc = mkdir_p(dest, 0700);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", dest, strerror(-rc));
-        return -1;
+        return engine_errno_cause(-rc);
     }
     _cleanup_free_ char *in_path = xasprintf("%s/InRelease", dest);
     if ((rc = write_file_atomic(in_path, inrelease, len, 0644)) < 0) {
         snprintf(err, errlen, "cannot write \"%s\": %s", in_path, strerror(-rc));
-        return -1;
+        return engine_errno_cause(-rc);
     }
     char hash[65];
     _cleanup_free_ char *index = xasprintf("main/binary-%s/Packages.xz", l->arch);
     if (release_hash(inrelease, index, hash) < 0) {
         snprintf(err, errlen, "the release file does not list \"%s\"", index);
-        return -1;
+        return ENGINE_E_FAILED;
     }
     _cleanup_free_ char *uri = xasprintf("%s/dists/%s/main/binary-%s/by-hash/SHA256/%s", l->mirror, l->release,
                                          l->arch, hash);
     _cleanup_free_ char *tmp = xasprintf("%s.tmp.%ld", xz, (long)getpid());
     _cleanup_free_ char *sum = xasprintf("SHA256:%s", hash);
     const char *triple[] = {uri, tmp, sum};
-    if (download(triple, 3, err, errlen) < 0)
-        return -1;
+    enum engine_error cause = download(triple, 3, err, errlen);
+    if (cause != ENGINE_OK)
+        return cause;
     if (rename(tmp, xz) < 0) {
-        snprintf(err, errlen, "cannot rename into \"%s\": %s", xz, strerror(errno));
+        int saved = errno;
+        snprintf(err, errlen, "cannot rename into \"%s\": %s", xz, strerror(saved));
         unlink(tmp);
-        return -1;
+        return engine_errno_cause(saved);
     }
-    return 0;
+    return ENGINE_OK;
 }
 
 /* After resolution: the InRelease apt verified is in its lists. */
-static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err, size_t errlen)
+static enum engine_error keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err,
+                                      size_t errlen)
 {
     _cleanup_free_ char *src = xasprintf("%s/state/lists/%s", a->dir, a->inrelease_name);
     _cleanup_free_ char *text = NULL;
     size_t len;
     if (read_file(src, 16 << 20, &text, &len) < 0) {
         snprintf(err, errlen, "cannot read \"%s\"", src);
-        return -1;
+        return ENGINE_E_FAILED;
     }
     return store_indexes(l, cache_dir, text, len, err, errlen);
 }
@@ -547,29 +587,30 @@ static int keep_indexes(struct apt *a, const char *cache_dir, const struct lock 
  * checks its SHA-256; apt checks its signature when the build reads the
  * local mirror), then the index it names.
  */
-static int fetch_indexes(const struct lock *l, const char *cache_dir, char *err, size_t errlen)
+static enum engine_error fetch_indexes(const struct lock *l, const char *cache_dir, char *err, size_t errlen)
 {
     _cleanup_free_ char *xz = xasprintf("%s/indexes/%s/Packages.xz", cache_dir, l->inrelease_sha256);
     if (access(xz, F_OK) == 0)
-        return 0;
+        return ENGINE_OK;
     _cleanup_free_ char *dir = xasprintf("%s/indexes", cache_dir);
     int rc = mkdir_p(dir, 0700);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", dir, strerror(-rc));
-        return -1;
+        return engine_errno_cause(-rc);
     }
     _cleanup_free_ char *tmp = xasprintf("%s/.InRelease.%ld", dir, (long)getpid());
     _cleanup_free_ char *uri = xasprintf("%s/dists/%s/InRelease", l->mirror, l->release);
     _cleanup_free_ char *sum = xasprintf("SHA256:%s", l->inrelease_sha256);
     const char *triple[] = {uri, tmp, sum};
-    if (download(triple, 3, err, errlen) < 0) {
+    enum engine_error cause = download(triple, 3, err, errlen);
+    if (cause != ENGINE_OK) {
         char why[512];
         snprintf(why, sizeof(why), "%s", err);
         snprintf(err, errlen,
                  "the lock pins a release file (InRelease %.12s) that is not in the cache and that the mirror no "
                  "longer serves: %s",
                  l->inrelease_sha256, why);
-        return -1;
+        return cause;
     }
     _cleanup_free_ char *text = NULL;
     size_t len;
@@ -577,23 +618,39 @@ static int fetch_indexes(const struct lock *l, const char *cache_dir, char *err,
     unlink(tmp);
     if (rc < 0) {
         snprintf(err, errlen, "cannot read the fetched release file: %s", strerror(-rc));
-        return -1;
+        return ENGINE_E_FAILED;
     }
     return store_indexes(l, cache_dir, text, len, err, errlen);
 }
 
-int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen)
+/* Moves the verified downloads (every triple's target) into the cache; rename makes concurrent builds safe. */
+static enum engine_error move_into_cache(char **triples, size_t n, const char *tmp, const char *debs, int *fetched,
+                                        char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i += 3) {
+        _cleanup_free_ char *final = xasprintf("%s/%s", debs, triples[i + 1] + strlen(tmp) + 1);
+        if (rename(triples[i + 1], final) < 0) {
+            int saved = errno;
+            snprintf(err, errlen, "cannot move \"%s\" into the cache: %s", triples[i + 1], strerror(saved));
+            return engine_errno_cause(saved);
+        }
+        (*fetched)++;
+    }
+    return ENGINE_OK;
+}
+
+enum engine_error resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen)
 {
     *fetched = 0;
-    if (fetch_indexes(l, cache_dir, err, errlen) < 0)
-        return -1;
+    enum engine_error cause = fetch_indexes(l, cache_dir, err, errlen);
+    if (cause != ENGINE_OK)
+        return cause;
     _cleanup_free_ char *debs = xasprintf("%s/debs", cache_dir);
     _cleanup_free_ char *tmp = xasprintf("%s/.tmp-%ld", debs, (long)getpid());
-    *fetched = 0;
     int rc = mkdir_p(tmp, 0700);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", tmp, strerror(-rc));
-        return -1;
+        return engine_errno_cause(-rc);
     }
     char **strs = xcalloc(3 * l->npkgs + 1, sizeof(*strs));
     size_t n = 0;
@@ -607,16 +664,10 @@ int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, cha
         strs[n++] = xasprintf("%s/%s.deb", tmp, p->sha256);
         strs[n++] = xasprintf("SHA256:%s", p->sha256);
     }
-    rc = n > 0 ? download((const char *const *)strs, n, err, errlen) : 0;
-    /* Verified by apt: move each into place; rename makes concurrent builds safe. */
-    for (size_t i = 0; rc == 0 && i < n; i += 3) {
-        _cleanup_free_ char *final = xasprintf("%s/%s", debs, strs[i + 1] + strlen(tmp) + 1);
-        if (rename(strs[i + 1], final) < 0) {
-            snprintf(err, errlen, "cannot move \"%s\" into the cache: %s", strs[i + 1], strerror(errno));
-            rc = -1;
-        }
-        (*fetched)++;
-    }
+    cause = n > 0 ? download((const char *const *)strs, n, err, errlen) : ENGINE_OK;
+    /* Verified by apt: each into place. */
+    if (cause == ENGINE_OK)
+        cause = move_into_cache(strs, n, tmp, debs, fetched, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(strs[i]);
     free(strs);
@@ -624,30 +675,31 @@ int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, cha
     struct proc_opts o = {0};
     char ignored[128];
     proc_run(argv, &o, ignored, sizeof(ignored));
-    return rc;
+    return cause;
 }
 
-int resolve_lock(const struct recipe *r, const char *mirror, const char *keyring, const char *cache_dir,
-                 struct lock *out, char *err, size_t errlen)
+enum engine_error resolve_lock(const struct recipe *r, const char *mirror, const char *keyring, const char *cache_dir,
+                               struct lock *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     struct apt a;
-    int rc = -1;
-    if (apt_init(&a, cache_dir, mirror, keyring, r->release, r->architecture, err, errlen) < 0)
+    enum engine_error cause = apt_init(&a, cache_dir, mirror, keyring, r->release, r->architecture, err, errlen);
+    if (cause != ENGINE_OK)
         goto done;
     out->mirror = xstrdup(mirror);
     out->release = xstrdup(r->release);
     out->arch = xstrdup(r->architecture);
-    if (apt_update(&a, mirror, err, errlen) < 0 || read_inrelease(&a, out, err, errlen) < 0 ||
-        closure(&a, r, mirror, out, err, errlen) < 0 || keep_indexes(&a, cache_dir, out, err, errlen) < 0)
-        goto done;
-    lock_to_json(out);
-    rc = 0;
+    cause = apt_update(&a, mirror, err, errlen);
+    cause = cause ?: read_inrelease(&a, out, err, errlen);
+    cause = cause ?: closure(&a, r, mirror, out, err, errlen);
+    cause = cause ?: keep_indexes(&a, cache_dir, out, err, errlen);
+    if (cause == ENGINE_OK)
+        lock_to_json(out);
 done:
     apt_release(&a);
-    if (rc < 0)
+    if (cause != ENGINE_OK)
         lock_release(out);
-    return rc;
+    return cause;
 }
 
 static const char *get_str(json_t *obj, const char *key)

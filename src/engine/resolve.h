@@ -21,14 +21,23 @@
  * the signed indexes are kept beside (CACHE/indexes) so an offline build
  * can make a local mirror.
  *
- * Errors: 0, or -1 with a message in err ("unknown package \"x\"", "the
- * mirror ... is unreachable", "the signature of ... is not valid").
+ * Errors: resolve_lock and resolve_fetch return ENGINE_OK, or the cause
+ * (enum engine_error, engine/error.h) with a message in err:
+ * ENGINE_E_UNKNOWN_PACKAGE ("unknown package \"x\" in debian bookworm"),
+ * ENGINE_E_MIRROR (unreachable, or it served a file whose checksum does not
+ * match), ENGINE_E_SIGNATURE (the release file's signature does not
+ * verify), ENGINE_E_DISK_FULL (the cache's file system), ENGINE_E_FAILED
+ * for anything else. The cause is read from apt's own output where apt is
+ * the only witness (the words of its errors); debate's messages are never
+ * searched. lock_parse returns 0, or -1 with a message (its only cause is
+ * ENGINE_E_INVALID_LOCK).
  */
 #ifndef DEBATE_ENGINE_RESOLVE_H
 #define DEBATE_ENGINE_RESOLVE_H
 
 #include <stddef.h>
 
+#include "engine/error.h"
 #include "engine/recipe.h"
 
 struct lock_pkg {
@@ -51,16 +60,17 @@ struct lock {
 char *resolve_default_mirror(void);
 
 /* Resolves r against mirror (signed with keys in keyring), using cache_dir for apt's files. */
-int resolve_lock(const struct recipe *r, const char *mirror, const char *keyring, const char *cache_dir,
-                 struct lock *out, char *err, size_t errlen);
+enum engine_error resolve_lock(const struct recipe *r, const char *mirror, const char *keyring,
+                               const char *cache_dir, struct lock *out, char *err, size_t errlen);
 
 /* Makes sure every package of the lock is in the cache; *fetched counts downloads. */
-int resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen);
+enum engine_error resolve_fetch(const struct lock *l, const char *cache_dir, int *fetched, char *err, size_t errlen);
 
 /*
  * Reads a lock printed by debate lock (for an offline or exact rebuild):
  * checks its shape and that it is for r's release and architecture, and
- * recomputes its canonical form and hash. 0, or -1 with a message.
+ * recomputes its canonical form and hash. 0, or -1 with a message (the
+ * cause is ENGINE_E_INVALID_LOCK).
  */
 int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen);
 

@@ -125,15 +125,16 @@ static int mkdirs_in_root(int rootfd, const char *path)
 static int write_in_root(struct build *b, int rootfd, const char *path, const char *data, size_t len, unsigned mode)
 {
     if (mkdirs_in_root(rootfd, path) < 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot create the directories of \"%s\" in the image: %s", path, strerror(errno));
+        return build_fail(b, engine_errno_cause(errno), "cannot create the directories of \"%s\" in the image: %s",
+                          path, strerror(errno));
     int fd = open_in_root(rootfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode);
     if (fd < 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot write \"%s\" in the image: %s", path, strerror(errno));
+        return build_fail(b, engine_errno_cause(errno), "cannot write \"%s\" in the image: %s", path, strerror(errno));
     ssize_t n = write(fd, data, len);
     int saved = errno;
     if (fchmod(fd, mode) < 0 || fchown(fd, 0, 0) < 0 || n != (ssize_t)len) {
         close(fd);
-        return build_fail(b, saved == ENOSPC ? ENGINE_E_DISK_FULL : ENGINE_E_FAILED, "cannot write \"%s\" in the image: %s", path,
+        return build_fail(b, engine_errno_cause(saved), "cannot write \"%s\" in the image: %s", path,
                     saved == ENOSPC ? "the disk is full" : strerror(saved ? saved : errno));
     }
     close(fd);
@@ -267,7 +268,8 @@ static int customize(struct build *b)
     for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
         if (mkdirs_in_root(rootfd, dirs[i]) < 0) {
             close(rootfd);
-            return build_fail(b, ENGINE_E_FAILED, "cannot create \"%s\" in the image: %s", dirs[i], strerror(errno));
+            return build_fail(b, engine_errno_cause(errno), "cannot create \"%s\" in the image: %s", dirs[i],
+                              strerror(errno));
         }
     }
     if (chmod_in_root(rootfd, "/tmp", 01777) < 0 || chmod_in_root(rootfd, "/root", 0700) < 0) {
@@ -315,7 +317,7 @@ static int extract_deb(struct build *b, const struct lock_pkg *p, const char *de
         return -1;
     int rc = mkdir_p(dest, 0755);
     if (rc < 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot create \"%s\": %s", dest, strerror(-rc));
+        return build_fail(b, engine_errno_cause(-rc), "cannot create \"%s\": %s", dest, strerror(-rc));
     const char *targv[64] = {"/bin/tar", "-x", "-f", tar, "-C", dest, "--wildcards", NULL};
     size_t n = 7;
     for (size_t i = 0; members[i] != NULL && n < ARRAY_SIZE(targv) - 1; i++)
@@ -412,7 +414,8 @@ static int copy_into(struct build *b, const char *from, const char *to, unsigned
         return build_fail(b, ENGINE_E_FAILED, "cannot read \"%s\": %s", from, strerror(-rc));
     _cleanup_free_ char *dir = xstrdup(to);
     if ((rc = mkdir_p(dirname(dir), 0755)) < 0 || (rc = write_file_atomic(to, data, len, mode)) < 0)
-        return build_fail(b, rc == -ENOSPC ? ENGINE_E_DISK_FULL : ENGINE_E_FAILED, "cannot write \"%s\": %s", to, rc == -ENOSPC ? "the disk is full" : strerror(-rc));
+        return build_fail(b, engine_errno_cause(-rc), "cannot write \"%s\": %s", to,
+                          rc == -ENOSPC ? "the disk is full" : strerror(-rc));
     return 0;
 }
 
@@ -475,7 +478,7 @@ static int kernel_live(struct build *b)
     build_progress(b, STAGE_KERNEL, 50, "%s", strrchr(vmlinuz, '/') + 1);
     int rc = mkdir_p(WORK "/iso/live", 0755);
     if (rc < 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot create the ISO's directories: %s", strerror(-rc));
+        return build_fail(b, engine_errno_cause(-rc), "cannot create the ISO's directories: %s", strerror(-rc));
     return copy_into(b, vmlinuz, WORK "/iso/live/vmlinuz", 0644) ?: copy_into(b, initrd, WORK "/iso/live/initrd.img", 0644);
 }
 
@@ -570,7 +573,7 @@ static int bootloader(struct build *b)
     int rc = mkdir_p(WORK "/iso/isolinux", 0755);
     rc = rc ?: mkdir_p(WORK "/iso/boot/grub", 0755);
     if (rc < 0)
-        return build_fail(b, ENGINE_E_FAILED, "cannot create the ISO's directories: %s", strerror(-rc));
+        return build_fail(b, engine_errno_cause(-rc), "cannot create the ISO's directories: %s", strerror(-rc));
     if (b->r->boot_bios) {
         _cleanup_free_ char *cfg = xasprintf("SERIAL 0 115200\nDEFAULT live\nPROMPT 0\nTIMEOUT 0\nLABEL live\n"
                                              "  KERNEL /live/vmlinuz\n  APPEND initrd=/live/initrd.img %s\n",

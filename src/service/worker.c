@@ -107,6 +107,26 @@ void worker_log(struct worker_ctx *ctx, const char *line)
     add_event(j, "log", clean);
 }
 
+/*
+ * A failed build's log ends with why, as `debate build` prints it
+ * ("error: unknown package ..."): the log is what every client reads (text
+ * and stream), not only the build record. One log line per line of the
+ * message; written while the lease is still held.
+ */
+static void log_failure(struct job *j, const struct worker_outcome *out)
+{
+    _cleanup_free_ char *msg = xstrdup(out->error_message[0] ? out->error_message : out->error_code);
+    const char *prefix = "error: ";
+    for (char *line = msg, *next; line != NULL; line = next, prefix = "") {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        _cleanup_free_ char *text = xasprintf("%s%s", prefix, line);
+        worker_log(&j->ctx, text);
+    }
+    flush_events(j);
+}
+
 /* ---- the heartbeat ---- */
 
 static void *heartbeat_main(void *arg)
@@ -201,6 +221,8 @@ static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const
         log_infox("worker %s: build %s: given back to the queue (%s)", o->name, rec->id, db_status_str(st));
         goto done;
     }
+    if (strcmp(out.status, "failed") == 0)
+        log_failure(&j, &out);
     if (out.lock_hash[0] != '\0')
         store_build_set_lock(conn, rec->id, o->name, NULL, out.lock_hash, err, sizeof(err));
     struct build_result r = {.status = out.status, .iso_sha256 = out.iso_sha256, .iso_size = out.iso_size,

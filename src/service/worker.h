@@ -11,7 +11,13 @@
  * go back to the queue until max_attempts, then fail.
  *
  * What a claimed build runs is a function (execute): the engine for
- * real builds; the queue tests plug in a no-op.
+ * real builds; the queue tests plug in a no-op. Whatever ran, a build
+ * that failed gets its error as the last lines of its log ("error: " and
+ * the message, as `debate build` prints it) before the outcome is
+ * recorded, so the text log and the event stream say why.
+ *
+ * The error code of a failed engine build is engine_error_code() of the
+ * cause engine_build returned (never read from the message).
  */
 #ifndef DEBATE_SERVICE_WORKER_H
 #define DEBATE_SERVICE_WORKER_H

@@ -1,0 +1,276 @@
+/*
+ * The engine's failure causes, offline. Every cause has its API code and a
+ * text. Resolution against mirrors the test makes (a file:// mirror signed
+ * with a key of its own, the same mirror unsigned, a closed port) returns
+ * the cause as a value: an unknown package, a bad signature, an unreachable
+ * mirror; engine_build passes it on. An output whose directory does not
+ * exist is refused before anything is fetched, and an interrupt while
+ * resolving is the cause whatever apt said.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "engine/engine.h"
+#include "engine/recipe.h"
+#include "engine/resolve.h"
+#include "harness.h"
+#include "util.h"
+
+#define CLOSED_PORT_MIRROR "http://127.0.0.1:9/debian"
+
+/* A file:// mirror of bookworm holding busybox-static alone, its keyring and a package cache, in a scratch dir. */
+struct mirror {
+    char *dir, *url, *keyring, *cache;
+};
+
+static void run(const char *cmd)
+{
+    if (system(cmd) != 0)
+        harness_fail(__FILE__, __LINE__, "command failed: %s", cmd);
+}
+
+/* Writes the mirror's Release (with the SHA-256 of its indexes), signed as InRelease when sign. */
+static void mirror_make(struct mirror *m, bool sign)
+{
+    m->dir = xstrdup("/tmp/debate-engine-unit-XXXXXX");
+    if (mkdtemp(m->dir) == NULL)
+        harness_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+    m->url = xasprintf("file://%s/m", m->dir);
+    m->keyring = xasprintf("%s/keyring.gpg", m->dir);
+    m->cache = xasprintf("%s/cache", m->dir);
+    _cleanup_free_ char *cmd = xasprintf(
+        "set -e; cd '%1$s'; mkdir -m 700 g; export GNUPGHOME=\"$PWD/g\"\n"
+        "mkdir -p m/dists/bookworm/main/binary-amd64 && cd m/dists/bookworm\n"
+        "printf 'Package: busybox-static\\nVersion: 1.35.0-4\\nArchitecture: amd64\\nMaintainer: t <t@invalid>\\n"
+        "Filename: pool/main/b/busybox/busybox-static_1.35.0-4_amd64.deb\\nSize: 1\\n"
+        "SHA256: 1111111111111111111111111111111111111111111111111111111111111111\\nDescription: t\\n'"
+        " > main/binary-amd64/Packages && xz -k main/binary-amd64/Packages\n"
+        "{ printf 'Origin: debate-test\\nSuite: bookworm\\nCodename: bookworm\\n'\n"
+        "  printf 'Date: Sun, 01 Jan 2023 00:00:00 UTC\\nArchitectures: amd64\\nComponents: main\\nSHA256:\\n'\n"
+        "  for f in main/binary-amd64/Packages main/binary-amd64/Packages.xz; do\n"
+        "    printf ' %%s %%s %%s\\n' $(sha256sum $f | cut -d' ' -f1) $(stat -c %%s $f) $f; done; } > Release\n"
+        "gpg --batch --quiet --passphrase '' --quick-gen-key 'debate test <test@invalid>' ed25519 sign never\n"
+        "gpg --batch --quiet --export > '%1$s/keyring.gpg'\n"
+        "if [ %2$d = 1 ]; then gpg --batch --quiet --clearsign -o InRelease Release; fi\n"
+        "gpgconf --kill gpg-agent\n",
+        m->dir, sign ? 1 : 0);
+    run(cmd);
+}
+
+static void mirror_remove(struct mirror *m)
+{
+    _cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", m->dir);
+    run(cmd);
+    free(m->dir);
+    free(m->url);
+    free(m->keyring);
+    free(m->cache);
+}
+
+static void recipe_of(const char *json, struct recipe *r)
+{
+    struct recipe_error e;
+    if (recipe_parse(json, strlen(json), r, &e) < 0) {
+        char msg[512];
+        recipe_error_format(&e, msg, sizeof(msg));
+        harness_fail(__FILE__, __LINE__, "recipe: %s", msg);
+    }
+}
+
+static const char unknown_recipe[] =
+    "{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\",\"nosuch\"]}";
+
+static void set(char **field, const char *value)
+{
+    free(*field);
+    *field = xstrdup(value);
+}
+
+/* engine_build of recipe against mirror (keyring and cache of m) into output; err holds its message. */
+static enum engine_error build(const struct mirror *m, const char *mirror, const char *recipe, const char *output,
+                               volatile sig_atomic_t *interrupted, char *err, size_t errlen)
+{
+    struct config cfg;
+    config_init(&cfg);
+    set(&cfg.archive_keyring, m->keyring);
+    set(&cfg.cache_dir, m->cache);
+    struct recipe r;
+    recipe_of(recipe, &r);
+    struct engine_opts o = {.cfg = &cfg, .output = output, .mirror = mirror, .hook_timeout_s = 10,
+                            .interrupted = interrupted};
+    struct engine_result res;
+    enum engine_error cause = engine_build(&r, &o, &res, err, errlen);
+    recipe_release(&r);
+    config_release(&cfg);
+    return cause;
+}
+
+TEST(every_cause_has_a_code_and_a_text)
+{
+    for (int e = ENGINE_OK; e <= ENGINE_ERROR_MAX; e++) {
+        const char *code = engine_error_code((enum engine_error)e), *text = engine_strerror((enum engine_error)e);
+        if (code == NULL || code[0] == '\0' || text == NULL || text[0] == '\0')
+            harness_fail(__FILE__, __LINE__, "cause %d has no code or no text", e);
+        for (int other = ENGINE_OK; other < e; other++)
+            if (strcmp(code, engine_error_code((enum engine_error)other)) == 0)
+                harness_fail(__FILE__, __LINE__, "causes %d and %d share the code \"%s\"", other, e, code);
+    }
+    CHECK_STR(engine_error_code((enum engine_error)(ENGINE_ERROR_MAX + 1)), "build_failed");
+    CHECK_STR(engine_strerror((enum engine_error)(ENGINE_ERROR_MAX + 1)), "unknown error");
+}
+
+/* The codes docs/api.md promises for a failed build. */
+TEST(the_codes_are_the_api_s)
+{
+    static const struct {
+        enum engine_error e;
+        const char *code;
+    } want[] = {{ENGINE_E_FAILED, "build_failed"},      {ENGINE_E_INVALID_LOCK, "invalid_lock"},
+                {ENGINE_E_UNKNOWN_PACKAGE, "unknown_package"}, {ENGINE_E_MIRROR, "mirror_unreachable"},
+                {ENGINE_E_SIGNATURE, "bad_signature"},    {ENGINE_E_HOOK, "hook_failed"},
+                {ENGINE_E_LIMIT, "limit_exceeded"},       {ENGINE_E_DISK_FULL, "disk_full"},
+                {ENGINE_E_INTERRUPTED, "interrupted"}};
+    CHECK_INT(sizeof(want) / sizeof(want[0]), ENGINE_ERROR_MAX);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        CHECK_STR(engine_error_code(want[i].e), want[i].code);
+}
+
+TEST(resolving_an_unknown_package_names_it)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(unknown_recipe, &r);
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(resolve_lock(&r, m.url, m.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_UNKNOWN_PACKAGE);
+    CHECK_STR(err, "unknown package \"nosuch\" in debian bookworm");
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+TEST(an_unsigned_mirror_is_a_bad_signature)
+{
+    struct mirror m;
+    mirror_make(&m, false);
+    struct recipe r;
+    recipe_of(unknown_recipe, &r);
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(resolve_lock(&r, m.url, m.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_SIGNATURE);
+    CHECK(strncmp(err, "the signature of the mirror's index is not valid", 48) == 0);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+TEST(a_mirror_signed_by_a_key_not_in_the_keyring_is_a_bad_signature)
+{
+    struct mirror m, other;
+    mirror_make(&m, true);
+    mirror_make(&other, false); /* a key of its own */
+    struct recipe r;
+    recipe_of(unknown_recipe, &r);
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(resolve_lock(&r, m.url, other.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_SIGNATURE);
+    CHECK(strstr(err, "NO_PUBKEY") != NULL);
+    recipe_release(&r);
+    mirror_remove(&other);
+    mirror_remove(&m);
+}
+
+TEST(a_closed_port_is_an_unreachable_mirror)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(unknown_recipe, &r);
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(resolve_lock(&r, CLOSED_PORT_MIRROR, m.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_MIRROR);
+    static const char want[] = "the mirror is unreachable (" CLOSED_PORT_MIRROR "): ";
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+TEST(fetching_a_lock_from_a_closed_port_is_an_unreachable_mirror)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(unknown_recipe, &r);
+    static const char lock_json[] =
+        "{\"format\":1,\"mirror\":\"" CLOSED_PORT_MIRROR "\",\"release\":\"bookworm\",\"architecture\":\"amd64\","
+        "\"inrelease_sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"date\":\"Sun, 01 Jan 2023 00:00:00 UTC\",\"packages\":["
+        "{\"name\":\"busybox-static\",\"version\":\"1\",\"architecture\":\"amd64\",\"size\":1,"
+        "\"sha256\":\"1111111111111111111111111111111111111111111111111111111111111111\",\"filename\":\"pool/b.deb\"},"
+        "{\"name\":\"nosuch\",\"version\":\"1\",\"architecture\":\"amd64\",\"size\":1,"
+        "\"sha256\":\"2222222222222222222222222222222222222222222222222222222222222222\","
+        "\"filename\":\"pool/n.deb\"}]}";
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(lock_parse(lock_json, strlen(lock_json), &r, &l, err, sizeof(err)), 0);
+    int fetched = -1;
+    CHECK_INT(resolve_fetch(&l, m.cache, &fetched, err, sizeof(err)), ENGINE_E_MIRROR);
+    CHECK(strstr(err, "the mirror no longer serves: the mirror is unreachable") != NULL);
+    CHECK_INT(fetched, 0);
+    lock_release(&l);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+TEST(a_build_with_an_unknown_package_fails_with_that_cause)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    _cleanup_free_ char *output = xasprintf("%s/x.iso", m.dir);
+    char err[4096] = "";
+    CHECK_INT(build(&m, m.url, unknown_recipe, output, NULL, err, sizeof(err)), ENGINE_E_UNKNOWN_PACKAGE);
+    CHECK_STR(err, "unknown package \"nosuch\" in debian bookworm");
+    CHECK_STR(engine_error_code(ENGINE_E_UNKNOWN_PACKAGE), "unknown_package");
+    struct stat st;
+    CHECK(stat(output, &st) < 0 && errno == ENOENT);
+    mirror_remove(&m);
+}
+
+/* Refused at once: nothing is resolved (the mirror would answer otherwise) for an ISO that has nowhere to go. */
+TEST(a_build_into_a_missing_directory_is_refused_first)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    CHECK_INT(chdir(m.dir), 0);
+    char err[4096] = "";
+    CHECK_INT(build(&m, CLOSED_PORT_MIRROR, unknown_recipe, "rel/x.iso", NULL, err, sizeof(err)), ENGINE_E_FAILED);
+    CHECK_STR(err, "the output's directory \"rel\" does not exist");
+    CHECK_INT(build(&m, CLOSED_PORT_MIRROR, unknown_recipe, "rel/", NULL, err, sizeof(err)), ENGINE_E_FAILED);
+    CHECK_STR(err, "the output \"rel/\" is a directory, not the ISO's file name");
+    CHECK_INT(mkdir("rel", 0755), 0);
+    CHECK_INT(build(&m, CLOSED_PORT_MIRROR, unknown_recipe, "rel", NULL, err, sizeof(err)), ENGINE_E_FAILED);
+    CHECK_STR(err, "the output \"rel\" is a directory, not the ISO's file name");
+    run("touch plain");
+    CHECK_INT(build(&m, CLOSED_PORT_MIRROR, unknown_recipe, "plain/x.iso", NULL, err, sizeof(err)), ENGINE_E_FAILED);
+    CHECK_STR(err, "the output's directory \"plain\" is not a directory");
+    CHECK_INT(chdir("/"), 0);
+    mirror_remove(&m);
+}
+
+TEST(an_interrupt_while_resolving_is_the_cause)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    _cleanup_free_ char *output = xasprintf("%s/x.iso", m.dir);
+    volatile sig_atomic_t interrupted = 1; /* as if Ctrl-C came while apt ran */
+    char err[4096] = "";
+    CHECK_INT(build(&m, m.url, unknown_recipe, output, &interrupted, err, sizeof(err)), ENGINE_E_INTERRUPTED);
+    _cleanup_free_ char *want =
+        xasprintf("interrupted: the build stopped while resolving and nothing was written to \"%s\"", output);
+    CHECK_STR(err, want);
+    mirror_remove(&m);
+}
