@@ -1,6 +1,7 @@
 # debate: `make` builds build/debate; `make test` installs what is missing,
-# builds with warnings as errors, runs every test (also under ASan+UBSan);
-# `make run` starts the server with the defaults. See README.md.
+# checks the layering of src/, builds with warnings as errors, runs every
+# test (also under ASan+UBSan); `make run` starts the server with the
+# defaults. See README.md.
 
 CC      ?= cc
 PYTHON  := /usr/bin/python3
@@ -57,7 +58,13 @@ deps:
 
 unit: $(addprefix build/tests/,$(UNIT_NAMES)) $(addprefix build/asan/tests/,$(UNIT_NAMES))
 
+# Which directory of src/ may include which: see scripts/check-layers.py.
+.PHONY: check-layers
+check-layers:
+	@$(PYTHON) scripts/check-layers.py src
+
 test: deps
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory build/debate build/asan/debate unit build/tools/queue_worker
 	@$(PYTHON) tests/run.py
 

@@ -1,9 +1,14 @@
 #!/usr/bin/python3
-"""Runs every test of debate and prints one closing line: N passed, N failed.
+"""Runs every test of debate and prints one closing line:
+N passed, N failed, N skipped.
 
 Unit tests (C, tests/unit) run in the release build and under
 AddressSanitizer + UndefinedBehaviorSanitizer; the integration tests
 (pytest, tests/integration) drive both builds of the real binary.
+
+A test that did not run is counted and listed as skipped, with its reason
+(a unit test's "SKIP name: reason" line, a pytest skip's message), never
+as passed. The run fails when a test failed or when nothing passed.
 """
 import glob
 import os
@@ -21,9 +26,6 @@ SAN_ENV = {
     "LSAN_OPTIONS": "suppressions=" + os.path.join(ROOT, "tests", "lsan.supp") + ":print_suppressions=0",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
 }
-
-passed, failed, failures = 0, 0, []
-
 
 class Cluster:
     """A private PostgreSQL cluster for the unit tests that need a database
@@ -66,41 +68,100 @@ class Cluster:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def record(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        failures.append((name, detail))
+class Tally:
+    """What the run found: counts, failures with their details, and skips
+    with their reasons."""
+
+    def __init__(self):
+        self.passed, self.failed = 0, 0
+        self.failures, self.skips = [], []
+
+    def record(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            self.failures.append((name, detail))
+
+    def skip(self, name, reason):
+        self.skips.append((name, " ".join(reason.split()) or "no reason given"))
+
+    def ok(self):
+        """A run passes when nothing failed and something passed: a run of
+        skips alone proves nothing."""
+        return self.failed == 0 and self.passed > 0
+
+    def report(self):
+        """The closing lines: skips, failures, then the counts."""
+        lines = [f"SKIPPED {name}: {reason[:160]}" for name, reason in self.skips]
+        for name, detail in self.failures:
+            lines.append(f"FAILED {name}\n  {detail.strip()[:1500]}")
+        lines.append(f"{self.passed} passed, {self.failed} failed, {len(self.skips)} skipped")
+        return "\n".join(lines)
 
 
-def run_unit(variant, build, db_url):
+UNIT_LINE = re.compile(r"(PASS|FAIL|SKIP) ([A-Za-z0-9_]+)(?:: (.*))?$")
+# A binary whose every test skipped exits 1 (nothing passed) without a FAIL.
+ONLY_SKIPPED = re.compile(r"0 passed, 0 failed, [1-9][0-9]* skipped$")
+
+
+def unit_results(tally, label, returncode, stdout, stderr):
+    """Counts one unit test binary's PASS, FAIL and SKIP lines; a binary
+    that reported nothing, or exited non-zero without saying why, fails."""
+    seen, fails = 0, 0
+    for line in stdout.splitlines():
+        m = UNIT_LINE.match(line)
+        if not m:
+            continue
+        seen += 1
+        test = f"{label}.{m.group(2)}"
+        if m.group(1) == "SKIP":
+            tally.skip(test, m.group(3) or "")
+        else:
+            fails += m.group(1) == "FAIL"
+            tally.record(test, m.group(1) == "PASS", stderr[-2000:])
+    last = stdout.strip().splitlines()[-1] if stdout.strip() else "no output"
+    only_skipped = returncode == 1 and ONLY_SKIPPED.match(last)
+    if seen == 0 or (returncode != 0 and fails == 0 and not only_skipped):
+        tally.record(label, False, f"exit {returncode}\n{stdout[-1000:]}{stderr[-2000:]}")
+    return last
+
+
+def junit_results(tally, variant, xml):
+    """Counts the test cases of a pytest JUnit report; skips keep their
+    message."""
+    count = 0
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        count += 1
+        name = f"{variant}: {case.get('classname')}.{case.get('name')}"
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        skipped = case.find("skipped")
+        if skipped is not None and bad is None:
+            tally.skip(name, skipped.get("message") or skipped.text or "")
+            continue
+        tally.record(name, bad is None, (bad.get("message") or "")[:2000] if bad is not None else "")
+    if count == 0:
+        tally.record(f"{variant}: pytest", False, "no integration test ran")
+
+
+def run_unit(tally, variant, build, db_url):
     tests_dir = os.path.join(ROOT, build, "tests")
     names = sorted(os.listdir(tests_dir)) if os.path.isdir(tests_dir) else []
     if not names:
-        record(f"{variant}: unit tests", False, f"no unit test binaries in {tests_dir}")
+        tally.record(f"{variant}: unit tests", False, f"no unit test binaries in {tests_dir}")
     for name in names:
         env = dict(os.environ, DEBATE_TEST_DATABASE_URL=db_url, **SAN_ENV)
         try:
             p = subprocess.run([os.path.join(tests_dir, name)], capture_output=True, text=True, env=env,
                                timeout=300)
         except subprocess.TimeoutExpired:
-            record(f"{variant}: {name}", False, "timed out")
+            tally.record(f"{variant}: {name}", False, "timed out")
             continue
-        seen = 0
-        for line in p.stdout.splitlines():
-            m = re.match(r"(PASS|FAIL) (\S+)", line)
-            if m:
-                seen += 1
-                record(f"{variant}: {name}.{m.group(2)}", m.group(1) == "PASS", p.stderr[-2000:])
-        if seen == 0 or (p.returncode != 0 and "FAIL" not in p.stdout):
-            record(f"{variant}: {name}", False, f"exit {p.returncode}\n{p.stdout[-1000:]}{p.stderr[-2000:]}")
-        print(f"unit {variant} {name}: {p.stdout.strip().splitlines()[-1] if p.stdout.strip() else 'no output'}",
-              flush=True)
+        last = unit_results(tally, f"{variant}: {name}", p.returncode, p.stdout, p.stderr)
+        print(f"unit {variant} {name}: {last}", flush=True)
 
 
-def run_integration(variant, build):
+def run_integration(tally, variant, build):
     binary = os.path.join(ROOT, build, "debate")
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "junit.xml")
@@ -112,41 +173,30 @@ def run_integration(variant, build):
         print(f"integration {variant}: {' '.join(cmd[2:])}", flush=True)
         p = subprocess.run(cmd, env=env, cwd=ROOT, timeout=2400)
         if not os.path.exists(xml):
-            record(f"{variant}: pytest", False, f"pytest exited {p.returncode} without a report")
+            tally.record(f"{variant}: pytest", False, f"pytest exited {p.returncode} without a report")
             return
-        cases = ET.parse(xml).getroot().iter("testcase")
-        count = 0
-        for case in cases:
-            count += 1
-            name = f"{variant}: {case.get('classname')}.{case.get('name')}"
-            bad = case.find("failure") if case.find("failure") is not None else case.find("error")
-            if case.find("skipped") is not None:
-                continue
-            record(name, bad is None, (bad.get("message") or "")[:2000] if bad is not None else "")
-        if count == 0:
-            record(f"{variant}: pytest", False, "no integration test ran")
+        junit_results(tally, variant, xml)
 
 
 def main():
     only = sys.argv[1:]  # optional: "unit" or "integration"
+    tally = Tally()
     if not only or "unit" in only:
         cluster = Cluster()
         try:
             cluster.start()
         except (subprocess.CalledProcessError, RuntimeError) as e:
-            record("unit: PostgreSQL for the database tests", False, f"{e}\n{getattr(e, 'stderr', '')}")
+            tally.record("unit: PostgreSQL for the database tests", False, f"{e}\n{getattr(e, 'stderr', '')}")
         try:
             for variant, build in VARIANTS:
-                run_unit(variant, build, cluster.url)
+                run_unit(tally, variant, build, cluster.url)
         finally:
             cluster.stop()
     for variant, build in VARIANTS:
         if not only or "integration" in only:
-            run_integration(variant, build)
-    for name, detail in failures:
-        print(f"FAILED {name}\n  {detail.strip()[:1500]}")
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+            run_integration(tally, variant, build)
+    print(tally.report())
+    return 0 if tally.ok() else 1
 
 
 if __name__ == "__main__":

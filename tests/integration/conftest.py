@@ -13,6 +13,8 @@ Main pieces:
                           1 KiB body limit, one CORS origin).
 * ``debate_factory``   -- function-scoped factory for fresh servers with
                           custom environment (rate limits, timeouts, drain).
+* ``kill9(srv)``       -- SIGKILL a server, as a crash would, without a
+                          teardown complaint about its exit.
 """
 
 import json
@@ -614,6 +616,16 @@ class DebateServer:
             token, _ = self.csrf_token()
         return [("Cookie", f"__Host-debate_csrf={token}"),
                 ("X-CSRF-Token", token)]
+
+
+def kill9(srv):
+    """SIGKILL a DebateServer (a crash, as far as it can tell) and take it
+    out of the clean-exit check at teardown."""
+    srv.proc.kill()
+    srv.proc.wait(10)
+    srv._stopped = True
+    for f in (srv._out, srv._err):
+        f.close()
 
 
 def _finish(servers, request=None):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (DebateServer, ResponseTimeout, _finish, _own_tmpdir, build_request,
-                      clean_env, debate_bin, free_ports, metric_value, postgres_pids,
+                      clean_env, debate_bin, free_ports, kill9, metric_value, postgres_pids,
                       reap_postgres, run_psql)
 
 # What migration 1 creates.
@@ -96,8 +96,8 @@ def db_env(cluster, **extra):
 
 class Servers:
     """Like debate_factory, plus: servers can share a data dir (restarts of
-    the embedded cluster), can be killed -9, and any postmaster left under
-    the work dir is reaped at teardown."""
+    the embedded cluster), and any postmaster left under the work dir is
+    reaped at teardown (conftest's kill9 kills one -9)."""
 
     def __init__(self):
         self.workdir = _own_tmpdir("debate-db-")
@@ -122,15 +122,6 @@ class Servers:
             if srv.proc is not None and srv.proc.poll() is not None:
                 srv._stopped = True
             raise
-
-    @staticmethod
-    def kill9(srv):
-        """SIGKILL, and take it out of the clean-exit check."""
-        srv.proc.kill()
-        srv.proc.wait(10)
-        srv._stopped = True
-        for f in (srv._out, srv._err):
-            f.close()
 
     def close(self):
         try:
@@ -448,7 +439,7 @@ def test_embedded_adopts_orphaned_cluster(servers):
     postmasters = postgres_pids(pgdata)
     assert postmasters, "no postmaster for the embedded cluster"
 
-    servers.kill9(srv)
+    kill9(srv)
     assert postgres_pids(pgdata) == postmasters, "postgres did not survive kill -9 of debate"
 
     srv2 = servers.start(data_dir=data)

@@ -44,7 +44,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import (SANITIZER_MARKERS, DebateServer, _finish, _own_tmpdir,
-                      build_request, clean_env, debate_bin, reap_postgres)
+                      build_request, clean_env, debate_bin, kill9, reap_postgres)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the build service runs builds as root")
 
@@ -457,14 +457,6 @@ class Service:
         w = Worker(self.workdir / "workers", self.env(**env), f"worker{len(self.workers)}")
         self.workers.append(w)
         return w.start()
-
-    @staticmethod
-    def kill9(srv):
-        srv.proc.kill()
-        srv.proc.wait(10)
-        srv._stopped = True
-        for f in (srv._out, srv._err):
-            f.close()
 
     def close(self):
         if self.request.session.testsfailed > self.failed_before:
@@ -1175,7 +1167,7 @@ def test_a_killed_server_loses_no_build(service, pg_cluster):
     assert b["status"] == "running", f"the build ended before the kill: {b}"
     qb = api.build(q)
     assert qb["status"] == "queued" and qb["queue_position"] == 1, qb
-    service.kill9(srv)
+    kill9(srv)
 
     srv2 = service.server(data_dir=srv.data_dir, **env)
     api2 = Api(srv2)
