@@ -1,7 +1,7 @@
 """Fixtures and raw HTTP/TLS helpers for the `debate` integration tests.
 
 Only the Python standard library and pytest are used.  The binary under test
-is taken from DEBATE_BIN (default /work/main/build/debate).
+is taken from DEBATE_BIN (default: build/debate of this checkout).
 
 Main pieces:
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-DEBATE_BIN = os.environ.get("DEBATE_BIN", "/work/main/build/debate")
+DEBATE_BIN = os.environ.get("DEBATE_BIN", str(Path(__file__).resolve().parents[2] / "build" / "debate"))
 STARTUP_TIMEOUT = 20.0
 SHUTDOWN_TIMEOUT = 15.0
 SANITIZER_MARKERS = (
