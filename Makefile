@@ -11,15 +11,15 @@ WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wvla -
            -Wcast-align -Wwrite-strings -Wno-unused-parameter -Wno-missing-field-initializers
 CPPFLAGS := -Isrc -I/usr/include/postgresql -DH2O_USE_LIBUV=0 -D_GNU_SOURCE
 CFLAGS  := -std=gnu17 -g $(WARN)
-LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson -lpq -lseccomp
+LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson -lpq -lseccomp -lcurl
 
 RELEASE_FLAGS := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 ASAN_FLAGS    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SRCS      := $(wildcard src/*.c src/cmd/*.c src/http/*.c src/db/*.c src/engine/*.c src/service/*.c)
+SRCS      := $(wildcard src/*.c src/cmd/*.c src/client/*.c src/http/*.c src/db/*.c src/engine/*.c src/service/*.c)
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-HDRS      := $(wildcard src/*.h src/cmd/*.h src/http/*.h src/db/*.h src/engine/*.h src/service/*.h tests/unit/*.h)
+HDRS      := $(wildcard src/*.h src/cmd/*.h src/client/*.h src/http/*.h src/db/*.h src/engine/*.h src/service/*.h tests/unit/*.h)
 
 # $(1): variant directory, $(2): extra flags
 define variant
@@ -64,6 +64,7 @@ check-layers:
 	@$(PYTHON) scripts/check-layers.py src
 
 test: deps
+	@scripts/install-deps.sh --test
 	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory build/debate build/asan/debate unit build/tools/queue_worker
 	@$(PYTHON) tests/run.py

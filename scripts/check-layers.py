@@ -29,6 +29,7 @@ RULES = {
     "engine": ({TOP, "engine"}, "the engine knows nothing of the service, the database or HTTP"),
     "service": ({TOP, "db", "engine", "service"}, "service/ joins the engine and the database"),
     "http": ({TOP, "db", "service", "http"}, "the HTTP layer parses and answers; builds go through service/"),
+    "client": ({TOP, "client"}, "the API client speaks HTTP to a server; it shares nothing with the server's layers"),
     "cmd": (EVERYTHING, "the commands may include anything"),
 }
 # Files that are a layer of their own, whatever their directory.

@@ -2,12 +2,18 @@
 # Installs the Debian packages debate needs to build, run and test, when
 # they are missing. Idempotent: does nothing (and needs no network) when
 # everything is there; runs `apt-get update` once otherwise.
+#
+# With --test, also the npm packages the browser and API-document tests use
+# (each tests/*/package.json, installed exactly as its package-lock.json
+# pins them, with the machine's own Node.js), again only when missing.
 set -eu
+cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential pkg-config libh2o-evloop-dev libjansson-dev libssl-dev zlib1g-dev libpq-dev
 postgresql postgresql-client curl openssl python3 python3-pytest ca-certificates
 mmdebstrap xorriso squashfs-tools grub-efi-amd64-bin grub-pc-bin grub-common isolinux syslinux-common
-mtools dosfstools zstd kmod xz-utils qemu-system-x86 ovmf faketime libseccomp-dev e2fsprogs iproute2"
+mtools dosfstools zstd kmod xz-utils qemu-system-x86 ovmf faketime libseccomp-dev e2fsprogs iproute2
+libcurl4-openssl-dev python3-jsonschema chromium fonts-dejavu-core"
 
 missing=""
 for p in $PACKAGES; do
@@ -15,15 +21,28 @@ for p in $PACKAGES; do
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
 
-echo "installing:$missing"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install:$missing" >&2; exit 1; }
-    SUDO=sudo
+if [ -n "$missing" ]; then
+    echo "installing:$missing"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install:$missing" >&2; exit 1; }
+        SUDO=sudo
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing
+
+[ "${1:-}" = "--test" ] || exit 0
+for lock in tests/*/package-lock.json; do
+    [ -f "$lock" ] || continue
+    dir=$(dirname "$lock")
+    # npm ci records what it installed; reinstall only when the lock changed.
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$lock" -nt "$dir/node_modules/.package-lock.json" ]; then
+        command -v npm >/dev/null 2>&1 || { echo "npm is needed for the tests in $dir (Node.js 18 or later)" >&2; exit 1; }
+        echo "installing the npm packages of $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+done
