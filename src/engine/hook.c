@@ -3,24 +3,26 @@
  * each in a confinement of its own that ends with it.
  *
  * A hook starts as PID 1's child in new PID and mount namespaces. PID 1 is
- * a small init of ours (hook_init), forked from the stages. Before the hook
- * exists, the init:
+ * a small init of ours (hook_init), a raw clone of the stages. Before the
+ * hook exists, the init:
  *
- *   1. makes every mount private, binds the image (WORK/root) onto itself,
+ *   1. keeps only its standard output and error (the hook's output pipe)
+ *      and the report pipe: the stages' progress pipe and their descriptor
+ *      of the image are closed;
+ *   2. makes every mount private, binds the image (WORK/root) onto itself,
  *      mounts a fresh /proc (of the hook's PID namespace) on the image's
  *      /proc and a small tmpfs on its /dev holding the sandbox's null,
  *      zero, full, random and urandom, the fd and std* links and a shm
  *      directory; every mount point is opened without following a link,
  *      so a link an earlier hook planted cannot move a mount;
- *   2. pivots into the image and detaches the old root: from then on the
+ *   3. pivots into the image and detaches the old root: from then on the
  *      image is the root of the namespace, and nothing of the build around
  *      it (the build disk, the mirror, the host's /usr) is reachable by any
  *      path, "..", or descriptor;
- *   3. keeps only its standard output (the hook's output pipe) and the
- *      report pipe, writes the hook's script to the image's /tmp, becomes
- *      non-dumpable (no one in the namespace may open its descriptors or
- *      memory through /proc), refuses pivot_root from then on, and forks the
- *      hook, which keeps descriptors 0-2 only.
+ *   4. writes the hook's script to the image's /tmp, becomes non-dumpable
+ *      (no one in the namespace may open its descriptors or memory through
+ *      /proc), refuses pivot_root from then on, and forks the hook, which
+ *      keeps descriptors 0-2 only.
  *
  * The hook is over when its own process exits. The init then kills
  * whatever the hook left running (everything else in the namespace),
@@ -154,7 +156,7 @@ static int hook_dev(int rootfd)
     return 0;
 }
 
-/* Steps 1 and 2 of the header: the image becomes the root. HOOK_STEP_NONE, or the failed step with errno set. */
+/* Steps 2 and 3 of the header: the image becomes the root. HOOK_STEP_NONE, or the failed step with errno set. */
 static enum hook_step hook_enter_image(void)
 {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -235,7 +237,7 @@ static int hook_wait(pid_t hook)
         if (p == hook)
             return status;
         if (p < 0 && errno != EINTR)
-            return 0;
+            return 125 << 8; /* cannot happen while the hook lives: a failure, never a success */
     }
 }
 
