@@ -98,4 +98,15 @@ void proto_host_finish(struct build *b);
 /* The sandbox's payload: every stage from rootfs to assembling; 0 when the ISO is at WORK/image.iso. */
 int stages_payload(void *arg);
 
+/* ---- hook.c ---- */
+
+/*
+ * Inside the sandbox, after the overlays: runs the recipe's hooks in order,
+ * each with the image (WORK/root) as the root of its own mount and PID
+ * namespaces, until one fails. 0, or -1 with the cause (ENGINE_E_HOOK, or
+ * ENGINE_E_LIMIT for a forbidden system call) and the message in b->err.
+ * Progress and the hooks' output go out as P and L lines.
+ */
+int hook_run_all(struct build *b);
+
 #endif

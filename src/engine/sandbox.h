@@ -113,6 +113,14 @@ void sandbox_describe(const struct sandbox_opts *o, char *buf, size_t len);
  */
 int sandbox_open_beneath(int dirfd, const char *rel, int flags);
 
+/*
+ * Inside the sandbox, in a process that has made its own root (the hook
+ * runner, after pivot_root into the image): adds a seccomp filter that
+ * refuses pivot_root (EPERM) to it and everything it starts from then on.
+ * 0, or -1 with errno.
+ */
+int sandbox_filter_lock_root(void);
+
 /* The environment every sandbox starts from: PATH, HOME, TZ, LC_ALL. */
 extern const char *const sandbox_base_env[];
 

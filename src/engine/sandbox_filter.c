@@ -13,6 +13,11 @@
  *    whatever the upper 32 bits of the request say; a new user namespace
  *    refused through clone and unshare.
  *
+ * pivot_root is allowed: the engine's hook runner pivots into the image to
+ * give each hook its own root. sandbox_filter_lock_root adds a third filter
+ * there, before the hook starts, that refuses it again (EPERM) to the hook
+ * and everything it starts.
+ *
  * Only the native x86-64 ABI passes: the 32-bit (int 0x80) and x32 entry
  * points kill the process (SIGSYS), since their numbers differ and would
  * dodge every rule above.
@@ -41,6 +46,8 @@ static const char *const allowed[] = {
     "fgetxattr", "listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr", "fremovexattr",
     "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "memfd_create", "ioctl",
     "chroot", "mount", "umount2", "name_to_handle_at",
+    /* the engine's hook runner makes the image a hook's root (sandbox_filter_lock_root refuses it again) */
+    "pivot_root",
     /* memory */
     "brk", "mmap", "munmap", "mremap", "mprotect", "msync", "mincore", "madvise", "mlock", "mlock2", "munlock",
     "mlockall", "munlockall", "mbind", "set_mempolicy", "get_mempolicy", "remap_file_pages", "membarrier",
@@ -79,7 +86,7 @@ static const char *const allowed[] = {
 
 /* Present on the machine, no use to a build, worth a clear refusal. */
 static const char *const refused[] = {
-    "ptrace", "process_vm_writev", "kcmp", "pidfd_getfd", "setns", "pivot_root", "init_module", "finit_module",
+    "ptrace", "process_vm_writev", "kcmp", "pidfd_getfd", "setns", "init_module", "finit_module",
     "delete_module", "create_module", "kexec_load", "kexec_file_load", "bpf", "perf_event_open", "keyctl",
     "add_key", "request_key", "reboot", "swapon", "swapoff", "acct", "syslog", "iopl", "ioperm", "open_by_handle_at",
     "userfaultfd", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "quotactl", "quotactl_fd",
@@ -144,6 +151,24 @@ static int load_allowlist(void)
     seccomp_release(ctx);
     admitted = n;
     return rc;
+}
+
+int sandbox_filter_lock_root(void)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (ctx == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    rc = rc ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(pivot_root), 0);
+    rc = rc ?: seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc < 0) {
+        errno = -rc;
+        return -1;
+    }
+    return 0;
 }
 
 int sandbox_filter_load(void)

@@ -154,110 +154,6 @@ static char *rcs_script(const struct recipe *r)
                      r->name);
 }
 
-/*
- * The hooks' /dev: the sandbox's null, zero, full, random and urandom,
- * bound onto empty files in the image's /dev for as long as the hooks run
- * (mounted through descriptors opened inside the image's root, so a planted
- * link cannot move them), and gone again before the image is packed.
- */
-static const char *const hook_devs[] = {"null", "zero", "full", "random", "urandom"};
-
-static void hook_dev_down(int rootfd, const bool *made)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(hook_devs); i++) {
-        if (!made[i])
-            continue;
-        _cleanup_free_ char *rel = xasprintf("/dev/%s", hook_devs[i]);
-        int fd = open_in_root(rootfd, rel, O_PATH | O_NOFOLLOW, 0);
-        if (fd >= 0) {
-            char via[64];
-            snprintf(via, sizeof(via), "/proc/self/fd/%d", fd);
-            umount2(via, MNT_DETACH);
-            close(fd);
-        }
-        int dfd = open_in_root(rootfd, "/dev", O_RDONLY | O_DIRECTORY, 0);
-        if (dfd >= 0) {
-            unlinkat(dfd, hook_devs[i], 0);
-            close(dfd);
-        }
-    }
-}
-
-static int hook_dev_up(struct build *b, int rootfd, bool *made)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(hook_devs); i++) {
-        _cleanup_free_ char *rel = xasprintf("/dev/%s", hook_devs[i]), *host = xasprintf("/dev/%s", hook_devs[i]);
-        int fd = open_in_root(rootfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
-        if (fd < 0) {
-            if (errno == EEXIST)
-                continue; /* the image has its own */
-            hook_dev_down(rootfd, made);
-            return build_fail(b, ENGINE_E_FAILED, "cannot prepare /dev/%s for the hooks: %s", hook_devs[i], strerror(errno));
-        }
-        made[i] = true;
-        char via[64];
-        snprintf(via, sizeof(via), "/proc/self/fd/%d", fd);
-        int rc = mount(host, via, NULL, MS_BIND, NULL);
-        int saved = errno;
-        close(fd);
-        if (rc < 0) {
-            hook_dev_down(rootfd, made);
-            return build_fail(b, ENGINE_E_FAILED, "cannot bind /dev/%s for the hooks: %s", hook_devs[i], strerror(saved));
-        }
-    }
-    return 0;
-}
-
-static int run_hook(struct build *b, int rootfd, size_t i)
-{
-    const struct recipe_hook *h = &b->r->hooks[i];
-    build_progress(b, STAGE_CUSTOMIZING, 50 + (int)(50 * i / b->r->nhooks), "hook \"%s\"", h->name);
-    _cleanup_free_ char *inside = xasprintf("/tmp/debate-hook-%s", h->name);
-    /* Through the image's root, like the overlays: an earlier hook may have planted links. */
-    if (write_in_root(b, rootfd, inside, h->script, strlen(h->script), 0755) < 0)
-        return -1;
-    const char *argv[] = {"/usr/sbin/chroot", WORK "/root", inside, NULL};
-    struct proc_opts o = {.timeout_s = b->o->hook_timeout_s, .on_output = proto_log_output, .output_arg = b};
-    b->tool_line_len = 0;
-    o.env = build_tool_env(b, true);
-    o.clean_env = true;
-    char err[256];
-    int rc = proc_run(argv, &o, err, sizeof(err));
-    proto_flush_log(b);
-    int dirfd = open_in_root(rootfd, "/tmp", O_RDONLY | O_DIRECTORY, 0);
-    if (dirfd >= 0) {
-        unlinkat(dirfd, inside + strlen("/tmp/"), 0);
-        close(dirfd);
-    }
-    if (rc == 0)
-        return 0;
-    const char *tail = o.tail;
-    size_t tl = strlen(tail);
-    if (tl > 800)
-        tail += tl - 800;
-    if (o.timed_out)
-        return build_fail(b, ENGINE_E_HOOK, "hook \"%s\" ran longer than %u seconds and was stopped; its last output:\n%s", h->name,
-                    b->o->hook_timeout_s, tail);
-    if (rc == 128 + SIGSYS)
-        return build_fail(b, ENGINE_E_LIMIT, "hook \"%s\" was killed for a system call the sandbox forbids; its last output:\n%s", h->name,
-                    tail);
-    return build_fail(b, ENGINE_E_HOOK, "hook \"%s\" failed with exit code %d; its last output:\n%s", h->name, rc, tail);
-}
-
-static int run_hooks(struct build *b, int rootfd)
-{
-    bool made[ARRAY_SIZE(hook_devs)] = {false};
-    if (b->r->nhooks == 0)
-        return 0;
-    if (hook_dev_up(b, rootfd, made) < 0)
-        return -1;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < b->r->nhooks; i++)
-        rc = run_hook(b, rootfd, i);
-    hook_dev_down(rootfd, made);
-    return rc;
-}
-
 static int customize(struct build *b)
 {
     const struct recipe *r = b->r;
@@ -298,7 +194,7 @@ static int customize(struct build *b)
         build_progress(b, STAGE_CUSTOMIZING, 50, "%zu overlays written", r->noverlays);
     if (rc == 0 && sethostname(r->hostname, strlen(r->hostname)) < 0)
         rc = build_fail(b, ENGINE_E_FAILED, "cannot set the host name for the hooks: %s", strerror(errno));
-    rc = rc ?: run_hooks(b, rootfd);
+    rc = rc ?: hook_run_all(b);
     close(rootfd);
     if (sethostname("debate-build", 12) < 0 && rc == 0)
         return build_fail(b, ENGINE_E_FAILED, "cannot reset the build's host name: %s", strerror(errno));

@@ -5,6 +5,7 @@ every way a build can fail leaving no ISO behind.
 The package cache is shared by the module, so only the first build
 downloads anything.
 """
+import base64
 import calendar
 import hashlib
 import json
@@ -416,3 +417,74 @@ def test_every_other_example_builds(data_dir, out_dir, recipe):
     names = {p["name"] for p in m["lock"]["packages"]}
     missing = sorted(set(m["recipe"]["packages"]) - names)
     assert not missing, f"{recipe.name}: the lock lacks {missing}"
+
+
+# ---- hooks: each in its own PID namespace, with the image as its root ----
+
+ESCAPE_SOURCE = ROOT / "tests" / "sandbox" / "corpus" / "58-chroot-escape-fd.c"
+
+
+def extract_from_iso(iso, tmp, *paths):
+    """The image's files at paths (relative), unpacked under tmp/x; and the
+    squashfs's full listing."""
+    sqfs = tmp / "fs.sqfs"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/live/filesystem.squashfs",
+                    str(sqfs)], check=True, capture_output=True)
+    subprocess.run(["unsquashfs", "-q", "-d", str(tmp / "x"), str(sqfs), *paths], check=True, capture_output=True)
+    listing = subprocess.run(["unsquashfs", "-l", "-d", "", str(sqfs)], check=True, capture_output=True,
+                             text=True).stdout
+    return tmp / "x", listing.split()
+
+
+def test_a_hook_is_over_when_its_own_process_exits(data_dir, out_dir):
+    # Each hook leaves sleepers behind that keep its output open. The first
+    # exits 0: the build goes on at once; the second exits 3: the build fails
+    # with that status, not a time limit. The log counts what was killed.
+    hooks = [{"name": "10-daemons", "script": "#!/bin/sh\necho starting two\nsleep 4321 &\nsleep 4322 &\n"
+                                              "echo started\nexit 0\n"},
+             {"name": "20-fails", "script": "#!/bin/sh\nsleep 4323 &\necho giving up\nexit 3\n"}]
+    recipe = write_recipe(out_dir, hooks=hooks)
+    out = out_dir / "x.iso"
+    r = build(data_dir, recipe, out, "--hook-timeout", "30")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ran longer than" not in r.stderr, r.stderr
+    assert 'hook "20-fails" failed with exit code 3' in r.stderr, r.stderr
+    assert "giving up" in r.stderr, r.stderr
+    assert 'hook "10-daemons" left 2 processes running; they were killed' in r.stdout, r.stdout
+    assert 'hook "20-fails" left 1 process running; it was killed' in r.stdout, r.stdout
+    assert_no_iso(out)
+    left = subprocess.run(["pgrep", "-a", "-f", "sleep 432[123]"], capture_output=True, text=True)
+    assert left.stdout == "", f"processes of a hook outlived it: {left.stdout}"
+
+
+def test_a_hook_sees_only_the_image_and_cannot_chroot_out(data_dir, out_dir):
+    # A static program (the image has no compiler or interpreter) opens "/",
+    # chroots into a subdirectory, fchdirs back, climbs and chroots "." (and
+    # the same with its working directory left outside); it prints what "/"
+    # holds before and after each attempt into the image.
+    exe = out_dir / "escape"
+    subprocess.run(["gcc", "-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-O1",
+                    "-DESCAPE_NOSTDLIB", "-o", str(exe), str(ESCAPE_SOURCE)], check=True, capture_output=True)
+    encoded = base64.encodebytes(exe.read_bytes()).decode()
+    overlays = json.loads(TINY.read_text())["overlays"] + [
+        {"path": "/root/escape.b64", "mode": "0600", "content": encoded}]
+    script = ("#!/bin/sh\nset -e\n"
+              "base64 -d /root/escape.b64 > /root/escape\nchmod 0700 /root/escape\n"
+              "/root/escape > /etc/debate-escape-report 2>&1\n"
+              "rm -rf /root/escape /root/escape.b64 /tmp/debate-jail\n")
+    recipe = write_recipe(out_dir, overlays=overlays, hooks=[{"name": "escape", "script": script}])
+    out = out_dir / "e.iso"
+    r = build(data_dir, recipe, out)
+    assert r.returncode == 0, r.stderr
+    ext, listing = extract_from_iso(out, out_dir, "etc/debate-escape-report")
+    report = (ext / "etc" / "debate-escape-report").read_text()
+    before = report.split("--- before ---\n")[1].split("---")[0]
+    # Before any attempt: the image, and nothing of the build around it.
+    for absent in ("/mnt/build: no", "/mnt/mirror: no", "/usr/lib/x86_64-linux-gnu/libseccomp.so.2: no"):
+        assert absent in before, report
+    assert "\n/mnt:\n" in "\n" + before, report
+    # After each attempt: still the image.
+    assert report.rstrip().endswith("RESULT: contained"), report
+    # The hook's /proc and /dev were its own: nothing of them is in the image.
+    assert not [p for p in listing if p.startswith(("/proc/", "/dev/"))], listing
+    assert "/proc" in listing and "/dev" in listing, listing

@@ -163,6 +163,7 @@ CASES = {
     "14-ptrace-host.py": sees("EPERM", "ESRCH", args=("{host_pid}",), post=sleeper_alive),
     "15-kill-host.py": sees("ESRCH", args=("{host_pid}",), post=sleeper_alive),
     "24-chroot-escape.py": sees("contained", args=("{canary}",)),
+    "58-chroot-escape-fd.c": sees("contained"),
     "31-inherited-fds.py": sees("fds=0,1,2"),
     "32-session-no-tty.py": sees("no-ctty-stdin-null"),
     "43-no-sys.sh": sees("ENOENT"),
