@@ -6,6 +6,7 @@
  * error, never a silent "no limit".
  */
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -32,65 +33,73 @@ struct sandbox_cgroup {
 };
 
 
-/* The mount point of the v1 hierarchy holding controller name, or of cgroup2 (name NULL). */
-static char *find_mount(const char *name)
+/* True when name is one of the comma-separated items of list. */
+static bool in_list(const char *list, const char *name)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
+    _cleanup_free_ char *copy = xstrdup(list);
+    for (char *save = NULL, *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
+        if (strcmp(item, name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * A mountinfo line's mount point when it is the v1 hierarchy holding
+ * controller name, or cgroup2 (name NULL).
+ */
+static char *match_mount(char *line, const char *name)
+{
+    /* id parent maj:min root mountpoint options [optional...] - fstype source superoptions */
+    char *sep = strstr(line, " - ");
+    if (sep == NULL)
+        return NULL;
+    char mnt[1024], fstype[64], source[256], super[1024] = "";
+    if (sscanf(line, "%*s %*s %*s %*s %1023s", mnt) != 1 ||
+        sscanf(sep + 3, "%63s %255s %1023s", fstype, source, super) < 2)
+        return NULL;
+    if (name == NULL)
+        return strcmp(fstype, "cgroup2") == 0 ? xstrdup(mnt) : NULL;
+    return strcmp(fstype, "cgroup") == 0 && in_list(super, name) ? xstrdup(mnt) : NULL;
+}
+
+/* A /proc/self/cgroup line's path when it is the v1 hierarchy of name, or v2 (name NULL). */
+static char *match_cgroup(char *line, const char *name)
+{
+    line[strcspn(line, "\n")] = '\0';
+    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (c2 == NULL)
+        return NULL;
+    *c2 = '\0';
+    const char *ctls = c1 + 1, *path = c2 + 1;
+    if (name == NULL)
+        return strcmp(line, "0") == 0 && *ctls == '\0' ? xstrdup(path) : NULL;
+    return in_list(ctls, name) ? xstrdup(path) : NULL;
+}
+
+/* The first line of file that match accepts, as match returns it (malloc'd); or NULL. */
+static char *scan_file(const char *file, char *(*match)(char *line, const char *name), const char *name)
+{
+    FILE *f = fopen(file, "re");
     if (f == NULL)
         return NULL;
     char line[4096];
     char *found = NULL;
-    while (found == NULL && fgets(line, sizeof(line), f) != NULL) {
-        /* id parent maj:min root mountpoint options [optional...] - fstype source superoptions */
-        char *sep = strstr(line, " - ");
-        if (sep == NULL)
-            continue;
-        char mnt[1024], fstype[64], source[256], super[1024] = "";
-        if (sscanf(line, "%*s %*s %*s %*s %1023s", mnt) != 1 ||
-            sscanf(sep + 3, "%63s %255s %1023s", fstype, source, super) < 2)
-            continue;
-        if (name == NULL) {
-            if (strcmp(fstype, "cgroup2") == 0)
-                found = xstrdup(mnt);
-            continue;
-        }
-        if (strcmp(fstype, "cgroup") != 0)
-            continue;
-        for (char *save = NULL, *opt = strtok_r(super, ",", &save); opt; opt = strtok_r(NULL, ",", &save))
-            if (strcmp(opt, name) == 0)
-                found = xstrdup(mnt);
-    }
+    while (found == NULL && fgets(line, sizeof(line), f) != NULL)
+        found = match(line, name);
     fclose(f);
     return found;
+}
+
+/* The mount point of the v1 hierarchy holding controller name, or of cgroup2 (name NULL). */
+static char *find_mount(const char *name)
+{
+    return scan_file("/proc/self/mountinfo", match_mount, name);
 }
 
 /* Our cgroup's path in the v1 hierarchy of name, or in v2 (name NULL). */
 static char *own_path(const char *name)
 {
-    FILE *f = fopen("/proc/self/cgroup", "re");
-    if (f == NULL)
-        return NULL;
-    char line[4096];
-    char *found = NULL;
-    while (found == NULL && fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (c2 == NULL)
-            continue;
-        *c2 = '\0';
-        const char *ctls = c1 + 1, *path = c2 + 1;
-        if (name == NULL) {
-            if (strcmp(line, "0") == 0 && *ctls == '\0')
-                found = xstrdup(path);
-            continue;
-        }
-        _cleanup_free_ char *copy = xstrdup(ctls);
-        for (char *save = NULL, *c = strtok_r(copy, ",", &save); c; c = strtok_r(NULL, ",", &save))
-            if (strcmp(c, name) == 0)
-                found = xstrdup(path);
-    }
-    fclose(f);
-    return found;
+    return scan_file("/proc/self/cgroup", match_cgroup, name);
 }
 
 static int write_knob(const char *dir, const char *knob, const char *value)

@@ -118,24 +118,29 @@ static int write_pem(const char *path, EVP_PKEY *key, X509 *cert, X509 *chain)
     return rc;
 }
 
+/* The first certificate (or, with key, the private key) of a PEM file; NULL when there is none. */
+static void *read_pem(const char *path, bool key)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len;
+    if (read_file(path, 1 << 20, &data, &len) < 0)
+        return NULL;
+    BIO *bio = BIO_new_mem_buf(data, (int)len); /* borrows data */
+    if (bio == NULL)
+        return NULL;
+    void *v = key ? (void *)PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : (void *)PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    return v;
+}
+
 static X509 *read_cert(const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return NULL;
-    X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    return c;
+    return read_pem(path, false);
 }
 
 static EVP_PKEY *read_key(const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return NULL;
-    EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    return k;
+    return read_pem(path, true);
 }
 
 static bool expires_soon(X509 *cert)
