@@ -8,6 +8,7 @@
 #include "http/builds.h"
 #include "http/health.h"
 #include "http/page.h"
+#include "http/recipes.h"
 #include "http/response.h"
 #include "http/routes.h"
 #include "http/server.h"
@@ -82,6 +83,8 @@ static const struct route routes[] = {
     {METHOD_GET, "/api/v1/builds/{id}/iso", builds_iso, 0},
     {METHOD_GET, "/api/v1/builds/{id}/manifest", builds_manifest, 0},
     {METHOD_POST, "/api/v1/builds/{id}/cancel", builds_cancel, 0},
+    {METHOD_GET, "/api/v1/packages", recipes_packages, 0},
+    {METHOD_POST, "/api/v1/recipes/validate", recipes_validate, 0},
     {METHOD_GET, "/api/v1/openapi.json", page_openapi, 0},
     {METHOD_GET, "/", page_index, 0},
     {METHOD_GET, "/builds/{id}", page_index, 0},
