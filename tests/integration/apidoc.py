@@ -81,8 +81,10 @@ def response_schema(doc, template, method, status, media="application/json"):
         f"{method} {template}: the document has no {status} answer (it has {sorted(responses)})"
     resp = _resolve(doc, responses[str(status)])
     content = resp.get("content", {})
-    assert media in content, f"{method} {template} {status}: the document has no {media} body"
-    return content[media]["schema"]
+    for key in (media, media.split("/")[0] + "/*", "*/*"):
+        if key in content:
+            return content[key]["schema"]
+    raise AssertionError(f"{method} {template} {status}: the document has no {media} body")
 
 
 def check_answer(doc, template, method, r):
