@@ -11,13 +11,17 @@ WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wvla -
            -Wcast-align -Wwrite-strings -Wno-unused-parameter -Wno-missing-field-initializers
 CPPFLAGS := -Isrc -I/usr/include/postgresql -DH2O_USE_LIBUV=0 -D_GNU_SOURCE
 CFLAGS  := -std=gnu17 -g $(WARN)
-LIBS    := -lh2o-evloop -lssl -lcrypto -lz -lpthread -ljansson -lpq -lseccomp -lcurl
+LIBS    := -lh2o-evloop -lssl -lcrypto -lz -llzma -lpthread -ljansson -lpq -lseccomp -lcurl
 
 RELEASE_FLAGS := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 ASAN_FLAGS    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
+# The web page (web/) and the OpenAPI document, compiled in: see scripts/embed-assets.py.
+GEN_ASSETS := build/gen/web_assets.c
+WEB_FILES  := $(wildcard web/*)
+
 SRCS      := $(wildcard src/*.c src/cmd/*.c src/client/*.c src/http/*.c src/db/*.c src/engine/*.c src/service/*.c)
-LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+LIB_SRCS  := $(filter-out src/main.c,$(SRCS)) $(GEN_ASSETS)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 HDRS      := $(wildcard src/*.h src/cmd/*.h src/client/*.h src/http/*.h src/db/*.h src/engine/*.h src/service/*.h tests/unit/*.h)
 
@@ -42,6 +46,10 @@ $(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/obj/tests/unit/harness.o $(1)/obj/tes
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
 endef
+
+# web/ itself is a prerequisite so that a file added or removed there rebuilds the table.
+$(GEN_ASSETS): scripts/embed-assets.py $(WEB_FILES) web docs/openapi.json
+	$(PYTHON) scripts/embed-assets.py $@ web docs/openapi.json
 
 $(eval $(call variant,build,$(RELEASE_FLAGS)))
 $(eval $(call variant,build/asan,$(ASAN_FLAGS)))

@@ -13,7 +13,7 @@ PACKAGES="build-essential pkg-config libh2o-evloop-dev libjansson-dev libssl-dev
 postgresql postgresql-client curl openssl python3 python3-pytest ca-certificates
 mmdebstrap xorriso squashfs-tools grub-efi-amd64-bin grub-pc-bin grub-common isolinux syslinux-common
 mtools dosfstools zstd kmod xz-utils qemu-system-x86 ovmf faketime libseccomp-dev e2fsprogs iproute2
-libcurl4-openssl-dev python3-jsonschema chromium fonts-dejavu-core"
+libcurl4-openssl-dev liblzma-dev python3-jsonschema chromium fonts-dejavu-core"
 
 missing=""
 for p in $PACKAGES; do

@@ -357,13 +357,19 @@ static bool parse_boot(struct ctx *c, json_t *doc, struct recipe *r)
     return true;
 }
 
+static const char *const releases[] = {"bookworm", NULL};
+
+const char *const *recipe_releases(void)
+{
+    return releases;
+}
+
 static bool parse_top(struct ctx *c, json_t *doc, struct recipe *r)
 {
     static const char *const keys[] = {"format",   "name",     "distribution", "release",  "architecture",
                                        "variant",  "packages", "overlays",     "hooks",    "boot",
                                        "hostname", "compression", NULL};
     static const char *const distributions[] = {"debian", NULL};
-    static const char *const releases[] = {"bookworm", NULL};
     static const char *const architectures[] = {"amd64", NULL};
     static const char *const variants[] = {"live", "busybox", NULL};
     static const char *const compressions[] = {"zstd", "xz", NULL};

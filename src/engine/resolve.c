@@ -476,8 +476,7 @@ static void lock_to_json(struct lock *l)
     sha256_hex(l->json, strlen(l->json), l->hash);
 }
 
-/* Finds "<sha256> <size> <path>" for path in the SHA256 section of a release file. */
-static int release_hash(const char *inrelease, const char *path, char out[65])
+int resolve_release_hash(const char *inrelease, const char *path, char out[65])
 {
     const char *sec = strstr(inrelease, "\nSHA256:\n");
     if (sec == NULL)
@@ -547,7 +546,7 @@ static enum engine_error store_indexes(const struct lock *l, const char *cache_d
     }
     char hash[65];
     _cleanup_free_ char *index = xasprintf("main/binary-%s/Packages.xz", l->arch);
-    if (release_hash(inrelease, index, hash) < 0) {
+    if (resolve_release_hash(inrelease, index, hash) < 0) {
         snprintf(err, errlen, "the release file does not list \"%s\"", index);
         return ENGINE_E_FAILED;
     }

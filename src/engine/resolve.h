@@ -76,4 +76,11 @@ int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock
 
 void lock_release(struct lock *l);
 
+/*
+ * The SHA-256 a release file (the InRelease's text) lists for path
+ * ("main/binary-amd64/Packages.xz") in its SHA256 section: 0 with out
+ * filled, or -1 when it lists none.
+ */
+int resolve_release_hash(const char *inrelease, const char *path, char out[65]);
+
 #endif

@@ -10,7 +10,6 @@
  */
 #include "http/builds.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "http/files.h"
 #include "http/health.h"
 #include "http/policy.h"
+#include "http/query.h"
 #include "http/response.h"
 #include "http/server.h"
 #include "http/sse.h"
@@ -204,35 +204,6 @@ int builds_post(struct server *srv, h2o_req_t *req, const struct route_match *m)
 }
 
 /* ---- GET /api/v1/builds and /api/v1/builds/{id} --------------------------------------- */
-
-/* The value of query parameter name (percent-decoded, malloc'd), or NULL. */
-static char *query_param(h2o_req_t *req, const char *name)
-{
-    if (req->query_at == SIZE_MAX)
-        return NULL;
-    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-    size_t nlen = strlen(name);
-    while (q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *stop = amp ? amp : end;
-        if ((size_t)(stop - q) > nlen && memcmp(q, name, nlen) == 0 && q[nlen] == '=') {
-            const char *v = q + nlen + 1;
-            char *out = xcalloc(1, (size_t)(stop - v) + 1), *w = out;
-            for (; v < stop; v++) {
-                if (*v == '%' && stop - v >= 3 && isxdigit((unsigned char)v[1]) && isxdigit((unsigned char)v[2])) {
-                    char hex[3] = {v[1], v[2], 0};
-                    *w++ = (char)strtol(hex, NULL, 16);
-                    v += 2;
-                } else {
-                    *w++ = *v == '+' ? ' ' : *v;
-                }
-            }
-            return out;
-        }
-        q = stop + 1;
-    }
-    return NULL;
-}
 
 struct list_req {
     char *status, *after;

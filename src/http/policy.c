@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/router.h"
@@ -184,4 +185,49 @@ enum cors_decision policy_cors(const struct strlist *origins, bool is_options, c
         return allowed && m != 0 ? CORS_PREFLIGHT_OK : CORS_PREFLIGHT_DENIED;
     }
     return allowed ? CORS_ALLOWED : CORS_NOT_ALLOWED;
+}
+
+/* The q-value of one Accept-Encoding element's parameters ("; q=0.5"): 1 without one, 0 when malformed. */
+static double coding_quality(const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ';'))
+            p++;
+        if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+            char num[8];
+            size_t n = 0;
+            for (p += 2; p < end && *p != ';' && *p != ' ' && n < sizeof(num) - 1; p++)
+                num[n++] = *p;
+            num[n] = '\0';
+            char *stop;
+            double q = strtod(num, &stop);
+            return n == 0 || *stop != '\0' || q < 0 || q > 1 ? 0 : q;
+        }
+        while (p < end && *p != ';')
+            p++;
+    }
+    return 1;
+}
+
+bool policy_accepts_gzip(const char *value, size_t len)
+{
+    /* An explicit "gzip;q=0" wins over "*": -1 means not named. */
+    double gzip = -1, star = -1;
+    const char *p = value, *end = value ? value + len : NULL;
+    while (p != NULL && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        while (p < stop && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *tok = p;
+        while (p < stop && *p != ';' && *p != ' ' && *p != '\t')
+            p++;
+        size_t tlen = (size_t)(p - tok);
+        if (str_ieq(tok, tlen, "gzip") || str_ieq(tok, tlen, "x-gzip"))
+            gzip = coding_quality(p, stop);
+        else if (str_ieq(tok, tlen, "*"))
+            star = coding_quality(p, stop);
+        p = comma ? comma + 1 : end;
+    }
+    return gzip >= 0 ? gzip > 0 : star > 0;
 }

@@ -60,6 +60,13 @@ enum cors_decision {
 };
 
 /*
+ * True when an Accept-Encoding value (NULL: no header) accepts gzip: the
+ * token "gzip" (or "*") with no q-value, or a q-value above zero. Case
+ * does not matter; a malformed q-value counts as zero.
+ */
+bool policy_accepts_gzip(const char *value, size_t len);
+
+/*
  * Decides a request's CORS treatment. A preflight is OPTIONS with an Origin
  * and an Access-Control-Request-Method.
  */

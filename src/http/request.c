@@ -343,7 +343,8 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     size_t nsec;
     const struct http_header *sec = http_security_headers(&nsec);
     for (size_t i = 0; i < nsec; i++)
-        add_header_static(req, &sec[i]);
+        if (!sec[i].replaceable || h2o_find_header_by_str(&req->res.headers, sec[i].name, sec[i].name_len, -1) < 0)
+            add_header_static(req, &sec[i]);
     add_cors_headers(srv, req);
     if (req->res.status >= 400)
         rewrite_library_error(srv, req, slot);

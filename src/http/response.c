@@ -35,17 +35,19 @@ const char *http_reason(int status)
     }
 }
 
-#define HEADER(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define HEADER(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1, false}
+#define REPLACEABLE(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1, true}
 
 static const struct http_header security_headers[] = {
     HEADER("strict-transport-security", "max-age=63072000; includeSubDomains"),
     HEADER("x-frame-options", "DENY"),
     HEADER("x-content-type-options", "nosniff"),
     HEADER("referrer-policy", "no-referrer"),
-    HEADER("content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    REPLACEABLE("content-security-policy",
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
     HEADER("cross-origin-opener-policy", "same-origin"),
     HEADER("cross-origin-resource-policy", "same-origin"),
-    HEADER("cache-control", "no-store"),
+    REPLACEABLE("cache-control", "no-store"),
 };
 
 const struct http_header *http_security_headers(size_t *n)

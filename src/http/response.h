@@ -9,6 +9,8 @@
 #ifndef DEBATE_HTTP_RESPONSE_H
 #define DEBATE_HTTP_RESPONSE_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 #include <h2o.h>
 
@@ -19,13 +21,26 @@ struct http_header {
     size_t name_len;
     const char *value;
     size_t value_len;
+    bool replaceable; /* a route may send its own value instead (the page's CSP and caching) */
 };
 
 /*
  * The headers every response carries (lower-case names): HSTS, framing,
- * sniffing, referrer, CSP, COOP, CORP and Cache-Control: no-store.
+ * sniffing, referrer, CSP, COOP, CORP and Cache-Control: no-store. The
+ * CSP and Cache-Control are replaceable: a response that already has one
+ * keeps its own (the page's routes, see page.c); the others are always
+ * added as they are.
  */
 const struct http_header *http_security_headers(size_t *n);
+
+/*
+ * The page's Content-Security-Policy: scripts, styles, images and fetches
+ * from this origin only, no inline code, no eval (docs/security.md). API
+ * responses keep the stricter default-src 'none'.
+ */
+#define HTTP_PAGE_CSP                                                                                              \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "               \
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 /* Sends body (copied) with the given status and content type. Returns 0. */
 int http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);

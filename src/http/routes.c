@@ -7,6 +7,8 @@
 #include "db/backup.h"
 #include "http/builds.h"
 #include "http/health.h"
+#include "http/page.h"
+#include "http/recipes.h"
 #include "http/response.h"
 #include "http/routes.h"
 #include "http/server.h"
@@ -81,6 +83,13 @@ static const struct route routes[] = {
     {METHOD_GET, "/api/v1/builds/{id}/iso", builds_iso, 0},
     {METHOD_GET, "/api/v1/builds/{id}/manifest", builds_manifest, 0},
     {METHOD_POST, "/api/v1/builds/{id}/cancel", builds_cancel, 0},
+    {METHOD_GET, "/api/v1/packages", recipes_packages, 0},
+    {METHOD_POST, "/api/v1/recipes/validate", recipes_validate, 0},
+    {METHOD_GET, "/api/v1/openapi.json", page_openapi, 0},
+    {METHOD_GET, "/", page_index, 0},
+    {METHOD_GET, "/builds/{id}", page_index, 0},
+    /* In-memory constant bytes, fetched with every view of the page: see docs/security.md. */
+    {METHOD_GET, "/assets/{name}", page_asset, ROUTE_NO_RATELIMIT},
 };
 
 const struct route *routes_table(size_t *n)

@@ -22,10 +22,13 @@ void service_init(struct service *svc, const struct config *cfg)
         sha256_hex(tools, strlen(tools), svc->tools_digest);
     }
     svc->finished = finished_new();
+    /* amd64: the only architecture a recipe may name (docs/recipes.md). */
+    svc->packages = packages_new(cfg->cache_dir, "amd64");
 }
 
 void service_start(struct service *svc, const char *conninfo)
 {
+    packages_start(svc->packages);
     if (svc->cfg->nworkers == 0)
         return;
     /* Cgroups left by a server that died mid-build would count against this one's limits. */
@@ -40,6 +43,7 @@ void service_stop(struct service *svc)
     /* Builds in progress go back to the queue: another worker (or this server, restarted) takes them. */
     atomic_store(&svc->workers_stop, 1);
     worker_pool_join(&svc->workers);
+    packages_stop(svc->packages);
 }
 
 void service_release(struct service *svc)
@@ -48,4 +52,6 @@ void service_release(struct service *svc)
     svc->mirror = NULL;
     finished_free(svc->finished);
     svc->finished = NULL;
+    packages_free(svc->packages);
+    svc->packages = NULL;
 }

@@ -176,6 +176,57 @@ out:
     return e;
 }
 
+/* The editor's body: an object with "recipe" (an object) and nothing else. */
+static enum submit_error check_recipe_shape(const json_t *doc, struct submit_problem *p)
+{
+    if (!json_is_object(doc))
+        return refuse(p, SUBMIT_INVALID_REQUEST, NULL, "the body must be an object: {\"recipe\": {...}}");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)doc, k, v) {
+        if (strcmp(k, "recipe") != 0)
+            return refuse(p, SUBMIT_INVALID_REQUEST, k, "unknown field \"%.64s\" (recipe)", k);
+    }
+    if (!json_is_object(json_object_get(doc, "recipe")))
+        return refuse(p, SUBMIT_INVALID_REQUEST, "recipe", "\"recipe\" must be an object (see docs/recipes.md)");
+    return SUBMIT_OK;
+}
+
+enum submit_error submission_check_recipe(const char *body, size_t len, struct recipe_check *c,
+                                          struct submit_problem *p)
+{
+    memset(c, 0, sizeof(*c));
+    memset(p, 0, sizeof(*p));
+    json_error_t je;
+    json_t *doc = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    enum submit_error e;
+    if (doc == NULL)
+        return refuse(p, SUBMIT_INVALID_JSON, NULL, "the body is not JSON: %s (line %d, column %d)", je.text,
+                      je.line, je.column);
+    if ((e = check_recipe_shape(doc, p)) == SUBMIT_OK) {
+        _cleanup_free_ char *text = json_dumps(json_object_get(doc, "recipe"), JSON_COMPACT);
+        struct recipe r;
+        struct recipe_error rerr;
+        c->valid = recipe_parse(text, strlen(text), &r, &rerr) == 0;
+        if (c->valid) {
+            c->canonical = xstrdup(r.canonical);
+            memcpy(c->config_hash, r.config_hash, sizeof(c->config_hash));
+            recipe_release(&r);
+        } else {
+            snprintf(c->field, sizeof(c->field), "%s", rerr.field);
+            recipe_error_format(&rerr, c->message, sizeof(c->message));
+        }
+    }
+    json_decref(doc);
+    return e;
+}
+
+void recipe_check_release(struct recipe_check *c)
+{
+    free(c->canonical);
+    c->canonical = NULL;
+}
+
 void submission_release(struct submission *s)
 {
     free(s->key_parts);

@@ -85,6 +85,28 @@ void submission_release(struct submission *s);
 /* The hash stored for a cancel token (the cancel route compares it). */
 void submit_token_hash(const char *token, uint8_t out[32]);
 
+/*
+ * Checking a recipe without submitting it (the page's editor): the same
+ * parser and the same errors as `debate hash`, nothing stored.
+ */
+struct recipe_check {
+    bool valid;
+    char config_hash[65]; /* valid */
+    char *canonical;      /* valid: the canonical JSON text */
+    char field[128];      /* not valid: the field to blame, relative to the recipe ("packages[3]"), or "" */
+    char message[512];    /* not valid: "packages[3]: ...", as debate hash prints it */
+};
+
+/*
+ * Parses body as {"recipe": {...}} and checks the recipe. SUBMIT_OK with
+ * *c filled (valid or not: release it), or SUBMIT_INVALID_JSON /
+ * SUBMIT_INVALID_REQUEST with *p filled and nothing to release. No I/O,
+ * any thread.
+ */
+enum submit_error submission_check_recipe(const char *body, size_t len, struct recipe_check *c,
+                                          struct submit_problem *p);
+void recipe_check_release(struct recipe_check *c);
+
 enum submit_outcome {
     SUBMIT_HIT,    /* a succeeded build with this key, its ISO verified */
     SUBMIT_QUEUED, /* a new build: the submitter gets the cancel token */

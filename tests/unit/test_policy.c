@@ -155,3 +155,40 @@ TEST(media_type_forms_are_simple_and_the_rest_other)
     CHECK_INT(MEDIA("json"), POLICY_MEDIA_OTHER);
     CHECK_INT(MEDIA(""), POLICY_MEDIA_OTHER);
 }
+
+#define GZIP(s) policy_accepts_gzip(s, strlen(s))
+
+TEST(accept_encoding_gzip_is_read_with_its_quality)
+{
+    CHECK(!policy_accepts_gzip(NULL, 0));
+    CHECK(!GZIP(""));
+    CHECK(!GZIP("identity"));
+    CHECK(!GZIP("br, deflate"));
+    CHECK(GZIP("gzip"));
+    CHECK(GZIP("GZip"));
+    CHECK(GZIP("deflate, gzip, br"));
+    CHECK(GZIP("gzip;q=0.5"));
+    CHECK(GZIP("gzip ; q=1"));
+    CHECK(GZIP("*"));
+    CHECK(GZIP("x-gzip"));
+    CHECK(!GZIP("gzip;q=0"));
+    CHECK(!GZIP("gzip;q=0.000"));
+    CHECK(!GZIP("gzip;q=0, *"));  /* named and refused: a wildcard does not bring it back */
+    CHECK(!GZIP("*;q=0"));
+    CHECK(!GZIP("gzip;q=junk"));  /* a malformed quality counts as zero */
+    CHECK(!GZIP("gzipper"));
+}
+
+TEST(page_responses_may_replace_only_the_csp_and_cache_control)
+{
+    size_t n;
+    const struct http_header *have = http_security_headers(&n);
+    for (size_t i = 0; i < n; i++) {
+        bool may = h2o_memis(have[i].name, have[i].name_len, H2O_STRLIT("content-security-policy")) ||
+                   h2o_memis(have[i].name, have[i].name_len, H2O_STRLIT("cache-control"));
+        CHECK(have[i].replaceable == may);
+    }
+    CHECK(strstr(HTTP_PAGE_CSP, "'unsafe-inline'") == NULL);
+    CHECK(strstr(HTTP_PAGE_CSP, "'unsafe-eval'") == NULL);
+    CHECK(strstr(HTTP_PAGE_CSP, "frame-ancestors 'none'") != NULL);
+}

@@ -118,3 +118,31 @@ TEST(finished_table_keeps_only_what_it_was_given)
     CHECK(!finished_status_final("queued") && !finished_status_final("running"));
     finished_free(t);
 }
+
+TEST(checking_a_recipe_gives_the_parser_s_verdict)
+{
+    struct recipe_check c;
+    struct submit_problem p;
+    static const char good[] = "{\"recipe\": {\"name\": \"x\", \"packages\": [\"vim\"]}}";
+    CHECK_INT(submission_check_recipe(good, strlen(good), &c, &p), SUBMIT_OK);
+    CHECK(c.valid);
+    CHECK(strlen(c.config_hash) == 64);
+    CHECK(strstr(c.canonical, "\"packages\":[\"vim\"]") != NULL);
+    recipe_check_release(&c);
+
+    static const char bad[] = "{\"recipe\": {\"name\": \"x\", \"packages\": [\"vim\", \"Bad Name\"]}}";
+    CHECK_INT(submission_check_recipe(bad, strlen(bad), &c, &p), SUBMIT_OK);
+    CHECK(!c.valid);
+    CHECK_STR(c.field, "packages[1]");
+    CHECK(strncmp(c.message, "packages[1]: ", 13) == 0);
+    recipe_check_release(&c);
+
+    static const char extra[] = "{\"recipe\": {\"name\": \"x\"}, \"lock\": {}}";
+    CHECK_INT(submission_check_recipe(extra, strlen(extra), &c, &p), SUBMIT_INVALID_REQUEST);
+    CHECK_STR(p.field, "lock");
+    static const char dup[] = "{\"recipe\": {\"name\": \"x\", \"name\": \"y\"}}";
+    CHECK_INT(submission_check_recipe(dup, strlen(dup), &c, &p), SUBMIT_INVALID_JSON);
+    CHECK_INT(submission_check_recipe("[]", 2, &c, &p), SUBMIT_INVALID_REQUEST);
+    CHECK_INT(submission_check_recipe("{\"recipe\": 1}", 13, &c, &p), SUBMIT_INVALID_REQUEST);
+    CHECK_STR(p.field, "recipe");
+}
