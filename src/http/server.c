@@ -47,23 +47,53 @@ struct executor_loop *server_db_loop(h2o_req_t *req)
     return &lp->db;
 }
 
-static int listen_socket(const char *addr, unsigned port, char *err, size_t errlen)
+static int parse_addr(const char *addr, unsigned port, struct sockaddr_storage *ss, socklen_t *sslen)
 {
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    memset(&ss, 0, sizeof(ss));
-    struct sockaddr_in *in = (void *)&ss;
-    struct sockaddr_in6 *in6 = (void *)&ss;
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *in = (void *)ss;
+    struct sockaddr_in6 *in6 = (void *)ss;
     if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
         in->sin_family = AF_INET;
         in->sin_port = htons((uint16_t)port);
-        sslen = sizeof(*in);
+        *sslen = sizeof(*in);
     } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
-        sslen = sizeof(*in6);
+        *sslen = sizeof(*in6);
     } else {
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * SO_REUSEPORT lets every loop have its own listener on one port, but it
+ * would also let a second debate (or anything else of the same user that
+ * sets it) bind a port this one holds, and the kernel would split the
+ * connections between them. So the first listener of a port is preceded by
+ * a plain bind: a port that anything holds already is refused.
+ */
+static int port_is_free(const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    _cleanup_close_ int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0)
+        return -1;
+    return bind(fd, (const struct sockaddr *)ss, sslen);
+}
+
+/* A listener on addr:port; the first of a port (first) also makes sure nothing else holds it. */
+static int listen_socket(const char *addr, unsigned port, bool first, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (parse_addr(addr, port, &ss, &sslen) < 0) {
         snprintf(err, errlen, "\"%s\" is not an IP address", addr);
+        return -1;
+    }
+    if (first && port != 0 && port_is_free(&ss, sslen) < 0) {
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port,
+                 errno == EADDRINUSE ? "the port is in use by another program" : strerror(errno));
         return -1;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -230,7 +260,7 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
     uint8_t id[4];
     RAND_bytes(id, sizeof(id));
     snprintf(srv->boot_id, sizeof(srv->boot_id), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
-    if ((srv->https_fd = listen_socket(cfg->listen, cfg->https_port, err, errlen)) < 0)
+    if ((srv->https_fd = listen_socket(cfg->listen, cfg->https_port, true, err, errlen)) < 0)
         return -1;
     if (db_open(&srv->db, cfg, DB_OPEN_MIGRATE | DB_OPEN_WAIT | DB_OPEN_OWN, err, errlen) < 0)
         return -1;
@@ -242,7 +272,7 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
      */
     srv->executor = executor_new(srv->db.pool, cfg->db_pool_size, cfg->db_acquire_timeout_ms, 4096);
     srv->https_port = bound_port(srv->https_fd);
-    if ((srv->http_fd = listen_socket(cfg->listen, cfg->http_port, err, errlen)) < 0)
+    if ((srv->http_fd = listen_socket(cfg->listen, cfg->http_port, true, err, errlen)) < 0)
         return -1;
     srv->http_port = bound_port(srv->http_fd);
     globalconf_init(srv);
@@ -274,8 +304,8 @@ int server_run(struct server *srv)
         struct loop *lp = &srv->loops[i];
         lp->srv = srv;
         lp->index = (unsigned)i;
-        lp->https_fd = i == 0 ? srv->https_fd : listen_socket(srv->cfg->listen, srv->https_port, err, sizeof(err));
-        lp->http_fd = i == 0 ? srv->http_fd : listen_socket(srv->cfg->listen, srv->http_port, err, sizeof(err));
+        lp->https_fd = i == 0 ? srv->https_fd : listen_socket(srv->cfg->listen, srv->https_port, false, err, sizeof(err));
+        lp->http_fd = i == 0 ? srv->http_fd : listen_socket(srv->cfg->listen, srv->http_port, false, err, sizeof(err));
         if (lp->https_fd < 0 || lp->http_fd < 0) {
             log_errorx("%s", err);
             rc = 1;

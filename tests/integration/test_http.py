@@ -8,13 +8,16 @@ import base64
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import ssl
 import string
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -1095,3 +1098,22 @@ def test_sigterm_drains_inflight_request(debate_factory):
     assert rc == 0, f"exit code {rc} ({time.monotonic() - t_term:.1f}s after SIGTERM)"
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", srv.https_port), timeout=2).close()
+
+
+def test_a_port_another_server_holds_is_refused(debate_factory):
+    """SO_REUSEPORT must not let a second server share a port: the kernel
+    would split the first one's connections between the two."""
+    first = debate_factory()
+    workdir = Path(tempfile.mkdtemp(prefix="debate-port-"))
+    workdir.chmod(0o711)
+    try:
+        env = clean_env({"DEBATE_DATA_DIR": str(workdir / "data"), "DEBATE_LISTEN": "127.0.0.1",
+                         "DEBATE_HTTPS_PORT": first.https_port, "DEBATE_HTTP_PORT": free_ports(1)[0],
+                         "DEBATE_THREADS": 2})
+        p = subprocess.run([debate_bin(), "serve"], env=env, cwd=str(workdir), capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode != 0, p.stdout
+        assert f"port {first.https_port}: the port is in use by another program" in p.stderr, p.stderr
+        assert first.get("/health").status == 200
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
