@@ -63,6 +63,7 @@ export class BuildView {
     this.hide();
     this.id = id;
     this.build = null;
+    this.streamStage = null;
     document.title = `Build ${id.slice(0, 8)} · debate`;
     $('b-id').textContent = id;
     $('build-title').textContent = 'Build';
@@ -140,6 +141,7 @@ export class BuildView {
     this.retry = setTimeout(() => {
       if (this.source !== source) return;
       fill($('b-log'));
+      this.streamStage = null;
       this.stream(url);
     }, RETRY_MS);
   }
@@ -157,8 +159,13 @@ export class BuildView {
     } catch {
       return;
     }
-    if (p.message) $('b-message').textContent = p.message;
+    if (p.message) {
+      $('b-message').textContent = p.message;
+      // The same line as in the plain log (GET log_url).
+      this.logLine(`[${p.stage} ${p.progress}%] ${p.message}`);
+    }
     if (typeof p.progress === 'number') this.setProgress(p.progress);
+    if (p.stage) this.streamStage = p.stage;
     if (this.build && !TERMINAL.has(this.build.status) && p.stage) {
       this.build.stage = p.stage;
       if (p.stage !== 'queued') this.build.status = 'running';
@@ -191,6 +198,8 @@ export class BuildView {
 
   render(b) {
     const before = this.build ? this.build.status : null;
+    // While the stream runs, its stage is newer than a polled one.
+    if (this.streamStage && !TERMINAL.has(b.status)) b.stage = this.streamStage;
     this.build = b;
     this.renderStatus(b);
     if (typeof b.progress === 'number') this.setProgress(b.progress);

@@ -70,7 +70,7 @@ async function readInto(file, textarea, overlay, ctx) {
   ctx.announce(`read ${file.name} into the content`);
 }
 
-function contentBox(ctx, overlay, i) {
+function contentBox(ctx, overlay) {
   const textarea = h('textarea', {id: uid('content'), class: 'code', rows: 4, spellcheck: 'false',
     value: overlay.content, oninput: (e) => {
       overlay.content = e.target.value;
@@ -83,8 +83,9 @@ function contentBox(ctx, overlay, i) {
   });
   const picker = h('input', {type: 'file', hidden: true, class: 'overlay-file',
     onchange: (e) => readInto(e.target.files[0], textarea, overlay, ctx)});
-  const choose = h('button', {type: 'button', class: 'secondary', onclick: () => picker.click(),
-    'aria-label': `Read file ${i + 1}'s content from a file`}, 'Read from a file…');
+  // The row's legend ("File 2") tells which file this button is for.
+  const choose = h('button', {type: 'button', class: 'secondary', onclick: () => picker.click()},
+    'Read from a file…');
   return {textarea, extra: h('div', {class: 'file-actions'}, choose, picker)};
 }
 
@@ -99,7 +100,7 @@ export function overlayRow(ctx, values, i) {
     o.mode = v;
     ctx.changed();
   }, {inputmode: 'numeric', size: 4, class: 'mode'});
-  const {textarea, extra} = contentBox(ctx, o, i);
+  const {textarea, extra} = contentBox(ctx, o);
   return h('fieldset', {class: 'row overlay'},
     h('legend', {}, `File ${i + 1}`),
     h('div', {class: 'field-row'},
