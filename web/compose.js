@@ -20,8 +20,12 @@ const DRAFT_KEY = 'debate.draft';
 const $ = (id) => document.getElementById(id);
 
 // Suggestions for a package name prefix, from the server's package index.
+// What cannot start a package name is not asked about: the server would
+// refuse it (400), and the check as you type already says what is wrong.
 const suggestions = new Map();
+const NAME_PREFIX = /^[a-z0-9][a-z0-9+.-]*$/;
 async function suggest(prefix, signal) {
+  if (!NAME_PREFIX.test(prefix)) return [];
   if (!suggestions.has(prefix)) {
     const q = new URLSearchParams({release: 'bookworm', q: prefix, limit: '12'});
     const body = await getJson(`/api/v1/packages?${q}`, {signal});

@@ -78,9 +78,14 @@ async function axe(page, what) {
   check(found.length === 0, `axe on ${what}: ${found.join('; ')}`);
 }
 
-async function screenshot(page, name) {
+// For the documentation: the view from its top, no control focused.
+async function screenshot(page, name, fullPage = false) {
   if (!config.screenshots) return;
-  await page.screenshot({path: path.join(config.screenshots, name), fullPage: false});
+  await page.evaluate(() => {
+    document.activeElement.blur();
+    window.scrollTo(0, 0);
+  });
+  await page.screenshot({path: path.join(config.screenshots, name), fullPage});
 }
 
 const text = (page, sel) => page.locator(sel).textContent();
@@ -163,7 +168,7 @@ async function stepCompose(page) {
   check(doc.name === 'tiny' && doc.variant === 'busybox' && doc.hooks.length === 1,
     `the JSON view follows the form: ${JSON.stringify(doc)}`);
   await axe(page, 'the compose view');
-  await screenshot(page, 'compose.png');
+  await screenshot(page, 'compose.png', true);
 }
 
 // A bad package name: its error appears beside its input, tied to it.
