@@ -346,6 +346,11 @@ async function stepHistory(page) {
 // The keyboard alone: the skip link first, then the navigation.
 async function stepKeyboard(page) {
   await page.goto(`${config.base}/`);
+  await page.waitForLoadState('networkidle');
+  const bytes = await page.evaluate(() => [...performance.getEntriesByType('navigation'),
+    ...performance.getEntriesByType('resource')].reduce((n, e) => n + e.encodedBodySize, 0));
+  check(bytes > 0 && bytes <= 150 * 1024, `the first view weighs ${bytes} bytes as sent, at most 150 KiB`);
+  result.first_view_bytes = bytes;
   await page.keyboard.press('Tab');
   check(await page.evaluate(() => document.activeElement.className) === 'skip-link', 'Tab reaches the skip link first');
   await page.keyboard.press('Enter');
@@ -398,7 +403,7 @@ async function main() {
     await step('cancel a running build', () => stepCancel(page));
     await step('a failed build shows its error', () => stepFailure(page));
     await step('the history', () => stepHistory(page));
-    await step('keyboard: skip link, export', () => stepKeyboard(page));
+    await step('first view size, keyboard: skip link, export', () => stepKeyboard(page));
     ok = true;
   } catch {
     // Reported by step(); what the page showed helps to see why.
