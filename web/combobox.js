@@ -4,12 +4,15 @@
 // aria-activedescendant, so screen readers follow the arrow keys.
 //
 // suggest(prefix, signal) resolves to [{name, version, description}] or
-// rejects; a rejection with code "index_unavailable" means the server has
-// no package list yet, which the combobox says once and then stops asking.
+// rejects with an ApiError. A 503 means the server has no package list yet
+// (index_unavailable) or is still reading it (with Retry-After): the
+// combobox says so and asks no more for a while, the Retry-After or 10 s,
+// then asks again for what is typed by then.
 
 import {h, uid, describedBy} from './dom.js';
 
 const DEBOUNCE_MS = 150;
+const QUIET_MS = 10000;
 
 export class Combobox {
   // input: the text input to enhance (already labelled). onChoose(name) runs
@@ -44,7 +47,7 @@ export class Combobox {
   schedule() {
     clearTimeout(this.timer);
     const prefix = this.input.value.trim();
-    if (!prefix || Combobox.unavailable) {
+    if (!prefix || Date.now() < Combobox.quietUntil) {
       this.close();
       return;
     }
@@ -57,17 +60,31 @@ export class Combobox {
     try {
       const found = await this.suggest(prefix, this.abort.signal);
       if (this.input.value.trim() !== prefix || document.activeElement !== this.input) return;
+      this.say('');
       this.open(found);
     } catch (e) {
       if (e.name === 'AbortError') return;
-      if (e.code === 'index_unavailable') Combobox.unavailable = true;
       this.close();
-      this.note.textContent = e.code === 'index_unavailable'
-        ? 'The server has no package list yet: type package names in full.'
-        : `No suggestions: ${e.message}.`;
-      this.note.hidden = false;
-      describedBy(this.input, this.note.id, true);
+      if (e.status === 503) this.quiet(e);
+      else this.say(`No suggestions: ${e.message}.`);
     }
+  }
+
+  quiet(e) {
+    const wait = e.retryAfter ? e.retryAfter * 1000 : QUIET_MS;
+    Combobox.quietUntil = Date.now() + wait;
+    this.say(e.retryAfter
+      ? 'The server is reading its package list; suggestions come in a moment.'
+      : 'The server has no package list yet: type package names in full.');
+    this.timer = setTimeout(() => {
+      if (document.activeElement === this.input) this.schedule();
+    }, wait);
+  }
+
+  say(text) {
+    this.note.textContent = text;
+    this.note.hidden = !text;
+    describedBy(this.input, this.note.id, Boolean(text));
   }
 
   open(found) {
@@ -144,5 +161,5 @@ export class Combobox {
   }
 }
 
-// Set once the server said it has no package index, for every combobox.
-Combobox.unavailable = false;
+// Until then no combobox asks the server (it said it has no package list).
+Combobox.quietUntil = 0;

@@ -223,8 +223,13 @@ export class ComposeView {
     this.schedule();
   }
 
+  // An answer about an older text would mislead: the verdict goes at once,
+  // and the check runs when typing pauses.
   schedule() {
     clearTimeout(this.timer);
+    if (this.inflight) this.inflight.abort();
+    this.inflight = null;
+    fill($('validity'), h('span', {class: 'checking'}, 'Checking…'));
     this.timer = setTimeout(() => this.validate(), VALIDATE_DELAY_MS);
   }
 
@@ -232,7 +237,6 @@ export class ComposeView {
     if (this.inflight) this.inflight.abort();
     const inflight = new AbortController();
     this.inflight = inflight;
-    fill($('validity'), h('span', {class: 'checking'}, 'Checking…'));
     try {
       const {body} = await postJson('/api/v1/recipes/validate', {recipe: this.current},
         {signal: inflight.signal});

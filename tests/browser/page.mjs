@@ -52,9 +52,19 @@ async function step(name, fn) {
   }
 }
 
+// The one error the page may meet: while the server has no package index
+// (or is still reading it), completion is answered 503, and Chromium logs
+// every failed request to the console; the page then says so and waits.
+function expected(msg) {
+  const url = msg.location().url || '';
+  return /status of 503/.test(msg.text()) && new URL(url, config.base).pathname === '/api/v1/packages';
+}
+
 function watch(page) {
   page.on('console', (msg) => {
-    if (msg.type() === 'error') problems.push(`console: ${msg.text()} (${msg.location().url || 'no url'})`);
+    if (msg.type() !== 'error') return;
+    if (expected(msg)) result.packages_503 = (result.packages_503 || 0) + 1;
+    else problems.push(`console: ${msg.text()} (${msg.location().url || 'no url'})`);
   });
   page.on('pageerror', (err) => problems.push(`uncaught: ${err.message}`));
   // A violation is also reported to the console, but the event says which
@@ -89,6 +99,15 @@ async function screenshot(page, name, fullPage = false) {
 }
 
 const text = (page, sel) => page.locator(sel).textContent();
+
+// Polls cond() (in this process, not in the page, whose CSP forbids eval).
+async function until(cond, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    check(Date.now() < deadline, `${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 // The message of the error tied to a control by aria-describedby.
 async function describedError(locator) {
@@ -282,6 +301,14 @@ async function stepCompletion(page) {
   await addPackage(page, 'busybox-st', 'busybox-static', {requireList: true});
   const described = await page.locator('#package-rows input').last().getAttribute('aria-describedby');
   check(described.includes('packages-hint'), 'the package input is described by its hint');
+  // A file's content read from a chosen file.
+  await page.getByRole('button', {name: 'Add a file'}).click();
+  await page.locator('#overlay-rows .overlay-file').last().setInputFiles(config.cancel_recipe);
+  const box = page.locator('#overlay-rows fieldset').last().getByLabel('Content', {exact: true});
+  const expected = fs.readFileSync(config.cancel_recipe, 'utf8');
+  await until(async () => await box.inputValue() === expected, 5000, 'a chosen file becomes the content');
+  const content = await box.inputValue();
+  check(JSON.parse(await page.locator('#json').inputValue()).overlays[0].content === content, 'and the JSON view\'s');
 }
 
 async function stepCancel(page) {
@@ -399,7 +426,7 @@ async function main() {
     await step('submit and follow the build to its end', () => stepBuild(page));
     await step('download the ISO through the page', () => stepDownload(page));
     await step('the build URL reloads into the same view', () => stepReload(page));
-    await step('package completion with the keyboard', () => stepCompletion(page));
+    await step('package completion with the keyboard; a file read into an overlay', () => stepCompletion(page));
     await step('cancel a running build', () => stepCancel(page));
     await step('a failed build shows its error', () => stepFailure(page));
     await step('the history', () => stepHistory(page));
