@@ -301,12 +301,14 @@ def test_minimal_boots_to_userspace(minimal_iso, firmware):
 
 # ---- the sandbox around a real build: each way a build can die in there ----
 
-def sandbox_leftovers():
-    """Processes, mounts, loop devices and cgroups a build could leave behind."""
+def sandbox_leftovers(under):
+    """Mounts and loop devices of builds whose output is under `under`, and
+    every debate cgroup: what a build there could leave behind. (Builds
+    elsewhere on the machine come and go meanwhile; they are not counted.)"""
     mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if ".debate-build-" in line or "debate-sandbox" in line]
+              if str(under) in line and (".debate-build-" in line or "debate-sandbox" in line)]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    loops = [line for line in loops.splitlines() if ".debate-build-" in line]
+    loops = [line for line in loops.splitlines() if ".debate-build-" in line and str(under) in line]
     cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("**/debate-sandbox-*")]
     return mounts, loops, cgroups
 
@@ -335,13 +337,13 @@ def test_a_sandbox_limit_ends_the_build_with_its_cause(data_dir, out_dir, tiny_i
     settings, script, args, expected = LIMIT_CASES[case]
     recipe = write_recipe(out_dir, hooks=[{"name": "limit", "script": script}])
     out = out_dir / "x.iso"
-    before = sandbox_leftovers()  # other builds on the machine may hold theirs: only new ones count
+    before = sandbox_leftovers(out_dir)  # other builds may hold cgroups meanwhile: only new ones count
     r = build(data_dir, recipe, out, *args, env=settings)
     assert r.returncode == 1, r.stdout + r.stderr
     for part in expected:
         assert part in r.stderr, (part, r.stderr)
     assert_no_iso(out)
-    after = sandbox_leftovers()
+    after = sandbox_leftovers(out_dir)
     for kind, was, now in zip(("mounts", "loop devices", "cgroups"), before, after):
         assert set(now) <= set(was), f"the build left {kind} behind: {sorted(set(now) - set(was))}"
     left = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True)
