@@ -109,9 +109,11 @@ enum client_status client_follow(struct client *c, const char *id, const struct 
  * checked against the record's iso_size and iso_sha256 and the ETag, and
  * only then renamed to out: out is never a partial or a wrong ISO. A
  * download that fails for good leaves out.part to resume from, except after
- * a mismatch.
+ * a mismatch. *resumed_at gets the byte the first resumed transfer started
+ * from (a 206 answer), or -1 when every byte came from a whole transfer.
  */
-enum client_status client_download(struct client *c, const json_t *build, const char *out, struct client_error *e);
+enum client_status client_download(struct client *c, const json_t *build, const char *out, long long *resumed_at,
+                                   struct client_error *e);
 
 /* The server's base URL as the client uses it (no trailing slash). */
 const char *client_server(const struct client *c);

@@ -38,6 +38,7 @@ struct fetch {
     const char *part;
     int fd;
     long long offset;           /* bytes in the part */
+    long long resumed_at;       /* where the first 206 started, or -1 */
     enum client_status failure; /* set by the callbacks when they stop the transfer */
     struct client_error *e;
     struct client *c;
@@ -87,6 +88,8 @@ static bool fetch_head(void *arg, const struct client_call *k)
     }
     if (k->status == 206 && !range_matches(k->content_range, f->offset, f->want->size))
         return fetch_fail(f, CLIENT_BAD_REPLY, "the server answered a range that was not asked for");
+    if (k->status == 206 && f->resumed_at < 0)
+        f->resumed_at = f->offset;
     if (k->status != 206 && f->offset > 0) {
         /* The whole ISO came instead of the rest: start the part over. */
         if (ftruncate(f->fd, 0) < 0)
@@ -256,7 +259,8 @@ static enum client_status publish(const char *part, const char *out, const struc
     return CLIENT_OK;
 }
 
-enum client_status client_download(struct client *c, const json_t *build, const char *out, struct client_error *e)
+enum client_status client_download(struct client *c, const json_t *build, const char *out, long long *resumed_at,
+                                   struct client_error *e)
 {
     struct iso_want want;
     enum client_status st = want_from_build(c, build, &want, e);
@@ -264,7 +268,7 @@ enum client_status client_download(struct client *c, const json_t *build, const 
         return st;
     _cleanup_free_ char *part = xasprintf("%s.part", out);
     _cleanup_close_ int fd = -1;
-    struct fetch f = {.want = &want, .part = part, .fd = -1, .e = e, .c = c};
+    struct fetch f = {.want = &want, .part = part, .fd = -1, .resumed_at = -1, .e = e, .c = c};
     struct client_call manifest = {0};
     st = open_part(&f);
     fd = f.fd;
@@ -275,5 +279,6 @@ enum client_status client_download(struct client *c, const json_t *build, const 
     if (st == CLIENT_OK)
         st = publish(part, out, &manifest, e);
     client_call_release(&manifest);
+    *resumed_at = f.resumed_at;
     return st;
 }

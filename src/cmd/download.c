@@ -31,9 +31,7 @@ static int download_run(struct client *c, const char *id, const char *out)
         rc = REMOTE_EXIT_USAGE;
     } else if ((rc = remote_build_exit("download", b)) != REMOTE_EXIT_OK) {
         /* remote_build_exit said why */
-    } else if (client_download(c, b, out, &e) != CLIENT_OK) {
-        rc = remote_fail("download", &e);
-    } else {
+    } else if ((rc = remote_download("download", c, b, out)) == REMOTE_EXIT_OK) {
         printf("%s  %s\n", json_string_value(json_object_get(b, "iso_sha256")), out);
     }
     json_decref(b);

@@ -73,6 +73,17 @@ static bool is_usage_refusal(const struct client_error *e)
     return e->http_status >= 400 && e->http_status < 500 && e->http_status != 408 && e->http_status != 429;
 }
 
+/*
+ * True when the message already names the field: the server's field is
+ * the request's path ("recipe.packages[0]"), its message the recipe's
+ * ("packages[0]: ..."), so either spelling counts.
+ */
+static bool remote_message_names(const char *message, const char *field)
+{
+    const char *dot = strchr(field, '.');
+    return strstr(message, field) != NULL || (dot != NULL && dot[1] != '\0' && strstr(message, dot + 1) != NULL);
+}
+
 int remote_fail(const char *cmd, const struct client_error *e)
 {
     if (e->status == CLIENT_INTERRUPTED) {
@@ -83,8 +94,7 @@ int remote_fail(const char *cmd, const struct client_error *e)
         fprintf(stderr, "debate %s: %s\n", cmd, e->message);
         return REMOTE_EXIT_SERVER;
     }
-    /* The field is named when the message does not already start with it. */
-    bool name_field = e->field[0] != '\0' && strstr(e->message, e->field) == NULL;
+    bool name_field = e->field[0] != '\0' && !remote_message_names(e->message, e->field);
     fprintf(stderr, "debate %s: %s%s%s (%s)\n", cmd, name_field ? e->field : "", name_field ? ": " : "", e->message,
             e->code[0] ? e->code : "no error code");
     return is_usage_refusal(e) ? REMOTE_EXIT_USAGE : REMOTE_EXIT_SERVER;
@@ -137,4 +147,14 @@ void remote_print_json(const json_t *doc)
     _cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT);
     printf("%s\n", text ? text : "null");
     fflush(stdout);
+}
+
+int remote_download(const char *cmd, struct client *c, const json_t *build, const char *out)
+{
+    struct client_error e;
+    long long resumed_at;
+    enum client_status st = client_download(c, build, out, &resumed_at, &e);
+    if (resumed_at > 0)
+        fprintf(stderr, "debate %s: resumed the download in \"%s.part\" at byte %lld\n", cmd, out, resumed_at);
+    return st == CLIENT_OK ? REMOTE_EXIT_OK : remote_fail(cmd, &e);
 }

@@ -83,6 +83,12 @@ bool remote_id_ok(const char *cmd, const char *id);
 /* Reads a JSON file (a recipe, a lock) of at most 16 MiB; NULL after printing "debate CMD: PATH: why". */
 json_t *remote_load_json(const char *cmd, const char *path);
 
+/*
+ * Downloads the build's ISO to out (client_download), saying on standard
+ * error when it resumed a partial download. Returns the exit status.
+ */
+int remote_download(const char *cmd, struct client *c, const json_t *build, const char *out);
+
 /* Prints doc as one line of compact JSON on standard output. */
 void remote_print_json(const json_t *doc);
 

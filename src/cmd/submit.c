@@ -136,9 +136,8 @@ static int submit_wait(struct client *c, const struct submit_args *a, const json
         remote_print_json(final);
     int rc = remote_build_exit("submit", final);
     if (rc == REMOTE_EXIT_OK && a->output != NULL) {
-        if (client_download(c, final, a->output, &e) != CLIENT_OK)
-            rc = remote_fail("submit", &e);
-        else if (!a->json)
+        rc = remote_download("submit", c, final, a->output);
+        if (rc == REMOTE_EXIT_OK && !a->json)
             printf("%s  %s\n", json_string_value(json_object_get(final, "iso_sha256")), a->output);
     }
     json_decref(final);
