@@ -21,6 +21,8 @@
 #define RETRY_TRIES 3
 #define RETRY_AFTER_MAX_S 10
 
+static void client_setup(struct client *c);
+
 enum client_status client_error_set(struct client_error *e, enum client_status s, const char *fmt, ...)
 {
     memset(e, 0, sizeof(*e));
@@ -62,6 +64,7 @@ struct client *client_new(const struct client_opts *o, struct client_error *e)
     c->cacert = o->cacert ? xstrdup(o->cacert) : NULL;
     c->interrupted = o->interrupted;
     c->retry_window_s = o->retry_window_s ? o->retry_window_s : 60;
+    client_setup(c);
     return c;
 }
 
@@ -240,36 +243,45 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     return client_interrupted(c) ? 1 : 0;
 }
 
-static void call_setup(struct client *c, struct client_call *k, const char *url)
+/*
+ * What every call shares, set once: the handle is not reset between calls,
+ * for curl_easy_reset would turn the cookie engine off (and with it the
+ * CSRF cookie) and leak curl's list of cookie files.
+ */
+static void client_setup(struct client *c)
 {
     CURL *h = c->curl;
-    curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_COOKIEFILE, ""); /* the cookie engine, in memory only */
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "debate/" DEBATE_VERSION);
-    curl_easy_setopt(h, CURLOPT_COOKIEFILE, ""); /* the cookie engine, in memory only */
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    if (k->idle_s > 0) {
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, k->idle_s);
-    } else {
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, CALL_TIMEOUT_S);
-    }
     if (c->cacert != NULL)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, k);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, k);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+}
+
+/* What differs from call to call: every option a call sets, each call sets. */
+static void call_setup(struct client *c, struct client_call *k, const char *url)
+{
+    CURL *h = c->curl;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, k);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, k);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, k->headers);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, k->idle_s > 0 ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, k->idle_s);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, k->idle_s > 0 ? 0L : CALL_TIMEOUT_S);
     if (strcmp(k->method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, k->body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)k->body_len);
+    } else {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
 }
 
