@@ -158,16 +158,15 @@ static bool submit_output_ok(const char *out)
 
 static int submit_run(const struct submit_args *a)
 {
-    if (a->output != NULL && !submit_output_ok(a->output))
-        return REMOTE_EXIT_USAGE;
-    json_t *body = submit_body(a);
-    if (body == NULL)
-        return REMOTE_EXIT_USAGE;
     struct client *c = NULL;
-    json_t *answer = NULL;
+    json_t *answer = NULL, *body = NULL;
     long status;
     struct client_error e;
     int rc = remote_open("submit", &a->remote, &c);
+    if (rc == 0 && a->output != NULL && !submit_output_ok(a->output))
+        rc = REMOTE_EXIT_USAGE;
+    if (rc == 0 && (body = submit_body(a)) == NULL)
+        rc = REMOTE_EXIT_USAGE;
     if (rc == 0 && client_post_json(c, "/api/v1/builds", body, &status, &answer, &e) != CLIENT_OK)
         rc = remote_fail("submit", &e);
     if (rc == 0) {
