@@ -626,3 +626,31 @@ def test_cancel_a_running_build_that_submit_and_logs_follow(real, tiny_submitted
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# --------------------------------------------------------------------------
+# bash completion
+# --------------------------------------------------------------------------
+
+COMPLETION = Path(__file__).resolve().parents[2] / "deploy" / "bash-completion" / "debate"
+
+
+def complete(*words):
+    """What the completion offers for `debate WORDS` (the last word being completed)."""
+    words = ["debate", *words]
+    script = (f"source {COMPLETION}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+              f"COMP_CWORD={len(words) - 1}; _debate; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return sorted(w for w in p.stdout.split("\n") if w)
+
+
+def test_bash_completion_offers_every_command_and_every_long_option():
+    listed = [line.split()[0] for line in run("help").stdout.splitlines() if line.startswith("  ")]
+    assert set(listed) <= set(complete("")), (listed, complete(""))
+    for cmd in listed:
+        usage = run(cmd, "--help").stdout
+        options = sorted(set(re.findall(r"^ +(?:-\w, )?(--[a-z-]+)", usage, re.M)))
+        assert complete(cmd, "--") == options, f"debate {cmd}: completion {complete(cmd, '--')}, usage {options}"
+    assert complete("list", "--status", "s") == ["succeeded"]
+    assert complete("sub") == ["submit"]
