@@ -22,6 +22,7 @@ struct follow {
     bool ended;
     bool news;               /* an event arrived on this connection: the server is alive */
     bool not_found;          /* the end event said the build does not exist */
+    bool bad_end;            /* the end event was neither a build nor an error */
     char not_found_msg[256];
 };
 
@@ -47,8 +48,12 @@ static void on_end_event(struct follow *f, const char *data)
         return;
     }
     const char *msg = json_string_value(json_object_get(err, "message"));
-    snprintf(f->not_found_msg, sizeof(f->not_found_msg), "%s", msg ? msg : "no build with this id");
-    f->not_found = true;
+    if (msg != NULL) {
+        snprintf(f->not_found_msg, sizeof(f->not_found_msg), "%s", msg);
+        f->not_found = true;
+    } else {
+        f->bad_end = true;
+    }
     json_decref(doc);
 }
 
@@ -62,7 +67,7 @@ static int on_message(void *arg, const struct sse_message *m)
         f->ev->log(f->ev->arg, m->data);
     else if (strcmp(m->event, "end") == 0)
         on_end_event(f, m->data);
-    return f->ended || f->not_found ? 1 : 0; /* after end, stop reading: the stream has said everything */
+    return f->ended || f->not_found || f->bad_end ? 1 : 0; /* after end, stop reading: the stream has said everything */
 }
 
 static bool follow_sink(void *arg, const char *buf, size_t n)
@@ -97,6 +102,9 @@ static enum client_status follow_once(struct client *c, const char *path, struct
     if (st == CLIENT_OK && f->parser.result == SSE_PARSE_TOO_BIG)
         st = client_error_set(e, CLIENT_BAD_REPLY, "the event stream of \"%s%s\" has a line over %d bytes",
                               client_server(c), path, CLIENT_MAX_EVENT);
+    else if (st == CLIENT_OK && f->bad_end)
+        st = client_error_set(e, CLIENT_BAD_REPLY, "the end event of \"%s%s\" is neither a build nor an error",
+                              client_server(c), path);
     else if (st == CLIENT_OK && !f->ended && !f->not_found)
         st = client_error_set(e, CLIENT_NETWORK, "the server closed the event stream of \"%s%s\" before the build ended",
                               client_server(c), path);

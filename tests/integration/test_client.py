@@ -291,6 +291,19 @@ def test_an_unknown_build_on_the_stream_is_not_found(fake):
     assert p.stderr == "debate logs: no build with this id (not_found)\n"
 
 
+def test_an_end_event_that_is_no_build_exits_3(fake):
+    def handler(h):
+        sse_head(h)
+        sse(h, "end", "{\"what\": 1}")
+
+    srv = fake(handler)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == f'debate logs: the end event of "{srv.url}/api/v1/builds/{BUILD_ID}/log" is neither a build ' \
+                       "nor an error\n"
+    assert len(srv.requests) == 1
+
+
 # --------------------------------------------------------------------------
 # the event stream: drops, Last-Event-ID, the build's end as the exit status
 # --------------------------------------------------------------------------
