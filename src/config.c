@@ -76,6 +76,7 @@ static const struct setting settings[] = {
     S(queue_max, T_UINT, "100", 1, 1000000),
     S(submit_limit, T_UINT, "10", 1, 1000000),
     S(submit_window, T_UINT, "3600", 1, 604800),
+    S(server, T_STRING, "https://localhost:8443", 0, 0),
 };
 
 struct errbuf {
@@ -400,6 +401,9 @@ static void validate(const struct config *cfg, struct errbuf *e)
     for (size_t i = 0; i < cfg->trusted_proxies.count; i++)
         if (!is_ip(cfg->trusted_proxies.items[i]))
             err_add(e, "\"trusted_proxies\": \"%s\" is not an IP address", cfg->trusted_proxies.items[i]);
+    if (strncmp(cfg->server, "https://", 8) != 0 && strncmp(cfg->server, "http://", 7) != 0)
+        err_add(e, "\"server\" must be an https:// (or http://) URL such as https://localhost:8443 (got \"%s\")",
+                cfg->server);
     for (size_t i = 0; i < cfg->cors_origins.count; i++) {
         const char *o = cfg->cors_origins.items[i];
         if (strncmp(o, "https://", 8) != 0 && strncmp(o, "http://", 7) != 0)

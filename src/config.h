@@ -78,6 +78,7 @@ struct config {
     unsigned queue_max;         /* queued builds at most: submissions beyond get 503 */
     unsigned submit_limit;      /* submissions per client per submit_window seconds */
     unsigned submit_window;
+    char *server;               /* the URL the client commands (submit, status, ...) talk to */
 };
 
 /* Fills in the defaults. */

@@ -35,6 +35,12 @@ static const struct command commands[] = {
     {&cmd_hash_usage, cmd_hash},
     {&cmd_lock_usage, cmd_lock},
     {&cmd_version_usage, cmd_version},
+    {&cmd_submit_usage, cmd_submit},
+    {&cmd_status_usage, cmd_status},
+    {&cmd_logs_usage, cmd_logs},
+    {&cmd_list_usage, cmd_list},
+    {&cmd_cancel_usage, cmd_cancel},
+    {&cmd_download_usage, cmd_download},
     {&help_usage, main_help},
 };
 

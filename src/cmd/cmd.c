@@ -14,6 +14,8 @@ void cmd_usage_print(const struct cmd_usage *u, FILE *out)
     fprintf(out, "usage: debate %s%s%s\n\n%s\n\noptions:\n%s", u->name, u->synopsis[0] ? " " : "", u->synopsis,
             u->summary, u->options);
     fputs("  -h, --help           print this text\n", out);
+    if (u->notes != NULL)
+        fprintf(out, "\n%s", u->notes);
 }
 
 int cmd_help(const struct cmd_usage *u)

@@ -28,6 +28,7 @@ struct cmd_usage {
     const char *synopsis; /* the arguments after the name: "[--config FILE] [--check]" */
     const char *summary;  /* one lower-case line for the list of commands */
     const char *options;  /* "  -c, --config FILE  ...\n" lines, or "" */
+    const char *notes;    /* paragraphs printed after the options (exit statuses), or NULL */
 };
 
 /* The option every command's getopt table ends with, before the NULL entry. */
@@ -62,7 +63,8 @@ void cmd_trap_signals(void (*handler)(int));
 
 extern const struct cmd_usage cmd_serve_usage, cmd_worker_usage, cmd_migrate_usage, cmd_backup_usage,
     cmd_restore_test_usage, cmd_build_usage, cmd_sandbox_usage, cmd_hash_usage, cmd_lock_usage,
-    cmd_version_usage;
+    cmd_version_usage, cmd_submit_usage, cmd_status_usage, cmd_logs_usage, cmd_list_usage, cmd_cancel_usage,
+    cmd_download_usage;
 
 int cmd_serve(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
@@ -74,5 +76,12 @@ int cmd_sandbox(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_lock(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+/* The client commands (cmd/remote.h): they talk to a debate server over its API. */
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_download(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ from conftest import SANITIZER_MARKERS, _own_tmpdir, clean_env, debate_bin
 
 IS_ROOT = os.geteuid() == 0
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BUILD_ID = "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11"
 
 # name: the arguments a run needs to get as far as loading the configuration
 # (None: the command loads none), the exit status of a configuration error,
@@ -40,6 +41,12 @@ COMMANDS = {
     "hash": (None, None, False),
     "lock": (["recipe.json"], 1, False),
     "version": (None, None, False),
+    "submit": ([str(EXAMPLES / "tiny.json")], 2, False),
+    "status": ([BUILD_ID], 2, False),
+    "logs": ([BUILD_ID], 2, False),
+    "list": ([], 2, False),
+    "cancel": ([BUILD_ID, "--token", "t"], 2, False),
+    "download": ([BUILD_ID, "-o", "x.iso"], 2, False),
     "help": (None, None, False),
 }
 LOADS_CONFIG = [name for name, (args, _, _) in COMMANDS.items() if args is not None]

@@ -1,0 +1,81 @@
+/* debate status: one build as the server sees it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/remote.h"
+#include "util.h"
+#include "banned.h"
+
+const struct cmd_usage cmd_status_usage = {
+    .name = "status",
+    .synopsis = "ID [--json] [--server URL] [--cacert FILE]",
+    .summary = "print a build's status, stage, ISO or error from a debate server",
+    .options = "      --json           print the build object of the API (docs/api.md) as JSON\n" REMOTE_OPTIONS_USAGE,
+    .notes = "The exit status is 0 whenever the server answered, whatever the build's state.\n\n" REMOTE_EXIT_NOTES,
+};
+
+static const char *str(const json_t *b, const char *key)
+{
+    const char *s = json_string_value(json_object_get(b, key));
+    return s ? s : "-";
+}
+
+/* One "name  value" line per fact a person looks for. */
+static void status_print(const json_t *b)
+{
+    printf("id        %s\n", str(b, "id"));
+    printf("status    %s\n", str(b, "status"));
+    printf("stage     %s (%lld%%)\n", str(b, "stage"), (long long)json_integer_value(json_object_get(b, "progress")));
+    if (json_is_integer(json_object_get(b, "queue_position")))
+        printf("queue     %lld (1: next to run)\n", (long long)json_integer_value(json_object_get(b, "queue_position")));
+    printf("recipe    %s\n", str(b, "config_hash"));
+    printf("created   %s\n", str(b, "created_at"));
+    printf("started   %s\n", str(b, "started_at"));
+    printf("finished  %s\n", str(b, "finished_at"));
+    printf("attempts  %lld of %lld\n", (long long)json_integer_value(json_object_get(b, "attempts")),
+           (long long)json_integer_value(json_object_get(b, "max_attempts")));
+    if (json_is_string(json_object_get(b, "iso_sha256")))
+        printf("iso       %s (%lld bytes)\n", str(b, "iso_sha256"),
+               (long long)json_integer_value(json_object_get(b, "iso_size")));
+    json_t *err = json_object_get(b, "error");
+    if (json_is_object(err))
+        printf("error     %s: %s\n", str(err, "code"), str(err, "message"));
+}
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, REMOTE_OPTIONS, CMD_OPTION_HELP,
+                                         {NULL, 0, NULL, 0}};
+    struct remote r = {0};
+    bool ok = true, json = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, REMOTE_OPTSTRING "h", opts, NULL)) != -1) {
+        if (opt == 'h')
+            return cmd_help(&cmd_status_usage);
+        if (opt == 'j')
+            json = true;
+        else
+            ok = remote_option(&r, opt, optarg) && ok;
+    }
+    if (!ok || optind + 1 != argc)
+        return cmd_usage_error(&cmd_status_usage);
+    const char *id = argv[optind];
+    if (!remote_id_ok("status", id))
+        return REMOTE_EXIT_USAGE;
+    struct client *c;
+    int rc = remote_open("status", &r, &c);
+    if (rc != 0)
+        return rc;
+    _cleanup_free_ char *path = xasprintf("/api/v1/builds/%s", id);
+    json_t *b;
+    struct client_error e;
+    if (client_get_json(c, path, &b, &e) != CLIENT_OK)
+        rc = remote_fail("status", &e);
+    else if (json)
+        remote_print_json(b);
+    else
+        status_print(b);
+    json_decref(b);
+    client_free(c);
+    return rc;
+}

@@ -1,0 +1,669 @@
+"""The client commands (docs/client.md): submit, status, logs, list, cancel,
+download, as a user runs them, with what they print and their exit status.
+
+Two kinds of server:
+
+* small fake servers in this process (plain http on loopback), for what a
+  real server will not do on demand: a stream that drops and must be
+  resumed with Last-Event-ID, a download cut in the middle, an ISO that is
+  not the one of its record, endless heads and bodies;
+* the real `debate serve` with its embedded PostgreSQL and a build worker
+  (as test_service.py starts them, sharing its package cache; root only),
+  for examples/tiny.json submitted, followed, downloaded, found in the
+  cache, listed, logged, cancelled, and TLS with the right and a wrong CA.
+"""
+
+import atexit
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SANITIZER_MARKERS, clean_env, debate_bin, free_ports
+from test_service import (BUILD_TIMEOUT, FIRST_BUILD_TIMEOUT, TINY, Api, Service, cache_dir,  # noqa: F401
+                          tails, tiny_with_hook)
+
+COMMANDS = ("submit", "status", "logs", "list", "cancel", "download")
+BUILD_ID = "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11"
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+# A data directory without a CA in it: the client then trusts the system's CAs.
+EMPTY_DATA_DIR = tempfile.mkdtemp(prefix="debate-client-data-")
+atexit.register(shutil.rmtree, EMPTY_DATA_DIR, True)
+
+
+def run(*args, env=None, cwd=None, timeout=120):
+    """Runs `debate ARGS` with a clean environment (an empty data directory
+    unless env names one); fails on a sanitizer report."""
+    base = {"DEBATE_DATA_DIR": EMPTY_DATA_DIR}
+    base.update(env or {})
+    p = subprocess.run([debate_bin(), *args], capture_output=True, text=True, env=clean_env(base), cwd=cwd,
+                       timeout=timeout)
+    for marker in SANITIZER_MARKERS:
+        assert marker not in p.stderr, f"debate {' '.join(args)}: sanitizer report:\n{p.stderr[-4000:]}"
+    return p
+
+
+def build_object(status="succeeded", **extra):
+    b = {"id": BUILD_ID, "status": status, "stage": "done", "progress": 100, "error": None,
+         "iso_sha256": None, "iso_size": None, "iso_url": None, "manifest_url": None,
+         "finished_at": "2026-11-30T03:00:00Z"}
+    b.update(extra)
+    return b
+
+
+# --------------------------------------------------------------------------
+# fake servers
+# --------------------------------------------------------------------------
+
+class Fake:
+    """A plain-http server on loopback whose answers the test writes: handler(req) is called with the
+    BaseHTTPRequestHandler of each request; requests are recorded as (method, path, headers)."""
+
+    def __init__(self, handler):
+        self.requests = []
+        fake = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                fake.requests.append(("GET", self.path, dict(self.headers)))
+                try:
+                    handler(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_POST = do_GET
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake():
+    made = []
+
+    def make(handler):
+        f = Fake(handler)
+        made.append(f)
+        return f
+
+    yield make
+    for f in made:
+        f.close()
+
+
+def send_json(h, status, doc, headers=()):
+    body = json.dumps(doc).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(body)))
+    for k, v in headers:
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(body)
+
+
+def sse_head(h):
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.send_header("Connection", "close")
+    h.end_headers()
+
+
+def sse(h, event, data, eid=None):
+    text = (f"id: {eid}\n" if eid is not None else "") + f"event: {event}\ndata: {data}\n\n"
+    h.wfile.write(text.encode())
+    h.wfile.flush()
+
+
+# --------------------------------------------------------------------------
+# usage, arguments, unreachable servers
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help_of_every_client_command(cmd):
+    p = run(cmd, "--help")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"usage: debate {cmd} "), p.stdout
+    for opt in ("--server URL", "--cacert FILE", "--help"):
+        assert opt in p.stdout, (opt, p.stdout)
+    assert "exit status: 0 done; 1 the build failed; 2 a usage error" in p.stdout, p.stdout
+    # And in the list of commands.
+    h = run("help")
+    assert re.search(rf"^  {cmd} +\S", h.stdout, re.M), h.stdout
+
+
+@pytest.mark.parametrize("args", [("submit",), ("status",), ("status", BUILD_ID, "extra"), ("cancel", BUILD_ID),
+                                  ("download", BUILD_ID), ("list", "--limit", "0"), ("logs", "--bogus", BUILD_ID)])
+def test_usage_errors_exit_2(args):
+    p = run(*args)
+    assert p.returncode == 2, (args, p.returncode, p.stderr)
+    assert f"usage: debate {args[0]} " in p.stderr, p.stderr
+
+
+def test_a_malformed_build_id_is_refused_before_any_request(fake):
+    srv = fake(lambda h: send_json(h, 200, build_object()))
+    p = run("status", "../../csrf", "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == 'debate status: "../../csrf" is not a build id (a UUID, as debate submit prints it)\n'
+    assert srv.requests == []
+
+
+def test_an_unreachable_server_exits_3_naming_the_url():
+    port = free_ports(1)[0]
+    p = run("status", BUILD_ID, "--server", f"https://127.0.0.1:{port}")
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.startswith(f'debate status: cannot reach "https://127.0.0.1:{port}/api/v1/builds/{BUILD_ID}": '), \
+        p.stderr
+    assert "onnect" in p.stderr, p.stderr     # curl's reason: "Couldn't connect to server"
+
+
+def test_a_server_that_is_no_url_is_a_usage_error():
+    p = run("list", "--server", "localhost:8443")
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == 'debate list: "localhost:8443" is not an http or https URL (such as https://localhost:8443)\n'
+
+
+def test_debate_server_in_the_environment_is_the_default_server(fake):
+    srv = fake(lambda h: send_json(h, 200, build_object()))
+    p = run("status", BUILD_ID, "--json", env={"DEBATE_SERVER": srv.url})
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["id"] == BUILD_ID
+    assert srv.requests[0][:2] == ("GET", f"/api/v1/builds/{BUILD_ID}")
+    # --server wins over the variable.
+    other = fake(lambda h: send_json(h, 200, build_object(status="failed")))
+    p = run("status", BUILD_ID, "--server", other.url, env={"DEBATE_SERVER": srv.url})
+    assert p.returncode == 0 and "status    failed\n" in p.stdout, (p.stdout, p.stderr)
+
+
+def test_a_misspelt_debate_server_is_refused():
+    p = run("list", env={"DEBATE_SERVR": "https://localhost:8443"})
+    assert p.returncode == 2, p.stderr
+    assert 'unknown setting "DEBATE_SERVR" (did you mean "DEBATE_SERVER"?)' in p.stderr, p.stderr
+
+
+# --------------------------------------------------------------------------
+# the server's errors and hostile answers
+# --------------------------------------------------------------------------
+
+def test_the_servers_json_error_is_printed_with_its_code(fake):
+    err = {"error": {"code": "not_found", "message": "no build with this id"}}
+    srv = fake(lambda h: send_json(h, 404, err))
+    p = run("status", BUILD_ID, "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate status: no build with this id (not_found)\n"
+
+
+def test_a_5xx_exits_3(fake):
+    err = {"error": {"code": "db_unavailable", "message": "the database is unavailable"}}
+    srv = fake(lambda h: send_json(h, 503, err, [("Retry-After", "30")]))
+    p = run("list", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == "debate list: the database is unavailable (db_unavailable)\n"
+
+
+def test_429_with_a_short_retry_after_is_retried(fake):
+    answers = [(429, {"error": {"code": "rate_limited", "message": "slow down"}})] * 2 + \
+              [(200, {"builds": [build_object()], "next": None})]
+
+    def handler(h):
+        status, doc = answers.pop(0)
+        send_json(h, status, doc, [("Retry-After", "1")])
+
+    srv = fake(handler)
+    p = run("list", "--json", "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["builds"][0]["id"] == BUILD_ID
+    assert len(srv.requests) == 3
+
+
+def test_an_endless_head_is_cut_off(fake):
+    def handler(h):
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(100000):
+            h.wfile.write(f"X-Filler-{i}: {'a' * 100}\r\n".encode())
+
+    srv = fake(handler)
+    p = run("status", BUILD_ID, "--server", srv.url, timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert "has a head over 65536 bytes" in p.stderr, p.stderr
+
+
+def test_an_endless_body_is_cut_off(fake):
+    def handler(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.end_headers()
+        chunk = b"[" * 65536
+        for _ in range(1000):              # 64 MiB, far past the 8 MiB a JSON answer may have
+            h.wfile.write(chunk)
+
+    srv = fake(handler)
+    p = run("status", BUILD_ID, "--server", srv.url, timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert "is over 8388608 bytes" in p.stderr, p.stderr
+
+
+def test_an_endless_event_is_cut_off(fake):
+    def handler(h):
+        sse_head(h)
+        h.wfile.write(b"data: ")
+        for _ in range(100):
+            h.wfile.write(b"x" * 65536)
+
+    srv = fake(handler)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url, timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert "has a line over 1048576 bytes" in p.stderr, p.stderr
+
+
+def test_an_unknown_build_on_the_stream_is_not_found(fake):
+    def handler(h):
+        sse_head(h)
+        sse(h, "end", json.dumps({"error": {"code": "not_found", "message": "no build with this id"}}))
+
+    srv = fake(handler)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate logs: no build with this id (not_found)\n"
+
+
+def test_an_end_event_that_is_no_build_exits_3(fake):
+    def handler(h):
+        sse_head(h)
+        sse(h, "end", "{\"what\": 1}")
+
+    srv = fake(handler)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == f'debate logs: the end event of "{srv.url}/api/v1/builds/{BUILD_ID}/log" is neither a build ' \
+                       "nor an error\n"
+    assert len(srv.requests) == 1
+
+
+# --------------------------------------------------------------------------
+# the event stream: drops, Last-Event-ID, the build's end as the exit status
+# --------------------------------------------------------------------------
+
+def stream_that_drops(final):
+    """First connection: two events, then the server goes away (no end). Second: what follows event 2."""
+    def handler(h):
+        sse_head(h)
+        if h.headers.get("Last-Event-ID") is None:
+            sse(h, "log", "I: one", 1)
+            sse(h, "progress", json.dumps({"stage": "rootfs", "progress": 16, "message": "installing"}), 2)
+            h.wfile.write(b": the server is stopping; reconnect with Last-Event-ID\n\n")
+            return
+        if h.headers["Last-Event-ID"] != "2":
+            return          # the test sees the wrong id among the requests
+        sse(h, "log", "I: three", 3)
+        sse(h, "end", json.dumps(final))
+    return handler
+
+
+@pytest.mark.parametrize("status,code", [("succeeded", 0), ("failed", 1), ("cancelled", 4)])
+def test_logs_follow_resumes_after_a_drop_and_exits_as_the_build_ended(fake, status, code):
+    error = None if status == "succeeded" else {"code": "hook_failed" if status == "failed" else "cancelled",
+                                                "message": "hook \"10-x\" failed with exit code 3"}
+    srv = fake(stream_that_drops(build_object(status=status, error=error)))
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == code, p.stderr
+    assert p.stdout == "I: one\n[rootfs 16%] installing\nI: three\n", p.stdout
+    resumes = [r[2].get("Last-Event-ID") for r in srv.requests]
+    assert resumes == [None, "2"], resumes
+    assert all(r[2].get("Accept") == "text/event-stream" for r in srv.requests)
+    if status == "failed":
+        assert p.stderr == f'debate logs: build {BUILD_ID} failed: hook "10-x" failed with exit code 3 (hook_failed)\n'
+    if status == "cancelled":
+        assert p.stderr == f"debate logs: build {BUILD_ID} was cancelled\n"
+
+
+def test_interrupting_a_follow_that_reconnects_exits_130(fake):
+    srv = fake(lambda h: (sse_head(h), sse(h, "log", "I: one", 1)))
+    port = srv.url.rsplit(":", 1)[1]
+    # Give the client a little while to reconnect, then take the server away for good.
+    proc = subprocess.Popen([debate_bin(), "logs", BUILD_ID, "--follow", "--server", srv.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}))
+    deadline = time.monotonic() + 10
+    while len(srv.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    srv.close()
+    proc.send_signal(2)           # SIGINT: it stops waiting at once
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.endswith("debate logs: interrupted\n"), err
+    assert out.startswith("I: one\n"), out
+    assert len(srv.requests) >= 2, f"no reconnection to port {port}"
+
+
+# --------------------------------------------------------------------------
+# downloads against a fake server: resumed, checked, atomic
+# --------------------------------------------------------------------------
+
+ISO = bytes((i * 7 + i // 251) % 256 for i in range(3 * 1024 * 1024 + 17))
+ISO_SHA = hashlib.sha256(ISO).hexdigest()
+MANIFEST = {"iso_sha256": ISO_SHA, "iso_size": len(ISO), "config_hash": "0" * 64}
+
+
+def iso_server(iso=ISO, cut_first=False):
+    """Serves a succeeded build whose ISO is iso (the record always says ISO); the first ISO transfer
+    stops after a third when cut_first."""
+    state = {"cut": cut_first}
+
+    def handler(h):
+        path = h.path
+        if path == f"/api/v1/builds/{BUILD_ID}":
+            return send_json(h, 200, build_object(iso_sha256=ISO_SHA, iso_size=len(ISO),
+                                                  iso_url=f"/api/v1/builds/{BUILD_ID}/iso",
+                                                  manifest_url=f"/api/v1/builds/{BUILD_ID}/manifest"))
+        if path.endswith("/manifest"):
+            return send_json(h, 200, MANIFEST)
+        rng = h.headers.get("Range")
+        start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng else 0
+        h.send_response(206 if rng else 200)
+        h.send_header("ETag", f'"{ISO_SHA}"')
+        h.send_header("Content-Length", str(len(iso) - start))
+        if rng:
+            h.send_header("Content-Range", f"bytes {start}-{len(iso) - 1}/{len(iso)}")
+        h.end_headers()
+        if state["cut"]:
+            state["cut"] = False
+            h.wfile.write(iso[start:len(iso) // 3])
+            h.wfile.flush()
+            h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        h.wfile.write(iso[start:])
+    return handler
+
+
+def test_download_resumes_after_a_drop_and_checks_the_iso(fake, tmp_path):
+    srv = fake(iso_server(cut_first=True))
+    out = tmp_path / "x.iso"
+    p = run("download", BUILD_ID, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"{ISO_SHA}  {out}\n"
+    assert f'resumed the download in "{out}.part" at byte {len(ISO) // 3}' in p.stderr, p.stderr
+    assert out.read_bytes() == ISO
+    assert json.loads((tmp_path / "x.iso.manifest.json").read_text()) == MANIFEST
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.iso", "x.iso.manifest.json"]
+    ranges = [r[2].get("Range") for r in srv.requests if r[1].endswith("/iso")]
+    assert ranges == [None, f"bytes={len(ISO) // 3}-"], ranges
+
+
+def test_download_resumes_a_part_left_by_an_earlier_run(fake, tmp_path):
+    srv = fake(iso_server())
+    out = tmp_path / "x.iso"
+    (tmp_path / "x.iso.part").write_bytes(ISO[:1000000])
+    p = run("download", BUILD_ID, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert f'resumed the download in "{out}.part" at byte 1000000' in p.stderr, p.stderr
+    assert out.read_bytes() == ISO
+    assert not (tmp_path / "x.iso.part").exists()
+
+
+def test_a_part_of_another_iso_is_fetched_again_whole(fake, tmp_path):
+    srv = fake(iso_server())
+    out = tmp_path / "x.iso"
+    (tmp_path / "x.iso.part").write_bytes(b"\xff" * 1000000)
+    p = run("download", BUILD_ID, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == ISO
+    ranges = [r[2].get("Range") for r in srv.requests if r[1].endswith("/iso")]
+    assert ranges == ["bytes=1000000-", None], ranges
+
+
+def test_an_iso_that_is_not_the_records_never_reaches_out(fake, tmp_path):
+    bad = bytearray(ISO)
+    bad[12345] ^= 1
+    srv = fake(iso_server(iso=bytes(bad)))
+    out = tmp_path / "x.iso"
+    p = run("download", BUILD_ID, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert f"has SHA-256 {hashlib.sha256(bad).hexdigest()}, its build record says {ISO_SHA}" in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == [], "a wrong ISO (or its part) was left behind"
+
+
+@pytest.mark.parametrize("status,code,words", [("failed", 1, "failed: "), ("cancelled", 4, "was cancelled"),
+                                               ("running", 2, "has not ended (running)")])
+def test_download_of_a_build_without_an_iso(fake, tmp_path, status, code, words):
+    b = build_object(status=status, error={"code": "hook_failed", "message": "hook failed"})
+    if status == "running":
+        b["finished_at"] = None
+    srv = fake(lambda h: send_json(h, 200, b))
+    p = run("download", BUILD_ID, "-o", str(tmp_path / "x.iso"), "--server", srv.url)
+    assert p.returncode == code, p.stderr
+    assert words in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------
+# the real server
+# --------------------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the build service runs builds as root")
+
+
+@pytest.fixture(scope="module")
+def real(request, cache_dir):  # noqa: F811 - the fixture imported from test_service
+    s = Service(request, cache_dir)
+    srv = s.server(DEBATE_WORKERS=1, DEBATE_SUBMIT_LIMIT=1000, DEBATE_SUBMIT_WINDOW=3600)
+    api = Api(srv)
+    url = f"https://localhost:{srv.https_port}"
+    yield type("Real", (), {"srv": srv, "api": api, "url": url, "service": s,
+                            "env": {"DEBATE_DATA_DIR": str(srv.data_dir)}})
+    s.close()
+
+
+def client(real, *args, timeout=BUILD_TIMEOUT, **kw):
+    """debate ARGS against the real server: its URL given, its CA found in the data directory."""
+    return run(*args, "--server", real.url, env=real.env, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_submitted(real):
+    """examples/tiny.json submitted with --wait -o from a directory of its own."""
+    work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
+    p = client(real, "submit", str(TINY), "--wait", "-o", "tiny.iso", cwd=work, timeout=FIRST_BUILD_TIMEOUT)
+    return type("Tiny", (), {"p": p, "work": work})
+
+
+@needs_root
+def test_submit_wait_downloads_the_iso_and_its_manifest(real, tiny_submitted):
+    p, work = tiny_submitted.p, tiny_submitted.work
+    assert p.returncode == 0, f"{p.stderr[-4000:]}\n{tails(real.srv)}"
+    bid, line2 = p.stdout.splitlines()
+    assert UUID_RE.match(bid), p.stdout
+    b = real.api.build(bid)
+    assert b["status"] == "succeeded", b
+    iso = (work / "tiny.iso").read_bytes()
+    assert hashlib.sha256(iso).hexdigest() == b["iso_sha256"] and len(iso) == b["iso_size"]
+    assert line2 == f"{b['iso_sha256']}  tiny.iso"
+    manifest = json.loads((work / "tiny.iso.manifest.json").read_text())
+    assert manifest["iso_sha256"] == b["iso_sha256"] and manifest["config_hash"] == b["config_hash"]
+    assert sorted(f.name for f in work.iterdir()) == ["tiny.iso", "tiny.iso.manifest.json"]
+    assert f"debate submit: build {bid}: " in p.stderr and "(cache miss)" in p.stderr, p.stderr
+    assert re.search(r"^debate submit: cancel token [A-Za-z0-9_-]{43} \(shown once", p.stderr, re.M), p.stderr
+    # Not a terminal: whole progress lines by stage, ending at done.
+    stages = re.findall(r"^debate submit: +\d+% (\w+) ", p.stderr, re.M)
+    assert "rootfs" in stages and stages[-1] == "done", stages
+
+
+@needs_root
+def test_the_same_submission_again_is_a_cache_hit(real, tiny_submitted):
+    assert tiny_submitted.p.returncode == 0
+    bid = tiny_submitted.p.stdout.split()[0]
+    work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
+    p = client(real, "submit", str(TINY), "-o", str(work / "again.iso"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[0] == bid
+    assert p.stderr.startswith(f"debate submit: build {bid}: cache hit, the ISO is built already\n"), p.stderr
+    assert "cancel token" not in p.stderr
+    assert (work / "again.iso").read_bytes() == (tiny_submitted.work / "tiny.iso").read_bytes()
+    # --json: the server's answer, then the final build, one line each.
+    p = client(real, "submit", str(TINY), "--json", "--wait")
+    assert p.returncode == 0, p.stderr
+    answer, final = [json.loads(line) for line in p.stdout.splitlines()]
+    assert answer["cache"] == "hit" and answer["build"]["id"] == bid and final["id"] == bid
+    assert p.stderr == ""
+
+
+@needs_root
+def test_status_list_and_logs(real, tiny_submitted):
+    bid = tiny_submitted.p.stdout.split()[0]
+    p = client(real, "status", bid)
+    assert p.returncode == 0, p.stderr
+    assert f"id        {bid}\n" in p.stdout and "status    succeeded\n" in p.stdout, p.stdout
+    p = client(real, "status", bid, "--json")
+    assert json.loads(p.stdout) == real.api.build(bid)
+    p = client(real, "list", "--status", "succeeded", "--json")
+    assert p.returncode == 0, p.stderr
+    assert bid in [b["id"] for b in json.loads(p.stdout)["builds"]]
+    p = client(real, "list")
+    assert p.returncode == 0 and re.search(rf"^{bid}  succeeded  done ", p.stdout, re.M), p.stdout
+    p = client(real, "list", "--status", "finished")
+    assert p.returncode == 2 and p.stderr.startswith("debate list: ") and "status" in p.stderr, p.stderr
+    p = client(real, "logs", bid)
+    assert p.returncode == 0, p.stderr
+    assert "[rootfs " in p.stdout and p.stdout.rstrip().endswith(real.api.build(bid)["iso_sha256"]), p.stdout[-500:]
+    p = client(real, "status", "00000000-0000-4000-8000-000000000000")
+    assert p.returncode == 2 and p.stderr.endswith("(not_found)\n"), p.stderr
+
+
+@needs_root
+def test_download_resumes_a_partial_iso_from_the_server(real, tiny_submitted):
+    bid = tiny_submitted.p.stdout.split()[0]
+    iso = (tiny_submitted.work / "tiny.iso").read_bytes()
+    work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
+    (work / "d.iso.part").write_bytes(iso[:1 << 20])
+    p = client(real, "download", bid, "-o", "d.iso", cwd=work)
+    assert p.returncode == 0, p.stderr
+    assert 'resumed the download in "d.iso.part" at byte 1048576' in p.stderr, p.stderr
+    assert (work / "d.iso").read_bytes() == iso
+    assert sorted(f.name for f in work.iterdir()) == ["d.iso", "d.iso.manifest.json"]
+
+
+@needs_root
+def test_an_invalid_recipe_exits_2_naming_the_field(real, tmp_path):
+    recipe = json.loads(TINY.read_text())
+    recipe["packages"] = ["busybox-static", 7]
+    (tmp_path / "bad.json").write_text(json.dumps(recipe))
+    p = client(real, "submit", str(tmp_path / "bad.json"))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("debate submit: packages[1]: ") and p.stderr.endswith(" (invalid_recipe)\n"), p.stderr
+    (tmp_path / "broken.json").write_text("{")
+    p = client(real, "submit", str(tmp_path / "broken.json"))
+    assert p.returncode == 2 and p.stderr.startswith(f'debate submit: "{tmp_path}/broken.json": line '), p.stderr
+
+
+@needs_root
+def test_the_ca_comes_from_the_data_dir_and_a_wrong_ca_is_a_tls_failure(real, tiny_submitted, tmp_path):
+    bid = tiny_submitted.p.stdout.split()[0]
+    # Defaults only: $DEBATE_SERVER and DATA_DIR/tls/ca.pem.
+    p = run("status", bid, env={"DEBATE_DATA_DIR": str(real.srv.data_dir), "DEBATE_SERVER": real.url})
+    assert p.returncode == 0 and "status    succeeded" in p.stdout, p.stderr
+    # A data directory without a CA: the system's CAs, which do not know the server's.
+    p = run("status", bid, env={"DEBATE_SERVER": real.url})
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.startswith(f'debate status: TLS with "{real.url}/api/v1/builds/{bid}" failed: '), p.stderr
+    # Another CA named outright.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=another CA", "-days", "1", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "ca.pem")], check=True, capture_output=True)
+    p = client(real, "status", bid, "--cacert", str(tmp_path / "ca.pem"))
+    assert p.returncode == 3 and "TLS with" in p.stderr, p.stderr
+    p = client(real, "status", bid, "--cacert", str(tmp_path / "nosuch.pem"))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f'debate status: --cacert "{tmp_path}/nosuch.pem": No such file or directory\n'
+
+
+@needs_root
+def test_cancel_a_running_build_that_submit_and_logs_follow(real, tiny_submitted, tmp_path):
+    assert tiny_submitted.p.returncode == 0      # the package cache is warm
+    recipe = tiny_with_hook("20-wait", "#!/bin/sh\nsleep 300\n")
+    (tmp_path / "slow.json").write_text(json.dumps(recipe))
+    env = clean_env({"DEBATE_DATA_DIR": str(real.srv.data_dir)})
+    base = [debate_bin()]
+    submit = subprocess.Popen(base + ["submit", str(tmp_path / "slow.json"), "--json", "--wait", "--server", real.url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    follow = None
+    try:
+        answer = json.loads(submit.stdout.readline())
+        bid, token = answer["build"]["id"], answer["cancel_token"]
+        real.api.wait(bid, lambda b: b["status"] == "running" and b["stage"] == "customizing", BUILD_TIMEOUT,
+                      "running its hooks")
+        follow = subprocess.Popen(base + ["logs", bid, "--follow", "--server", real.url], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+        p = client(real, "cancel", bid, "--token", "A" * 43)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.endswith("(bad_cancel_token)\n"), p.stderr
+        assert real.api.build(bid)["status"] == "running"
+        p = client(real, "cancel", bid, "--token", token)
+        assert p.returncode == 0, p.stderr
+        assert p.stderr.startswith(f"debate cancel: build {bid}: "), p.stderr
+        out, err = submit.communicate(timeout=120)
+        assert submit.returncode == 4, err
+        assert err.endswith(f"debate submit: build {bid} was cancelled\n"), err
+        assert json.loads(out.splitlines()[-1])["status"] == "cancelled", out
+        fout, ferr = follow.communicate(timeout=120)
+        assert follow.returncode == 4, ferr
+        assert "[customizing " in fout, fout[-2000:]
+        # Cancelling what has ended is refused as asked.
+        p = client(real, "cancel", bid, "--token", token)
+        assert p.returncode == 2 and p.stderr.endswith("(already_finished)\n"), p.stderr
+    finally:
+        for proc in (submit, follow):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+# --------------------------------------------------------------------------
+# bash completion
+# --------------------------------------------------------------------------
+
+COMPLETION = Path(__file__).resolve().parents[2] / "deploy" / "bash-completion" / "debate"
+
+
+def complete(*words):
+    """What the completion offers for `debate WORDS` (the last word being completed)."""
+    words = ["debate", *words]
+    script = (f"source {COMPLETION}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+              f"COMP_CWORD={len(words) - 1}; _debate; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return sorted(w for w in p.stdout.split("\n") if w)
+
+
+def test_bash_completion_offers_every_command_and_every_long_option():
+    listed = [line.split()[0] for line in run("help").stdout.splitlines() if line.startswith("  ")]
+    assert set(listed) <= set(complete("")), (listed, complete(""))
+    for cmd in listed:
+        usage = run(cmd, "--help").stdout
+        options = sorted(set(re.findall(r"^ +(?:-\w, )?(--[a-z-]+)", usage, re.M)))
+        assert complete(cmd, "--") == options, f"debate {cmd}: completion {complete(cmd, '--')}, usage {options}"
+    assert complete("list", "--status", "s") == ["succeeded"]
+    assert complete("sub") == ["submit"]
