@@ -74,7 +74,7 @@ check-layers:
 test: deps
 	@scripts/install-deps.sh --test
 	@$(MAKE) --no-print-directory check-layers
-	@$(MAKE) --no-print-directory build/debate build/asan/debate unit build/tools/queue_worker
+	@$(MAKE) --no-print-directory -j$$(nproc) build/debate build/asan/debate unit build/tools/queue_worker
 	@$(PYTHON) tests/run.py
 
 # As root, the embedded PostgreSQL runs as user postgres, which must be able
