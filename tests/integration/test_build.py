@@ -309,7 +309,10 @@ def sandbox_leftovers(under):
               if str(under) in line and (".debate-build-" in line or "debate-sandbox" in line)]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     loops = [line for line in loops.splitlines() if ".debate-build-" in line and str(under) in line]
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("**/debate-sandbox-*")]
+    # A cgroup is named for its supervisor's pid: one whose supervisor is
+    # gone was left behind; a live one belongs to a build still running.
+    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("**/debate-sandbox-*")
+               if not Path(f"/proc/{p.name.split('-')[2]}").exists()]
     return mounts, loops, cgroups
 
 
