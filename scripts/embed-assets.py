@@ -3,7 +3,8 @@
 
     scripts/embed-assets.py OUT.c WEB_DIR OPENAPI_JSON
 
-Every file directly under WEB_DIR becomes an asset named by its file name
+Every file directly under WEB_DIR (but hidden files and editor backups:
+.name, #name#, name~) becomes an asset named by its file name
 (served as / for index.html and /assets/NAME for the rest); OPENAPI_JSON
 becomes the document served at /api/v1/openapi.json. Each gets its bytes,
 its content type (from the extension: an unknown extension is an error, so
@@ -91,11 +92,16 @@ def asset(name, path):
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def is_editor_litter(name):
+    """What editors leave beside a file (app.js~, .#app.js, #app.js#, .app.js.swp): never served."""
+    return name.startswith((".", "#")) or name.endswith("~")
+
+
 def web_assets(web_dir):
     out = []
     for name in sorted(os.listdir(web_dir)):
         path = os.path.join(web_dir, name)
-        if name.startswith("."):
+        if is_editor_litter(name):
             continue
         if not os.path.isfile(path):
             fail(f"\"{path}\" is not a file: web/ holds files only, served as /assets/NAME")

@@ -19,6 +19,8 @@ export class ApiError extends Error {
   }
 }
 
+// The token as a promise: POSTs sent at once (a check as you type and a
+// submission) share one fetch of it instead of each asking for its own.
 let csrfToken = null;
 
 async function readJson(resp) {
@@ -53,10 +55,14 @@ export async function getJson(path, {signal} = {}) {
   return body;
 }
 
-async function token(fresh) {
+function token(fresh) {
   if (csrfToken === null || fresh) {
-    const body = await getJson('/api/v1/csrf');
-    csrfToken = body.token;
+    const fetching = getJson('/api/v1/csrf').then((body) => body.token);
+    csrfToken = fetching;
+    // A failed fetch is not kept: the next POST asks again.
+    fetching.catch(() => {
+      if (csrfToken === fetching) csrfToken = null;
+    });
   }
   return csrfToken;
 }

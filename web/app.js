@@ -14,7 +14,16 @@ import {ComposeView} from './compose.js';
 import {BuildView} from './build.js';
 import {HistoryView} from './history.js';
 
-const BUILD_PATH = /^\/builds\/([0-9A-Za-z-]{1,64})$/;
+// Any one segment: the build view itself says when no build has that id.
+const BUILD_PATH = /^\/builds\/([^/]+)$/;
+
+function buildId(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
 
 const announcer = document.getElementById('announcer');
 function announce(text) {
@@ -47,7 +56,7 @@ function route() {
   const build = BUILD_PATH.exec(location.pathname);
   if (build) {
     select('build');
-    views.build.show(build[1]);
+    views.build.show(buildId(build[1]));
   } else if (params.get('view') === 'history') {
     select('history');
     views.history.show(params);

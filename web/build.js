@@ -6,9 +6,16 @@
 // the server resumes after the last event seen; meanwhile the view says
 // "reconnecting". The stream ends with an `end` event carrying the final
 // build object, after which the view closes it (otherwise the browser would
-// reconnect to a finished stream). While the build is not finished the
-// build object is also polled, for what the stream does not carry: the
-// queue position and the attempts.
+// reconnect to a finished stream). The stream carries the stage and the
+// progress; while the build is queued the build object is also polled, for
+// what the stream does not carry (the place in the queue), slowly and
+// never faster than a Retry-After asks, so that a page left open stays far
+// below the server's rate limit.
+//
+// Answers can arrive out of order (a poll sent before the end, answered
+// after it): once the view shows a finished build, a record that is not
+// finished is ignored, and the progress bar never moves backwards within
+// one attempt.
 
 import {getJson, postJson} from './api.js';
 import {h, fill, formatBytes} from './dom.js';
@@ -17,7 +24,7 @@ import {cancelToken, submissionOf, forgetToken} from './submissions.js';
 export const STAGES = ['queued', 'resolving', 'fetching', 'rootfs', 'customizing', 'kernel', 'squashfs',
   'bootloader', 'assembling', 'verifying', 'done'];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
-const POLL_MS = 3000;
+const POLL_MS = 10000;
 const RETRY_MS = 5000;
 const MAX_LOG_LINES = 20000;
 
@@ -56,6 +63,9 @@ export class BuildView {
     this.source = null;
     this.poller = null;
     this.retry = null;
+    this.pending = [];      // log lines not yet on screen
+    this.frame = null;      // the animation frame that will put them there
+    this.cancelling = false;
     $('b-cancel').addEventListener('click', () => this.cancel());
   }
 
@@ -64,12 +74,13 @@ export class BuildView {
     this.id = id;
     this.build = null;
     this.streamStage = null;
+    this.cancelling = false;
     document.title = `Build ${id.slice(0, 8)} · debate`;
     $('b-id').textContent = id;
     $('build-title').textContent = 'Build';
-    fill($('b-log'));
+    this.clearLog();
     $('b-cancel-msg').textContent = '';
-    for (const el of ['b-result', 'b-error', 'b-cache', 'b-cancel']) $(el).hidden = true;
+    for (const el of ['b-result', 'b-error', 'b-cache', 'b-cancel', 'b-cancelling']) $(el).hidden = true;
     $('b-message').textContent = '';
     this.renderStages('queued', null);
     this.setProgress(0);
@@ -83,6 +94,7 @@ export class BuildView {
     this.source = null;
     clearTimeout(this.poller);
     clearTimeout(this.retry);
+    this.clearLog();
     this.id = null;
   }
 
@@ -96,26 +108,32 @@ export class BuildView {
       this.poll();
     } catch (e) {
       if (this.id !== id) return;
-      $('build-title').textContent = e.status === 404 ? 'No such build' : 'Build';
-      $('b-status').textContent = e.status === 404
+      // An id that is not one the server issues (400) names no build either.
+      const missing = e.status === 404 || e.status === 400;
+      $('build-title').textContent = missing ? 'No such build' : 'Build';
+      $('b-status').textContent = missing
         ? 'The server knows no build with this id.'
         : `The build could not be loaded: ${e.message}.`;
     }
   }
 
-  poll() {
+  // Polls the build object while it is queued, for its place in the queue;
+  // once it runs, the stream says everything that changes.
+  poll(delay = POLL_MS) {
     clearTimeout(this.poller);
-    if (!this.build || TERMINAL.has(this.build.status)) return;
+    if (!this.build || this.build.status !== 'queued') return;
     this.poller = setTimeout(async () => {
       const id = this.id;
+      let next = POLL_MS;
       try {
         const b = await getJson(`/api/v1/builds/${encodeURIComponent(id)}`);
         if (this.id === id) this.render(b);
-      } catch {
-        // The stream's state says what is wrong; poll again.
+      } catch (e) {
+        // A 429 says when to ask again; anything else, the stream's state shows.
+        if (e.retryAfter) next = Math.max(POLL_MS, e.retryAfter * 1000);
       }
-      if (this.id === id) this.poll();
-    }, POLL_MS);
+      if (this.id === id) this.poll(next);
+    }, delay);
   }
 
   stream(url) {
@@ -140,7 +158,7 @@ export class BuildView {
     this.connection('reconnecting', 'The log stream was refused; trying again in a few seconds…');
     this.retry = setTimeout(() => {
       if (this.source !== source) return;
-      fill($('b-log'));
+      this.clearLog();
       this.streamStage = null;
       this.stream(url);
     }, RETRY_MS);
@@ -164,25 +182,51 @@ export class BuildView {
       // The same line as in the plain log (GET log_url).
       this.logLine(`[${p.stage} ${p.progress}%] ${p.message}`);
     }
-    if (typeof p.progress === 'number') this.setProgress(p.progress);
+    if (this.build && TERMINAL.has(this.build.status)) return;
+    if (typeof p.progress === 'number') this.setProgress(Math.max(this.shownProgress(), p.progress));
     if (p.stage) this.streamStage = p.stage;
-    if (this.build && !TERMINAL.has(this.build.status) && p.stage) {
+    if (this.build && p.stage) {
       this.build.stage = p.stage;
-      if (p.stage !== 'queued') this.build.status = 'running';
+      this.build.status = p.stage === 'queued' ? 'queued' : 'running';
       this.renderStatus(this.build);
+      this.poll();
     }
   }
 
+  // A reloaded build sends its whole log at once: lines are queued and put
+  // on screen once a frame, so the layout is read and written once per
+  // frame rather than once per line.
   logLine(line) {
+    this.pending.push(`${line}\n`);
+    if (this.frame === null) this.frame = requestAnimationFrame(() => this.flushLog());
+  }
+
+  flushLog() {
+    if (this.frame !== null) cancelAnimationFrame(this.frame);
+    this.frame = null;
+    if (this.pending.length === 0) return;
     const log = $('b-log');
     const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
-    log.append(`${line}\n`);
-    while (log.childNodes.length > MAX_LOG_LINES) log.firstChild.remove();
+    const lines = this.pending.slice(-MAX_LOG_LINES);
+    this.pending = [];
+    const chunk = document.createDocumentFragment();
+    for (const line of lines) chunk.append(line);
+    log.append(chunk);
+    const extra = log.childNodes.length - MAX_LOG_LINES;
+    for (let i = 0; i < extra; i += 1) log.firstChild.remove();
     if (atEnd) log.scrollTop = log.scrollHeight;
+  }
+
+  clearLog() {
+    if (this.frame !== null) cancelAnimationFrame(this.frame);
+    this.frame = null;
+    this.pending = [];
+    fill($('b-log'));
   }
 
   end(data) {
     this.source.close();
+    this.flushLog();
     this.connection('ended', 'The log is complete.');
     try {
       this.render(JSON.parse(data));
@@ -196,13 +240,24 @@ export class BuildView {
     $('b-percent').textContent = `${pct}%`;
   }
 
+  shownProgress() {
+    return Number($('b-progress').value) || 0;
+  }
+
   render(b) {
-    const before = this.build ? this.build.status : null;
+    const before = this.build;
+    const finished = before && TERMINAL.has(before.status);
+    // A record older than the one shown: a finished build stays finished.
+    if (finished && !TERMINAL.has(b.status)) return;
     // While the stream runs, its stage is newer than a polled one.
     if (this.streamStage && !TERMINAL.has(b.status)) b.stage = this.streamStage;
     this.build = b;
     this.renderStatus(b);
-    if (typeof b.progress === 'number') this.setProgress(b.progress);
+    if (typeof b.progress === 'number') {
+      // Within one attempt progress only grows; a new attempt starts over.
+      const sameAttempt = before && !TERMINAL.has(b.status) && before.attempts === b.attempts;
+      this.setProgress(sameAttempt ? Math.max(this.shownProgress(), b.progress) : b.progress);
+    }
     this.renderCancel(b);
     this.renderResult(b);
     this.renderError(b);
@@ -210,7 +265,8 @@ export class BuildView {
     if (TERMINAL.has(b.status)) {
       clearTimeout(this.poller);
       forgetToken(b.id);
-      if (before && before !== b.status) this.announce(`The build ${b.status}.`);
+      this.cancelling = false;
+      if (before && before.status !== b.status) this.announce(`The build ${b.status}.`);
     }
   }
 
@@ -235,9 +291,14 @@ export class BuildView {
     fill($('b-stages'), items);
   }
 
+  // After a cancel is accepted the build ends a moment later (its sandbox is
+  // stopped): until then the view says so instead of offering the button.
   renderCancel(b) {
     const token = cancelToken(b.id);
-    $('b-cancel').hidden = !(token && !TERMINAL.has(b.status));
+    const terminal = TERMINAL.has(b.status);
+    $('b-cancel').hidden = !(token && !terminal && !this.cancelling);
+    const note = $('b-cancelling');
+    note.hidden = !(this.cancelling && !terminal);
   }
 
   renderResult(b) {
@@ -282,13 +343,17 @@ export class BuildView {
     try {
       const {body} = await postJson(`/api/v1/builds/${encodeURIComponent(id)}/cancel`,
         {cancel_token: cancelToken(id)});
-      if (this.id === id && body && body.build) this.render(body.build);
+      if (this.id !== id) return;
+      this.cancelling = true;
+      if (body && body.build) this.render(body.build);
+      else if (this.build) this.renderCancel(this.build);
       this.announce('Cancelling the build.');
     } catch (e) {
+      if (this.id !== id) return;
       if (e.code === 'already_finished' && e.body && e.body.build) this.render(e.body.build);
       $('b-cancel-msg').textContent = `The build was not cancelled: ${e.message}.`;
     } finally {
-      button.disabled = false;
+      button.disabled = this.cancelling;
     }
   }
 }

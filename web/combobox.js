@@ -26,6 +26,7 @@ export class Combobox {
     this.active = -1;
     this.timer = null;
     this.abort = null;
+    this.said = null;       // what the live region last said of this list
     this.listbox = h('ul', {role: 'listbox', id: uid('listbox'), class: 'listbox', hidden: true,
       'aria-label': 'Suggestions'});
     this.note = h('p', {class: 'hint', id: uid('note'), hidden: true});
@@ -107,11 +108,16 @@ export class Combobox {
     const any = this.options.length > 0;
     this.listbox.hidden = !any;
     this.input.setAttribute('aria-expanded', String(any));
-    this.announce(any ? `${this.options.length} suggestions; arrow keys to choose` : 'no matching package');
+    // Each keystroke opens the list anew: say its size only when it changed,
+    // or a screen reader repeats the same sentence at every letter.
+    const text = any ? `${this.options.length} suggestions; arrow keys to choose` : 'no matching package';
+    if (text !== this.said) this.announce(text);
+    this.said = text;
   }
 
   close() {
     clearTimeout(this.timer);
+    this.said = null;
     this.listbox.hidden = true;
     this.input.setAttribute('aria-expanded', 'false');
     this.input.removeAttribute('aria-activedescendant');

@@ -22,16 +22,20 @@ const $ = (id) => document.getElementById(id);
 // Suggestions for a package name prefix, from the server's package index.
 // What cannot start a package name is not asked about: the server would
 // refuse it (400), and the check as you type already says what is wrong.
+// The packages are those of the recipe's release; a recipe that names none
+// gets the server's default, which the server also applies here.
 const suggestions = new Map();
 const NAME_PREFIX = /^[a-z0-9][a-z0-9+.-]*$/;
-async function suggest(prefix, signal) {
+async function suggest(release, prefix, signal) {
   if (!NAME_PREFIX.test(prefix)) return [];
-  if (!suggestions.has(prefix)) {
-    const q = new URLSearchParams({release: 'bookworm', q: prefix, limit: '12'});
+  const key = `${release}\n${prefix}`;
+  if (!suggestions.has(key)) {
+    const q = new URLSearchParams({q: prefix, limit: '12'});
+    if (release) q.set('release', release);
     const body = await getJson(`/api/v1/packages?${q}`, {signal});
-    suggestions.set(prefix, Array.isArray(body.packages) ? body.packages : []);
+    suggestions.set(key, Array.isArray(body.packages) ? body.packages : []);
   }
-  return suggestions.get(prefix);
+  return suggestions.get(key);
 }
 
 function loadDraft() {
@@ -63,12 +67,17 @@ export class ComposeView {
     this.current = null;
     this.timer = null;
     this.inflight = null;
+    this.checkDraft = false;    // a draft from an earlier visit, checked when the view is first shown
     this.jsonError = new FieldError($('json'));
     $('json').after(this.jsonError.el);
     this.bindStatic();
     this.bindToolbar();
+    // Every view loads this module: the draft is read now, but checked only
+    // when the compose view is shown, so that a build or history visit
+    // spends none of the client's requests on it.
     const draft = loadDraft();
-    this.load(draft && typeof draft === 'object' ? draft : fromForm(this.values).recipe, Boolean(draft));
+    this.load(draft && typeof draft === 'object' ? draft : fromForm(this.values).recipe, false);
+    this.checkDraft = Boolean(draft);
   }
 
   // The fields written in index.html: each edits one value.
@@ -98,11 +107,11 @@ export class ComposeView {
     $('add-package').addEventListener('click', () => this.addRow('packages', ''));
     $('add-overlay').addEventListener('click', () => this.addRow('overlays', {path: '', mode: '0644', content: ''}));
     $('add-hook').addEventListener('click', () => this.addRow('hooks', {name: '', script: '#!/bin/sh\nset -e\n'}));
-    $('recipe-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      // Enter in a text field submits a form implicitly; only the button builds.
-      if (e.submitter === $('submit')) this.submit();
-    });
+    // Only the button builds. It is not a submit button: Enter in a text
+    // field "clicks" a form's submit button (implicit submission), and a
+    // form with none and several text fields is never submitted by Enter.
+    $('submit').addEventListener('click', () => this.submit());
+    $('recipe-form').addEventListener('submit', (e) => e.preventDefault());
   }
 
   bindToolbar() {
@@ -119,12 +128,15 @@ export class ComposeView {
 
   show() {
     document.title = 'Compose a recipe · debate';
+    if (this.checkDraft) this.schedule();
+    this.checkDraft = false;
   }
 
   hide() {}
 
   // Takes a recipe document into the form and the JSON view.
   load(doc, check) {
+    this.checkDraft = false;
     ({values: this.values, extras: this.extras} = toForm(doc));
     this.current = doc;
     this.packageIndex = this.values.packages.map((_, i) => i);
@@ -155,9 +167,16 @@ export class ComposeView {
       changed: () => this.changed(),
       remove: (kind, i) => this.removeRow(kind, i),
       addPackageAfter: (i) => this.addRow('packages', '', i + 1),
-      suggest,
+      suggest: (prefix, signal) => suggest(this.releaseOf(), prefix, signal),
       announce: this.announce,
     };
+  }
+
+  // The release the recipe names, or '' (the server's default) when it names
+  // none or something that is not a name.
+  releaseOf() {
+    const r = this.current && this.current.release;
+    return typeof r === 'string' ? r : '';
   }
 
   renderRows() {
@@ -229,7 +248,9 @@ export class ComposeView {
     clearTimeout(this.timer);
     if (this.inflight) this.inflight.abort();
     this.inflight = null;
-    fill($('validity'), h('span', {class: 'checking'}, 'Checking…'));
+    // The validity line is a live region: it says "Checking…" once per pause
+    // in typing, not at every keystroke.
+    if (!$('validity').querySelector('.checking')) fill($('validity'), h('span', {class: 'checking'}, 'Checking…'));
     this.timer = setTimeout(() => this.validate(), VALIDATE_DELAY_MS);
   }
 

@@ -44,9 +44,15 @@ export class HistoryView {
     $('h-message').textContent = 'Loading…';
     try {
       const body = await getJson(`/api/v1/builds?${q}`, {signal: loading.signal});
-      $('h-rows').append(...body.builds.map(row));
+      const rows = body.builds.map(row);
+      $('h-rows').append(...rows);
       this.next = body.next;
-      $('h-more').hidden = !this.next;
+      // The last "Show more" hides itself: its focus goes to the first new
+      // build rather than to the document's body.
+      const more = $('h-more');
+      const hadFocus = document.activeElement === more;
+      more.hidden = !this.next;
+      if (hadFocus && more.hidden && rows.length) rows[0].querySelector('a').focus();
       const n = $('h-rows').children.length;
       $('h-message').textContent = n ? `${n} build${n === 1 ? '' : 's'} shown${this.next ? '; there are more.' : '.'}`
         : 'No builds yet.';

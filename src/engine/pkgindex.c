@@ -218,7 +218,12 @@ static void parse_packages(const char *text, size_t len, struct pkgindex *ix)
                                             p.strings + p.e[i].description};
     free(p.e);
     qsort(ix->pkgs, p.n, sizeof(*ix->pkgs), cmp_pkg);
-    /* A name listed twice keeps its first entry in version order: the same one every time. */
+    /*
+     * A name listed twice keeps the entry whose version sorts first byte by
+     * byte (strcmp, not Debian's version order, so not necessarily the
+     * oldest or the newest): the same one every time, which is all
+     * completion needs.
+     */
     size_t kept = 0;
     for (size_t i = 0; i < p.n; i++)
         if (kept == 0 || strcmp(ix->pkgs[kept - 1].name, ix->pkgs[i].name) != 0)

@@ -364,6 +364,11 @@ const char *const *recipe_releases(void)
     return releases;
 }
 
+const char *recipe_default_release(void)
+{
+    return releases[0];
+}
+
 static bool parse_top(struct ctx *c, json_t *doc, struct recipe *r)
 {
     static const char *const keys[] = {"format",   "name",     "distribution", "release",  "architecture",
@@ -386,7 +391,7 @@ static bool parse_top(struct ctx *c, json_t *doc, struct recipe *r)
         return fail(c, "name", "\"%.64s\" must be 1-63 of a-z, 0-9 and inner '-', starting with a letter or digit",
                     r->name);
     if (!get_string(c, doc, "distribution", "distribution", "debian", &r->distribution) ||
-        !get_string(c, doc, "release", "release", "bookworm", &r->release) ||
+        !get_string(c, doc, "release", "release", recipe_default_release(), &r->release) ||
         !get_string(c, doc, "architecture", "architecture", "amd64", &r->architecture) ||
         !get_string(c, doc, "variant", "variant", "live", &r->variant) ||
         !get_string(c, doc, "compression", "compression", "zstd", &r->compression) ||

@@ -71,8 +71,10 @@ int recipe_parse(const char *text, size_t len, struct recipe *r, struct recipe_e
 int recipe_load(const char *path, struct recipe *r, struct recipe_error *err);
 void recipe_release(struct recipe *r);
 
-/* The releases a recipe may name, NULL-terminated ("bookworm"). */
+/* The releases a recipe may name, NULL-terminated ("bookworm"); the first is the default. */
 const char *const *recipe_releases(void);
+/* The release of a recipe that names none (static). */
+const char *recipe_default_release(void);
 
 /* "field: message" or "line L, column C: message" into buf. */
 void recipe_error_format(const struct recipe_error *err, char *buf, size_t len);

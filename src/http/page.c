@@ -10,14 +10,41 @@
 /* The bytes are static: the generator hands h2o the asset's own storage, with nothing to copy or free. */
 static h2o_generator_t static_generator = {NULL, NULL};
 
+/*
+ * Whether one entity tag of an If-None-Match list (spaces trimmed) names
+ * etag. RFC 9110 13.1.2 asks for the weak comparison: "W/" is ignored on
+ * either side, and the opaque part is compared byte for byte, case
+ * included.
+ */
+static bool tag_matches(const char *tag, size_t len, const char *etag)
+{
+    if (len >= 2 && tag[0] == 'W' && tag[1] == '/')
+        tag += 2, len -= 2;
+    if (strncmp(etag, "W/", 2) == 0)
+        etag += 2;
+    return (len == 1 && tag[0] == '*') || (len == strlen(etag) && memcmp(tag, etag, len) == 0);
+}
+
 /* If-None-Match names the representation's tag (or is "*"): 304. */
 static bool not_modified(h2o_req_t *req, const char *etag)
 {
     const h2o_iovec_t *inm = http_find_header(req, "if-none-match");
     if (inm == NULL)
         return false;
-    return h2o_contains_token(inm->base, inm->len, etag, strlen(etag), ',') ||
-           h2o_contains_token(inm->base, inm->len, H2O_STRLIT("*"), ',');
+    const char *at = inm->base, *end = inm->base + inm->len;
+    while (at < end) {
+        const char *comma = memchr(at, ',', (size_t)(end - at));
+        const char *stop = comma ? comma : end;
+        while (at < stop && (*at == ' ' || *at == '\t'))
+            at++;
+        const char *last = stop;
+        while (last > at && (last[-1] == ' ' || last[-1] == '\t'))
+            last--;
+        if (tag_matches(at, (size_t)(last - at), etag))
+            return true;
+        at = stop + 1;
+    }
+    return false;
 }
 
 /*

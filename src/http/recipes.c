@@ -1,5 +1,6 @@
 #include "http/recipes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,11 +69,12 @@ int recipes_packages(struct server *srv, h2o_req_t *req, const struct route_matc
     _cleanup_free_ char *q = query_param(req, "q");
     _cleanup_free_ char *limit_text = query_param(req, "limit");
     unsigned limit;
-    if (!parse_limit(limit_text, &limit))
-        return http_send_error(req, 400, "invalid_request", "limit must be a whole number from 1 to 100", "limit");
+    if (!parse_limit(limit_text, &limit)) {
+        snprintf(msg, sizeof(msg), "limit must be a whole number from 1 to %d", PACKAGES_LIMIT_MAX);
+        return http_send_error(req, 400, "invalid_request", msg, "limit");
+    }
     struct packages_result r;
-    enum packages_error e = packages_query(srv->service.packages, release ? release : "bookworm", q ? q : "",
-                                           limit, &r, msg, sizeof(msg));
+    enum packages_error e = packages_query(srv->service.packages, release, q ? q : "", limit, &r, msg, sizeof(msg));
     if (e == PACKAGES_LOADING)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     if (e != PACKAGES_OK)

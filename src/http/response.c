@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 #include "banned.h"
 
@@ -83,6 +84,12 @@ int http_send(h2o_req_t *req, int status, const char *content_type, const char *
 
 int http_send_json(h2o_req_t *req, int status, json_t *doc)
 {
+    /* json_pack gives NULL for data it cannot hold (a string that is not UTF-8, a NULL string): a server fault,
+       answered as one rather than ending the process. */
+    if (doc == NULL) {
+        log_warnx("a response to \"%.*s\" could not be made JSON", (int)req->path_normalized.len, req->path_normalized.base);
+        return http_send_error(req, 500, "internal_error", "the answer could not be encoded", NULL);
+    }
     char *body = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
     json_decref(doc);
     if (body == NULL)

@@ -44,7 +44,7 @@ const struct http_header *http_security_headers(size_t *n);
 
 /* Sends body (copied) with the given status and content type. Returns 0. */
 int http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
-/* Sends a JSON document (consumed). Returns 0. */
+/* Sends a JSON document (consumed). NULL (a json_pack that failed) answers 500 internal_error. Returns 0. */
 int http_send_json(h2o_req_t *req, int status, json_t *doc);
 /* Sends {"error": {...}}; field may be NULL. Returns 0. */
 int http_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *field);

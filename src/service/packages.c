@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/pkgindex.h"
 #include "engine/recipe.h"
@@ -25,7 +26,7 @@ struct index_ref {
 /* An index directory the loader has looked at (its name is its InRelease's hash: it never changes). */
 struct seen {
     struct pkgindex_info info;
-    bool broken; /* its files did not check out: never tried again */
+    bool broken; /* its files are there but did not check out: never tried again */
 };
 
 struct slot {
@@ -36,7 +37,7 @@ struct slot {
 
 struct packages {
     char *cache_dir, *arch;
-    pthread_mutex_t lock; /* slots, scanned, stop, wanted */
+    pthread_mutex_t lock; /* slots, scanned, stop, wanted, started */
     pthread_cond_t wake;
     struct slot *slots;
     size_t nslots;
@@ -85,7 +86,19 @@ struct packages *packages_new(const char *cache_dir, const char *arch)
     return p;
 }
 
-/* Looks at the index directories not seen before. */
+/*
+ * Whether both files of an index directory are there. resolve_lock makes
+ * the directory, writes the InRelease, then takes seconds to fetch the
+ * Packages.xz (which appears whole, by rename): a directory caught in
+ * between is not ready yet, and is looked at again on the next pass.
+ */
+static bool index_complete(const char *path)
+{
+    _cleanup_free_ char *in = xasprintf("%s/InRelease", path), *xz = xasprintf("%s/Packages.xz", path);
+    return access(in, F_OK) == 0 && access(xz, F_OK) == 0;
+}
+
+/* Looks at the complete index directories not seen before. */
 static void scan_new(struct packages *p)
 {
     _cleanup_free_ char *dir = xasprintf("%s/indexes", p->cache_dir);
@@ -102,6 +115,8 @@ static void scan_new(struct packages *p)
         if (known)
             continue;
         _cleanup_free_ char *path = xasprintf("%s/%s", dir, e->d_name);
+        if (!index_complete(path))
+            continue;
         struct seen s = {0};
         char err[512];
         if (pkgindex_probe(path, &s.info, err, sizeof(err)) != ENGINE_OK) {
@@ -196,25 +211,32 @@ static void *loader_main(void *arg)
     return NULL;
 }
 
+/* started is read by queries on the event loops (take_current): it changes under the lock only. */
 void packages_start(struct packages *p)
 {
-    if (p->started)
-        return;
+    pthread_mutex_lock(&p->lock);
+    bool was = p->started;
     p->started = true;
-    if (pthread_create(&p->thread, NULL, loader_main, p) != 0)
+    pthread_mutex_unlock(&p->lock);
+    if (!was && pthread_create(&p->thread, NULL, loader_main, p) != 0)
         abort();
 }
 
 void packages_stop(struct packages *p)
 {
-    if (!p->started)
-        return;
     pthread_mutex_lock(&p->lock);
-    p->stop = true;
-    pthread_cond_signal(&p->wake);
+    bool was = p->started;
+    if (was) {
+        p->stop = true;
+        pthread_cond_signal(&p->wake);
+    }
     pthread_mutex_unlock(&p->lock);
+    if (!was)
+        return;
     pthread_join(p->thread, NULL);
+    pthread_mutex_lock(&p->lock);
     p->started = false;
+    pthread_mutex_unlock(&p->lock);
 }
 
 void packages_free(struct packages *p)
@@ -311,15 +333,44 @@ static void copy_matches(const struct index_ref *r, const char *q, unsigned limi
     snprintf(out->date, sizeof(out->date), "%s", r->ix.info.date);
 }
 
+/* The releases a recipe may name, as "a, b or c" (malloc'd). */
+static char *release_names(void)
+{
+    const char *const *r = recipe_releases();
+    char *out = xasprintf("\"%s\"", r[0]);
+    for (size_t i = 1; r[i] != NULL; i++) {
+        char *longer = xasprintf("%s%s\"%s\"", out, r[i + 1] != NULL ? ", " : " or ", r[i]);
+        free(out);
+        out = longer;
+    }
+    return out;
+}
+
+/* How much of text to quote: at most max bytes, never part of a UTF-8 character (the message becomes JSON). */
+static size_t quoted_len(const char *text, size_t max)
+{
+    size_t n = strnlen(text, max + 1);
+    if (n <= max)
+        return n;
+    n = max;
+    while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+        n--;
+    return n;
+}
+
 enum packages_error packages_query(struct packages *p, const char *release, const char *q, unsigned limit,
                                    struct packages_result *out, char *msg, size_t msglen)
 {
     memset(out, 0, sizeof(*out));
+    if (release == NULL)
+        release = recipe_default_release();
     struct slot *s = find_slot(p, release);
     char folded[PACKAGES_Q_MAX + 1];
-    if (s == NULL)
-        return refuse(PACKAGES_BAD_RELEASE, msg, msglen, "release \"%.32s\" is not one a recipe may name (%s)",
-                      release, recipe_releases()[0]);
+    if (s == NULL) {
+        _cleanup_free_ char *names = release_names();
+        return refuse(PACKAGES_BAD_RELEASE, msg, msglen, "release \"%.*s\" is not one a recipe may name (%s)",
+                      (int)quoted_len(release, 32), release, names);
+    }
     if (!fold_query(q, folded))
         return refuse(PACKAGES_BAD_QUERY, msg, msglen,
                       "q must be at most %d of a-z, 0-9, '+', '-' and '.' (the characters of package names)",

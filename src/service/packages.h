@@ -71,7 +71,8 @@ void packages_free(struct packages *p);
 void packages_refresh(struct packages *p);
 
 /*
- * Up to limit (1..PACKAGES_LIMIT_MAX) packages of release whose names
+ * Up to limit (1..PACKAGES_LIMIT_MAX) packages of release (NULL: the
+ * release a recipe gets when it names none) whose names
  * start with q, then those that contain it (q is folded to lower case).
  * PACKAGES_OK with *out filled (release it), or the cause with a message
  * in msg (and nothing to release).

@@ -34,6 +34,7 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disabl
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const result = {};
 const problems = [];          // console errors, page errors, CSP violations
+const requests = [];          // every request the page made: {method, path}
 
 class Failure extends Error {}
 
@@ -67,6 +68,7 @@ function watch(page) {
     else problems.push(`console: ${msg.text()} (${msg.location().url || 'no url'})`);
   });
   page.on('pageerror', (err) => problems.push(`uncaught: ${err.message}`));
+  page.on('request', (r) => requests.push({method: r.method(), path: new URL(r.url()).pathname}));
   // A violation is also reported to the console, but the event says which
   // directive: keep both.
   return page.addInitScript(() => {
@@ -99,6 +101,10 @@ async function screenshot(page, name, fullPage = false) {
 }
 
 const text = (page, sel) => page.locator(sel).textContent();
+
+// How many requests for method and path the page made since requests[from].
+const requestsSince = (from, method, path) =>
+  requests.slice(from).filter((r) => r.method === method && r.path === path).length;
 
 // Polls cond() (in this process, not in the page, whose CSP forbids eval).
 async function until(cond, ms, what) {
@@ -183,6 +189,15 @@ async function expectValid(page, hash) {
 async function stepCompose(page) {
   await composeTiny(page);
   await expectValid(page, config.config_hash);
+  // Enter in a text field does not build (implicit submission): only the button does.
+  const before = requests.length;
+  for (const field of ['#f-name', '#f-hostname', '#f-cmdline', '#overlay-rows input[type=text]',
+    '#hook-rows input[type=text]']) {
+    await page.locator(field).first().press('Enter');
+  }
+  await page.waitForTimeout(1500);
+  check(requestsSince(before, 'POST', '/api/v1/builds') === 0, 'Enter in a text field submitted a build');
+  check(new URL(page.url()).pathname === '/', `Enter in a text field left the compose view: ${page.url()}`);
   const doc = JSON.parse(await page.locator('#json').inputValue());
   check(doc.name === 'tiny' && doc.variant === 'busybox' && doc.hooks.length === 1,
     `the JSON view follows the form: ${JSON.stringify(doc)}`);
@@ -246,6 +261,7 @@ async function stepBuild(page) {
   await page.getByRole('button', {name: 'Build this recipe'}).click();
   await page.waitForURL(/\/builds\/[0-9a-f-]{36}$/, {timeout: 30000});
   result.build_id = new URL(page.url()).pathname.split('/').pop();
+  const from = requests.length;
   await collectStages(page);
   await page.getByRole('button', {name: 'Cancel this build'}).waitFor({timeout: 10000})
     .catch(() => check(false, 'the submitter of a running build is offered to cancel it'));
@@ -257,6 +273,11 @@ async function stepBuild(page) {
     check(seen.includes(stage), `the progress showed stage "${stage}" (saw ${seen.join(', ')})`);
   }
   result.stages_seen = seen;
+  // The stream carries the stage and the progress: the build object is read
+  // once, and polled only while the build waits in the queue.
+  const reads = requestsSince(from, 'GET', `/api/v1/builds/${result.build_id}`);
+  result.build_reads = reads;
+  check(reads <= 3, `the build view read the build object ${reads} times while it ran`);
   check(await page.locator('#b-stages .stage.done').count() === 11, 'every stage is done');
   check(await page.locator('#b-progress').evaluate((el) => el.value) === 100, 'the progress bar is full');
   check(!(await page.getByRole('button', {name: 'Cancel this build'}).isVisible()), 'a finished build has no cancel');
@@ -286,10 +307,43 @@ async function stepDownload(page) {
 
 // The build's URL is shareable: a reload shows the same build, ended.
 async function stepReload(page) {
+  const from = requests.length;
   await page.reload();
   await waitStatus(page, /^Succeeded\./, 60);
   await page.locator('#b-log').filter({hasText: 'writing the ISO'}).waitFor({timeout: 30000});
   check(await text(page, '#b-id') === result.build_id, 'the reloaded view shows the same build');
+  // The draft kept in the browser is checked when the compose view is shown, not on every page.
+  check(requestsSince(from, 'POST', '/api/v1/recipes/validate') === 0, 'the build view checked the draft');
+}
+
+// Answers that arrive late (a poll sent before the end, answered after it)
+// do not undo what the view shows: the view's own module, driven with a
+// finished record and then older ones.
+async function stepStaleAnswers(page) {
+  const seen = await page.evaluate(async (id) => {
+    const {BuildView} = await import('/assets/build.js');
+    const $ = (el) => document.getElementById(el);
+    const finished = await (await fetch(`/api/v1/builds/${id}`)).json();
+    const view = new BuildView({announce() {}});
+    view.id = id;
+    view.render(finished);
+    view.render({...finished, status: 'running', stage: 'squashfs', progress: 40, iso_url: null});
+    view.progress(JSON.stringify({stage: 'kernel', progress: 30, message: 'a late line'}));
+    const out = {status: $('b-status').textContent, iso: !$('b-result').hidden, progress: $('b-progress').value};
+    const running = {...finished, status: 'running', stage: 'kernel', progress: 60, iso_url: null};
+    const other = new BuildView({announce() {}});
+    other.id = id;
+    other.render(running);
+    other.render({...running, stage: 'rootfs', progress: 35});
+    out.runningProgress = $('b-progress').value;
+    return out;
+  }, result.build_id);
+  check(seen.status === 'Succeeded.', `a late "running" record turned a finished build into: ${seen.status}`);
+  check(seen.iso, 'a late record hid the ISO');
+  check(seen.progress === 100, `a late record moved the bar back to ${seen.progress}`);
+  check(seen.runningProgress === 60, `an older progress moved the bar back to ${seen.runningProgress}`);
+  await page.reload();
+  await waitStatus(page, /^Succeeded\./, 60);
 }
 
 // With the server's package index present (a build has resolved against
@@ -323,8 +377,25 @@ async function stepCancel(page) {
   // the build is cancelled.
   await page.locator('#b-log').filter({hasText: 'hook "20-sleep"'})
     .waitFor({timeout: config.first_build_timeout * 1000});
+  // The build ends a moment after the cancel is accepted: meanwhile the view
+  // says "Cancelling…" and offers no second cancel.
+  await page.evaluate(() => {
+    window.cancelling = {shown: false, buttonToo: false};
+    const note = () => {
+      const el = document.getElementById('b-cancelling');
+      if (!el || el.hidden || el.textContent !== 'Cancelling…') return;
+      window.cancelling.shown = true;
+      if (!document.getElementById('b-cancel').hidden) window.cancelling.buttonToo = true;
+    };
+    new MutationObserver(note).observe(document.getElementById('view-build'),
+      {attributes: true, childList: true, subtree: true});
+  });
   await page.getByRole('button', {name: 'Cancel this build'}).click();
   await waitStatus(page, /^Cancelled\./, 120);
+  const cancelling = await page.evaluate(() => window.cancelling);
+  check(cancelling.shown, 'an accepted cancel showed "Cancelling…" until the build ended');
+  check(!cancelling.buttonToo, 'the cancel button stayed while cancelling');
+  check(await page.locator('#b-cancelling').isHidden(), '"Cancelling…" goes once the build is cancelled');
   check(await text(page, '#b-error-code') === 'cancelled', 'the build says it was cancelled');
   check(!(await page.getByRole('button', {name: 'Cancel this build'}).isVisible()), 'no cancel after the end');
 }
@@ -426,6 +497,7 @@ async function main() {
     await step('submit and follow the build to its end', () => stepBuild(page));
     await step('download the ISO through the page', () => stepDownload(page));
     await step('the build URL reloads into the same view', () => stepReload(page));
+    await step('late answers do not undo a finished build', () => stepStaleAnswers(page));
     await step('package completion with the keyboard; a file read into an overlay', () => stepCompletion(page));
     await step('cancel a running build', () => stepCancel(page));
     await step('a failed build shows its error', () => stepFailure(page));

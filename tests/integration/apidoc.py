@@ -28,7 +28,8 @@ INDEX_DATE = "Sat, 11 Jul 2026 10:16:37 UTC"
 
 def make_index(data_dir, codename="bookworm", date=INDEX_DATE, packages=PACKAGES):
     """Writes DATA/cache/indexes/<InRelease sha256>/{InRelease,Packages.xz};
-    returns the InRelease's SHA-256."""
+    returns the InRelease's SHA-256. A lone surrogate in date ("\\udce9")
+    becomes that byte (0xe9), for a release file that is not UTF-8."""
     text = "".join(f"Package: {n}\nVersion: {v}\nArchitecture: amd64\nDescription: {d}\n long text\n\n"
                    for n, v, d in packages)
     xz = lzma.compress(text.encode(), format=lzma.FORMAT_XZ)
@@ -36,7 +37,7 @@ def make_index(data_dir, codename="bookworm", date=INDEX_DATE, packages=PACKAGES
         "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
         f"Origin: Debian\nSuite: stable\nCodename: {codename}\nDate: {date}\n"
         f"SHA256:\n {hashlib.sha256(xz).hexdigest()} {len(xz)} main/binary-amd64/Packages.xz\n"
-        "-----BEGIN PGP SIGNATURE-----\n\nxx\n-----END PGP SIGNATURE-----\n").encode()
+        "-----BEGIN PGP SIGNATURE-----\n\nxx\n-----END PGP SIGNATURE-----\n").encode("utf-8", "surrogateescape")
     sha = hashlib.sha256(inrelease).hexdigest()
     d = Path(data_dir) / "cache" / "indexes" / sha
     d.mkdir(parents=True)

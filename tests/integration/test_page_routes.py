@@ -8,8 +8,12 @@ against the OpenAPI document.
 import gzip
 import hashlib
 import json
+import re
 import shutil
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +129,12 @@ def test_if_none_match_gives_304(page_server):
     assert r.header_all("Content-Security-Policy") == [PAGE_CSP]
     stale = page_server.get("/", headers=[("If-None-Match", '"0000"')])
     assert stale.status == 200 and stale.body == first.body
+    # The weak comparison (RFC 9110): a weak tag with the same opaque part matches ...
+    weak = page_server.get("/", headers=[("If-None-Match", f"W/{etag}")])
+    assert weak.status == 304, weak
+    # ... but the opaque part is compared exactly, case included.
+    upper = page_server.get("/", headers=[("If-None-Match", etag.upper())])
+    assert upper.status == 200 and upper.body == first.body
     gz = page_server.get("/assets/index.html", headers=[("Accept-Encoding", "gzip")])
     if gz.header("Content-Encoding") == "gzip":
         again = page_server.get("/assets/index.html", headers=[("Accept-Encoding", "gzip"),
@@ -167,15 +177,31 @@ def test_assets_are_exempt_from_the_rate_limit_but_the_page_is_not(debate_factor
 
 
 def test_page_is_served_by_the_sanitizer_build_too():
-    """Both variants embed the same table: the asan binary's page equals web/index.html."""
+    """Both variants embed the same table: the asan binary holds web/index.html's tag (its SHA-256)."""
     asan = REPO / "build" / "asan" / "debate"
     if not asan.exists():
         pytest.skip("build/asan/debate is not built")
-    out = subprocess.run(["strings", "-n", "8", str(asan)], capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip("strings (binutils) is not available")
-    first = (WEB / "index.html").read_text().splitlines()[0]
-    assert first in out.stdout
+    tag = hashlib.sha256((WEB / "index.html").read_bytes()).hexdigest()
+    assert b'"%s"' % tag.encode() in asan.read_bytes()
+
+
+def test_editor_leftovers_in_web_are_not_embedded():
+    with tempfile.TemporaryDirectory(prefix="debate-embed-") as tmp:
+        check_embed_skips_leftovers(Path(tmp))
+
+
+def check_embed_skips_leftovers(tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<!doctype html>\n")
+    for litter in ("app.js~", ".#app.js", "#app.js#", ".app.js.swp"):
+        (web / litter).write_text("old\n")
+    out = tmp_path / "assets.c"
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "embed-assets.py"), str(out), str(web),
+                          str(REPO / "docs" / "openapi.json")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    names = re.findall(r'^    \{"([^"]*)", web_', out.read_text(), re.M)
+    assert names == ["index.html"]
 
 
 # --------------------------------------------------------------------------
@@ -235,12 +261,36 @@ def test_packages_without_an_index_say_how_to_get_one(debate_factory, doc):
         if r.status != 503 or r.json()["error"]["code"] != "index_loading":
             break
         assert r.header("Retry-After") == "1"
+        time.sleep(0.1)
         r = srv.get("/api/v1/packages?q=vim")
     assert r.status == 503, r
     err = r.json()["error"]
     assert err["code"] == "index_unavailable"
     assert "debate lock" in err["message"] and "first build" in err["message"]
     check_answer(doc, "/api/v1/packages", "GET", r)
+
+
+def test_packages_with_an_index_date_that_is_not_utf8_is_a_500(request):
+    """An answer that cannot be made JSON is the server's fault: a 500, and the server goes on."""
+    workdir = _own_tmpdir("debate-page-")
+    srv = DebateServer(workdir, {"DEBATE_WORKERS": 0})
+    try:
+        make_index(srv.data_dir, date="Sat, 11 Jul 2026 10:16:37 UTC \udce9")
+        srv.start()
+        r = srv.get("/api/v1/packages?q=vim")
+        for _ in range(50):  # the loader's first pass may still be running
+            if r.status != 503:
+                break
+            time.sleep(0.1)
+            r = srv.get("/api/v1/packages?q=vim")
+        assert r.status == 500, r
+        assert r.json()["error"]["code"] == "internal_error"
+        assert srv.get("/health").status == 200
+    finally:
+        try:
+            _finish([srv], request)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------

@@ -228,3 +228,59 @@ TEST(the_loader_thread_loads_and_stops)
     packages_free(p); /* stops and joins the thread */
     remove_cache(cache);
 }
+
+TEST(an_index_written_while_the_server_runs_is_picked_up_once_complete)
+{
+    _cleanup_free_ char *cache = temp_cache();
+    struct packages *p = packages_new(cache, "amd64");
+    packages_refresh(p); /* nothing resolved yet */
+    struct packages_result r;
+    char msg[512];
+    CHECK_INT(packages_query(p, "bookworm", "vim", 3, &r, msg, sizeof(msg)), PACKAGES_UNAVAILABLE);
+    /* A resolution in progress: the directory and its InRelease are there, the Packages.xz is on its way. */
+    _cleanup_free_ char *dir = make_index(cache, "bookworm", "Sat, 11 Jul 2026 10:16:37 UTC", packages_text);
+    _cleanup_free_ char *xzpath = xasprintf("%s/Packages.xz", dir);
+    _cleanup_free_ char *xzdata = NULL;
+    size_t xzlen;
+    CHECK(read_file(xzpath, 1 << 20, &xzdata, &xzlen) == 0);
+    CHECK(unlink(xzpath) == 0);
+    packages_refresh(p);
+    CHECK_INT(packages_query(p, "bookworm", "vim", 3, &r, msg, sizeof(msg)), PACKAGES_UNAVAILABLE);
+    write_or_fail(xzpath, xzdata, xzlen);
+    packages_refresh(p);
+    CHECK_INT(packages_query(p, "bookworm", "vim", 3, &r, msg, sizeof(msg)), PACKAGES_OK);
+    CHECK_STR(r.index, strrchr(dir, '/') + 1);
+    CHECK_STR(r.matches[0].name, "vim");
+    packages_result_release(&r);
+    packages_free(p);
+    remove_cache(cache);
+}
+
+TEST(an_unknown_release_is_named_with_the_ones_there_are)
+{
+    _cleanup_free_ char *cache = temp_cache();
+    struct packages *p = packages_new(cache, "amd64");
+    struct packages_result r;
+    char msg[512];
+    /* 31 bytes of 'x', then a two-byte character across the 32-byte cut: the quote stops before it. */
+    CHECK_INT(packages_query(p, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xc3\xa9z", "vim", 3, &r, msg, sizeof(msg)),
+              PACKAGES_BAD_RELEASE);
+    CHECK_STR(msg, "release \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" is not one a recipe may name (\"bookworm\")");
+    packages_free(p);
+    remove_cache(cache);
+}
+
+TEST(no_release_means_the_default_one)
+{
+    _cleanup_free_ char *cache = temp_cache();
+    _cleanup_free_ char *dir = make_index(cache, "bookworm", "Sat, 11 Jul 2026 10:16:37 UTC", packages_text);
+    struct packages *p = packages_new(cache, "amd64");
+    packages_refresh(p);
+    struct packages_result r;
+    char msg[512];
+    CHECK_INT(packages_query(p, NULL, "busy", 3, &r, msg, sizeof(msg)), PACKAGES_OK);
+    CHECK_STR(r.release, "bookworm");
+    packages_result_release(&r);
+    packages_free(p);
+    remove_cache(cache);
+}
