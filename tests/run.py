@@ -168,7 +168,7 @@ def run_integration(tally, variant, build):
         env = dict(os.environ, DEBATE_BIN=binary, **SAN_ENV)
         if variant == "release":
             env["DEBATE_TEST_HEAVY"] = "1"  # the live image: built and booted once
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", xml,
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=15", "--junitxml", xml,
                os.path.join(ROOT, "tests", "integration")]
         print(f"integration {variant}: {' '.join(cmd[2:])}", flush=True)
         p = subprocess.run(cmd, env=env, cwd=ROOT, timeout=2400)
