@@ -83,7 +83,7 @@ static void parser_restart(struct follow *f)
     snprintf(id, sizeof(id), "%s", sse_parser_last_id(&f->parser));
     sse_parser_release(&f->parser);
     sse_parser_init(&f->parser, CLIENT_MAX_EVENT, on_message, f);
-    memcpy(f->parser.id, id, sizeof(id));
+    sse_parser_resume(&f->parser, id);
 }
 
 /* One connection to the stream: what it said is in f, how it ended in the return. */

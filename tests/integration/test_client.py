@@ -341,6 +341,29 @@ def test_logs_follow_resumes_after_a_drop_and_exits_as_the_build_ended(fake, sta
         assert p.stderr == f"debate logs: build {BUILD_ID} was cancelled\n"
 
 
+def test_a_drop_in_the_middle_of_an_event_loses_nothing(fake):
+    """The stream breaks after event 2's id and data but before its blank line: the event is incomplete, so the
+    client resumes from event 1 and is sent event 2 again."""
+    def handler(h):
+        sse_head(h)
+        last = h.headers.get("Last-Event-ID")
+        if last is None:
+            sse(h, "log", "I: one", 1)
+            h.wfile.write(b"id: 2\nevent: log\ndata: two\n")
+            h.wfile.flush()
+            return
+        if last != "1":
+            return
+        sse(h, "log", "I: two", 2)
+        sse(h, "end", json.dumps(build_object()))
+
+    srv = fake(handler)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "I: one\nI: two\n", p.stdout
+    assert [r[2].get("Last-Event-ID") for r in srv.requests] == [None, "1"]
+
+
 def test_interrupting_a_follow_that_reconnects_exits_130(fake):
     srv = fake(lambda h: (sse_head(h), sse(h, "log", "I: one", 1)))
     port = srv.url.rsplit(":", 1)[1]
