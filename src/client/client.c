@@ -450,6 +450,8 @@ enum client_status client_post_json(struct client *c, const char *path, const js
 {
     *out = NULL;
     *http_status = 0;
+    if (body == NULL) /* what json_pack returns for a string that is not UTF-8 */
+        return client_error_set(e, CLIENT_LOCAL, "no request body to post to \"%s%s\"", c->server, path);
     _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
     if (text == NULL)
         abort(); /* jansson fails only for want of memory here */

@@ -78,6 +78,8 @@ enum client_status client_get_json(struct client *c, const char *path, json_t **
  * POST body as JSON to path, after fetching a CSRF token once per client
  * (GET /api/v1/csrf; curl keeps the cookie). A 2xx answer's JSON goes to
  * *out and its status to *http_status; anything else is CLIENT_REFUSED.
+ * A NULL body (json_pack's answer to a string that is not UTF-8) is
+ * CLIENT_LOCAL, before any request.
  */
 enum client_status client_post_json(struct client *c, const char *path, const json_t *body, long *http_status,
                                      json_t **out, struct client_error *e);

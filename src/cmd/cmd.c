@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,17 @@ int cmd_usage_error(const struct cmd_usage *u)
 {
     cmd_usage_print(u, stderr);
     return 2;
+}
+
+int cmd_usage_fail(const struct cmd_usage *u, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "debate %s: ", u->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n\n", stderr);
+    return cmd_usage_error(u);
 }
 
 int cmd_load_config(struct config *cfg, const char *file)

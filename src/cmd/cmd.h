@@ -38,8 +38,10 @@ struct cmd_usage {
 void cmd_usage_print(const struct cmd_usage *u, FILE *out);
 /* For -h/--help: the usage on standard output; returns 0, the exit status. */
 int cmd_help(const struct cmd_usage *u);
-/* For a usage error: the usage on standard error; returns 2, the exit status. */
+/* For a usage error getopt has named already: the usage on standard error; returns 2, the exit status. */
 int cmd_usage_error(const struct cmd_usage *u);
+/* For a usage error: "debate NAME: REASON", then the usage, on standard error; returns 2, the exit status. */
+int cmd_usage_fail(const struct cmd_usage *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * Loads the configuration: file (NULL: $DEBATE_CONFIG when set and not

@@ -45,7 +45,7 @@ COMMANDS = {
     "status": ([BUILD_ID], 2, False),
     "logs": ([BUILD_ID], 2, False),
     "list": ([], 2, False),
-    "cancel": ([BUILD_ID, "--token", "t"], 2, False),
+    "cancel": ([BUILD_ID, "--token", "A" * 43], 2, False),
     "download": ([BUILD_ID, "-o", "x.iso"], 2, False),
     "help": (None, None, False),
 }

@@ -43,13 +43,14 @@ EMPTY_DATA_DIR = tempfile.mkdtemp(prefix="debate-client-data-")
 atexit.register(shutil.rmtree, EMPTY_DATA_DIR, True)
 
 
-def run(*args, env=None, cwd=None, timeout=120):
+def run(*args, env=None, cwd=None, timeout=120, input=""):
     """Runs `debate ARGS` with a clean environment (an empty data directory
-    unless env names one); fails on a sanitizer report."""
+    unless env names one) and input on its standard input; fails on a
+    sanitizer report."""
     base = {"DEBATE_DATA_DIR": EMPTY_DATA_DIR}
     base.update(env or {})
     p = subprocess.run([debate_bin(), *args], capture_output=True, text=True, env=clean_env(base), cwd=cwd,
-                       timeout=timeout)
+                       timeout=timeout, input=input)
     for marker in SANITIZER_MARKERS:
         assert marker not in p.stderr, f"debate {' '.join(args)}: sanitizer report:\n{p.stderr[-4000:]}"
     return p
@@ -82,7 +83,7 @@ class Fake:
                 pass
 
             def do_GET(self):
-                fake.requests.append(("GET", self.path, dict(self.headers)))
+                fake.requests.append((self.command, self.path, dict(self.headers)))
                 try:
                     handler(self)
                 except (BrokenPipeError, ConnectionResetError):
@@ -170,6 +171,45 @@ def test_a_malformed_build_id_is_refused_before_any_request(fake):
     assert p.returncode == 2, p.stderr
     assert p.stderr == 'debate status: "../../csrf" is not a build id (a UUID, as debate submit prints it)\n'
     assert srv.requests == []
+
+
+TOKEN = "Tok3n_-" + "a" * 36        # the shape of a cancel token: 43 characters of base64url
+
+
+def csrf_then(answer):
+    """A fake API: the CSRF token for GET /api/v1/csrf, answer(h) for the rest."""
+    def handler(h):
+        if h.path == "/api/v1/csrf":
+            return send_json(h, 200, {"token": "csrf-token"})
+        return answer(h)
+    return handler
+
+
+@pytest.mark.parametrize("token", ["\udcff" * 43, "a" * 42, "a" * 44, "a" * 42 + "=", "t"])
+def test_a_token_that_cannot_be_a_cancel_token_is_refused_before_any_request(fake, token):
+    srv = fake(csrf_then(lambda h: send_json(h, 200, {"build": build_object(status="cancelled")})))
+    p = subprocess.run([debate_bin(), "cancel", BUILD_ID, "--token", token.encode("utf-8", "surrogateescape"),
+                        "--server", srv.url], capture_output=True, text=True, timeout=60,
+                       env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate cancel: the cancel token must be the 43 characters of A-Z, a-z, 0-9, - and _ " \
+                       "that debate submit printed\n", p.stderr
+    assert srv.requests == []
+
+
+def test_cancel_reads_the_token_from_standard_input(fake):
+    def answer(h):
+        length = int(h.headers["Content-Length"])
+        assert json.loads(h.rfile.read(length)) == {"cancel_token": TOKEN}
+        send_json(h, 200, {"build": build_object(status="cancelled")})
+
+    srv = fake(csrf_then(answer))
+    p = run("cancel", BUILD_ID, "--token", "-", "--server", srv.url, input=TOKEN + "\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == f"debate cancel: build {BUILD_ID}: cancelled\n"
+    assert [r[:2] for r in srv.requests] == [("GET", "/api/v1/csrf"), ("POST", f"/api/v1/builds/{BUILD_ID}/cancel")]
+    p = run("cancel", BUILD_ID, "--token", "-", "--server", srv.url, input="")
+    assert p.returncode == 2 and p.stderr == "debate cancel: --token -: no token on standard input\n", p.stderr
 
 
 def test_an_unreachable_server_exits_3_naming_the_url():

@@ -190,3 +190,19 @@ TEST(sse_parser_resumes_from_the_id_of_the_last_connection)
     CHECK_STR(s.text, "7|message|x\n");
     sse_parser_release(&p);
 }
+
+TEST(client_post_json_refuses_a_missing_body_before_any_request)
+{
+    /* Port 1 on loopback: were a request made, it would fail as CLIENT_NETWORK, not CLIENT_LOCAL. */
+    struct client_opts o = {.server = "http://127.0.0.1:1"};
+    struct client_error e;
+    struct client *c = client_new(&o, &e);
+    CHECK(c != NULL);
+    json_t *out = NULL;
+    long status = -1;
+    CHECK_INT(client_post_json(c, "/api/v1/builds", NULL, &status, &out, &e), CLIENT_LOCAL);
+    CHECK_STR(e.message, "no request body to post to \"http://127.0.0.1:1/api/v1/builds\"");
+    CHECK(out == NULL);
+    CHECK_INT(status, 0);
+    client_free(c);
+}
