@@ -57,7 +57,7 @@ int cmd_download(int argc, char **argv)
     if (!ok || optind + 1 != argc || out == NULL)
         return cmd_usage_error(&cmd_download_usage);
     const char *id = argv[optind];
-    if (!remote_id_ok("download", id))
+    if (!remote_id_ok("download", id) || !remote_output_ok("download", out))
         return REMOTE_EXIT_USAGE;
     struct client *c;
     int rc = remote_open("download", &r, &c);

@@ -2,9 +2,11 @@
 #include "cmd/remote.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -124,6 +126,30 @@ bool remote_id_ok(const char *cmd, const char *id)
         return true;
     fprintf(stderr, "debate %s: \"%s\" is not a build id (a UUID, as debate submit prints it)\n", cmd, id);
     return false;
+}
+
+/* A file the download would replace must be a regular file: a rename over a fifo or a device replaces that. */
+static bool remote_replaceable(const char *cmd, const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || S_ISREG(st.st_mode))
+        return true; /* nothing there (or nothing to see): the download says why it cannot write */
+    fprintf(stderr, "debate %s: \"%s\" exists and is not a regular file\n", cmd, path);
+    return false;
+}
+
+bool remote_output_ok(const char *cmd, const char *out)
+{
+    _cleanup_free_ char *copy = xstrdup(out);
+    const char *dir = dirname(copy);
+    if (access(dir, W_OK) != 0) {
+        fprintf(stderr, "debate %s: cannot write to \"%s\": the directory \"%s\" is missing or not writable\n", cmd,
+                out, dir);
+        return false;
+    }
+    _cleanup_free_ char *part = xasprintf("%s.part", out);
+    _cleanup_free_ char *manifest = xasprintf("%s.manifest.json", out);
+    return remote_replaceable(cmd, out) && remote_replaceable(cmd, part) && remote_replaceable(cmd, manifest);
 }
 
 json_t *remote_load_json(const char *cmd, const char *path)

@@ -80,6 +80,15 @@ int remote_build_exit(const char *cmd, const json_t *build);
 /* True when id looks like a build id; else prints why (the exit status is then 2). */
 bool remote_id_ok(const char *cmd, const char *id);
 
+/*
+ * True when out can take a download, checked before any request (a build
+ * of minutes must not end in an error that was plain at the start): its
+ * directory is writable, and out, out.part and out.manifest.json are
+ * regular files or not there, since the download renames over them. Else
+ * prints why (the exit status is then 2).
+ */
+bool remote_output_ok(const char *cmd, const char *out);
+
 /* Reads a JSON file (a recipe, a lock) of at most 16 MiB; NULL after printing "debate CMD: PATH: why". */
 json_t *remote_load_json(const char *cmd, const char *path);
 

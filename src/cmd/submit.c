@@ -2,7 +2,6 @@
  * debate submit: a recipe to a debate server; with --wait, the build
  * followed to its end; with -o, its ISO and manifest downloaded and checked.
  */
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,27 +143,15 @@ static int submit_wait(struct client *c, const struct submit_args *a, const json
     return rc;
 }
 
-/* -o's directory must be there before a build of minutes, not after. */
-static bool submit_output_ok(const char *out)
-{
-    _cleanup_free_ char *copy = xstrdup(out);
-    const char *dir = dirname(copy);
-    if (access(dir, W_OK) == 0)
-        return true;
-    fprintf(stderr, "debate submit: cannot write to \"%s\": the directory \"%s\" is missing or not writable\n", out,
-            dir);
-    return false;
-}
-
 static int submit_run(const struct submit_args *a)
 {
     struct client *c = NULL;
     json_t *answer = NULL, *body = NULL;
     long status;
     struct client_error e;
-    int rc = remote_open("submit", &a->remote, &c);
-    if (rc == 0 && a->output != NULL && !submit_output_ok(a->output))
-        rc = REMOTE_EXIT_USAGE;
+    int rc = a->output != NULL && !remote_output_ok("submit", a->output) ? REMOTE_EXIT_USAGE : 0;
+    if (rc == 0)
+        rc = remote_open("submit", &a->remote, &c);
     if (rc == 0 && (body = submit_body(a)) == NULL)
         rc = REMOTE_EXIT_USAGE;
     if (rc == 0 && client_post_json(c, "/api/v1/builds", body, &status, &answer, &e) != CLIENT_OK)

@@ -510,6 +510,36 @@ def test_an_iso_that_is_not_the_records_never_reaches_out(fake, tmp_path):
     assert list(tmp_path.iterdir()) == [], "a wrong ISO (or its part) was left behind"
 
 
+@pytest.mark.parametrize("cmd", ["download", "submit"])
+@pytest.mark.parametrize("what", ["fifo", "directory", "fifo.part", "fifo.manifest"])
+def test_output_over_a_file_that_is_not_regular_is_refused_before_any_request(fake, tmp_path, cmd, what):
+    srv = fake(iso_server())
+    out = tmp_path / "x.iso"
+    victim = {"fifo": out, "directory": out, "fifo.part": tmp_path / "x.iso.part",
+              "fifo.manifest": tmp_path / "x.iso.manifest.json"}[what]
+    if what == "directory":
+        victim.mkdir()
+    else:
+        os.mkfifo(victim)
+    first = [BUILD_ID] if cmd == "download" else [str(TINY)]
+    p = run(cmd, *first, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f'debate {cmd}: "{victim}" exists and is not a regular file\n', p.stderr
+    assert srv.requests == []
+    assert victim.is_dir() if what == "directory" else victim.is_fifo()
+
+
+@pytest.mark.parametrize("cmd", ["download", "submit"])
+def test_an_output_directory_that_is_missing_is_refused_before_any_request(fake, cmd):
+    srv = fake(iso_server())
+    first = [BUILD_ID] if cmd == "download" else [str(TINY)]
+    p = run(cmd, *first, "-o", "/nonexistent/x.iso", "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f'debate {cmd}: cannot write to "/nonexistent/x.iso": the directory "/nonexistent" is ' \
+                       "missing or not writable\n", p.stderr
+    assert srv.requests == []
+
+
 @pytest.mark.parametrize("status,code,words", [("failed", 1, "failed: "), ("cancelled", 4, "was cancelled"),
                                                ("running", 2, "has not ended (running)")])
 def test_download_of_a_build_without_an_iso(fake, tmp_path, status, code, words):
