@@ -84,8 +84,15 @@ enum client_status client_get_json(struct client *c, const char *path, json_t **
 enum client_status client_post_json(struct client *c, const char *path, const json_t *body, long *http_status,
                                      json_t **out, struct client_error *e);
 
-/* GET path as text/plain and copy the body to out as it arrives. */
-enum client_status client_get_text(struct client *c, const char *path, FILE *out, struct client_error *e);
+/*
+ * GET path as text/plain and hand the body to write as it arrives. write
+ * returns false (errno set) when it cannot take the bytes: the call is
+ * then CLIENT_LOCAL, or CLIENT_INTERRUPTED when the interrupted flag is set
+ * (a signal that broke off a blocked write).
+ */
+enum client_status client_get_text(struct client *c, const char *path, bool (*write)(void *arg, const char *buf,
+                                                                                      size_t n),
+                                   void *arg, struct client_error *e);
 
 /* What client_follow reports as the events arrive; any callback may be NULL. */
 struct client_events {
@@ -120,10 +127,13 @@ enum client_status client_download(struct client *c, const json_t *build, const 
 /* The server's base URL as the client uses it (no trailing slash). */
 const char *client_server(const struct client *c);
 
+/* True when url's host is this machine by name or address: localhost, 127.0.0.1 or [::1]. */
+bool client_server_is_local(const char *url);
+
 /* s percent-encoded for a query string (malloc'd). */
 char *client_query_escape(const char *s);
 
-/* True for a build id as the server makes them: a UUID in lower-case hex. */
+/* True for a build id as the server makes them: a UUID in lower-case hex (false for NULL). */
 bool client_id_valid(const char *id);
 
 #endif

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "cmd/progress.h"
 #include "engine/engine.h"
 #include "engine/sandbox.h"
 #include "banned.h"
@@ -30,49 +31,26 @@ static void build_on_signal(int sig)
     build_interrupted = 1;
 }
 
-struct progress_view {
-    bool tty;
-    int last_pct;
-    enum engine_stage last_stage;
-};
-
-/* A bar on a terminal; whole lines on standard output otherwise (logs, pipes). */
+/* The engine's events into the view: the bar on a terminal, else lines on standard output (docs/recipes.md). */
 static void build_show_progress(void *arg, enum engine_stage stage, int pct, const char *message)
 {
-    struct progress_view *v = arg;
-    if (!v->tty) {
-        printf("debate build: %3d%% %-11s %s\n", pct, engine_stage_name(stage), message);
-        fflush(stdout);
-        return;
-    }
-    char bar[31];
-    int filled = pct * 30 / 100;
-    for (int i = 0; i < 30; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[30] = '\0';
-    if (stage != v->last_stage && v->last_pct >= 0)
-        fputc('\n', stderr);
-    fprintf(stderr, "\r[%s] %3d%% %-11s %-60.60s", bar, pct, engine_stage_name(stage), message);
-    if (stage == STAGE_DONE)
-        fputc('\n', stderr);
-    v->last_pct = pct;
-    v->last_stage = stage;
+    progress_show(arg, engine_stage_name(stage), pct, message);
 }
 
 static int build_run(const struct config *cfg, const struct recipe *r, struct engine_opts *o)
 {
     char msg[4096];
     sandbox_sweep_cgroups();
-    cmd_trap_signals(build_on_signal);
-    struct progress_view view = {isatty(STDERR_FILENO) != 0, -1, STAGE_RESOLVING};
+    cmd_trap_signals(build_on_signal, 0);
+    struct progress view;
+    progress_init(&view, "build", stdout);
     o->cfg = cfg;
     o->progress = build_show_progress;
     o->progress_arg = &view;
     o->interrupted = &build_interrupted;
     struct engine_result res;
     enum engine_error rc = engine_build(r, o, &res, msg, sizeof(msg));
-    if (view.tty && view.last_pct >= 0 && rc != ENGINE_OK)
-        fputc('\n', stderr);
+    progress_end(&view);
     if (rc != ENGINE_OK) {
         fprintf(stderr, "debate build: %s\n", msg);
         return 1;

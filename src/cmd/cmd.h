@@ -22,6 +22,9 @@
 #include "config.h"
 #include "engine/recipe.h"
 
+/* The exit status of a configuration that does not load, in every command but sandbox (126, its setup). */
+#define CMD_EXIT_CONFIG 2
+
 /* What "debate help" and "debate NAME --help" print about a command. */
 struct cmd_usage {
     const char *name;     /* "serve" */
@@ -60,8 +63,26 @@ int cmd_load_recipe(const char *cmd, const char *path, struct recipe *r);
 /* Parses a whole number from 1 to max into *out; false when text is not one. */
 bool cmd_parse_uint(const char *text, unsigned long max, unsigned *out);
 
-/* Installs handler for SIGINT and SIGTERM, without SA_RESTART: blocking waits end. */
-void cmd_trap_signals(void (*handler)(int));
+/*
+ * Text that came from elsewhere (a server's message, a build's log, a
+ * hook's output) must not drive the terminal: an escape sequence could move
+ * the cursor, rewrite what was printed or retitle the window. On a terminal
+ * every byte below 0x20 but tab, and 0x7f, becomes '?'; to a file or a pipe
+ * the text goes as it is.
+ *
+ * cmd_printable does that in place to n bytes; cmd_print formats, makes
+ * printable all but a final newline when out is a terminal, and writes.
+ */
+void cmd_printable(char *s, size_t n);
+void cmd_print(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Installs handler for SIGINT and SIGTERM, without SA_RESTART: blocking
+ * waits end. sa_flags adds to that: SA_RESETHAND makes a second signal
+ * kill the command, for commands whose steps do not all look at the flag
+ * the handler sets.
+ */
+void cmd_trap_signals(void (*handler)(int), int sa_flags);
 
 extern const struct cmd_usage cmd_serve_usage, cmd_worker_usage, cmd_migrate_usage, cmd_backup_usage,
     cmd_restore_test_usage, cmd_build_usage, cmd_sandbox_usage, cmd_hash_usage, cmd_lock_usage,

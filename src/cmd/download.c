@@ -26,13 +26,11 @@ static int download_run(struct client *c, const char *id, const char *out)
     if (client_get_json(c, path, &b, &e) != CLIENT_OK) {
         rc = remote_fail("download", &e);
     } else if (json_is_null(json_object_get(b, "finished_at"))) {
-        fprintf(stderr, "debate download: build %s has not ended (%s); wait with \"debate logs %s --follow\"\n", id,
-                json_string_value(json_object_get(b, "status")) ?: "?", id);
+        cmd_print(stderr, "debate download: build %s has not ended (%s); wait with \"debate logs %s --follow\"\n",
+                  id, json_string_value(json_object_get(b, "status")) ?: "?", id);
         rc = REMOTE_EXIT_USAGE;
-    } else if ((rc = remote_build_exit("download", b)) != REMOTE_EXIT_OK) {
-        /* remote_build_exit said why */
-    } else if ((rc = remote_download("download", c, b, out)) == REMOTE_EXIT_OK) {
-        printf("%s  %s\n", json_string_value(json_object_get(b, "iso_sha256")), out);
+    } else if ((rc = remote_build_exit("download", b)) == REMOTE_EXIT_OK) {
+        rc = remote_download("download", c, b, out, true);
     }
     json_decref(b);
     return rc;

@@ -22,10 +22,11 @@ const struct cmd_usage cmd_list_usage = {
 
 static void list_row(const json_t *b)
 {
-    const char *finished = json_string_value(json_object_get(b, "created_at"));
-    printf("%-36s  %-9s  %-11s  %3lld%%  %s\n", json_string_value(json_object_get(b, "id")) ?: "?",
-           json_string_value(json_object_get(b, "status")) ?: "?", json_string_value(json_object_get(b, "stage")) ?: "?",
-           (long long)json_integer_value(json_object_get(b, "progress")), finished ? finished : "-");
+    const char *created = json_string_value(json_object_get(b, "created_at"));
+    cmd_print(stdout, "%-36s  %-9s  %-11s  %3lld%%  %s\n", json_string_value(json_object_get(b, "id")) ?: "?",
+              json_string_value(json_object_get(b, "status")) ?: "?",
+              json_string_value(json_object_get(b, "stage")) ?: "?",
+              (long long)json_integer_value(json_object_get(b, "progress")), created ? created : "-");
 }
 
 static char *list_path(const char *status, unsigned limit, const char *after)

@@ -14,7 +14,8 @@
  *        download that does not match its record, a file that cannot be
  *        written
  *   4    the build was cancelled
- *   130  interrupted (SIGINT or SIGTERM); the build goes on on the server
+ *   130  interrupted by SIGINT (143: by SIGTERM); the build goes on on the
+ *        server. A second signal kills the command at once.
  *
  * Private to src/cmd. Main thread only.
  */
@@ -34,7 +35,7 @@ enum remote_exit {
     REMOTE_EXIT_USAGE = 2,
     REMOTE_EXIT_SERVER = 3,
     REMOTE_EXIT_CANCELLED = 4,
-    REMOTE_EXIT_INTERRUPTED = 130,
+    REMOTE_EXIT_INTERRUPTED = 130, /* 128 + SIGINT; SIGTERM's is 143 */
 };
 
 /* The options every client command takes (their getopt letters: 's', 'A', 'c'). */
@@ -66,12 +67,19 @@ bool remote_option(struct remote *r, int opt, const char *arg);
 
 /*
  * Loads the configuration, picks the server and the CA, traps SIGINT and
- * SIGTERM (they end a transfer: exit 130) and makes the client. Returns 0
- * with *out set (client_free it), or the exit status after printing why.
+ * SIGTERM (the first ends a transfer: exit 130 or 143; the second kills)
+ * and makes the client. The CA is --cacert, else DATA_DIR/tls/ca.pem when
+ * the server is on this machine or the data directory was named outright,
+ * else the system's. Returns 0 with *out set (client_free it), or the exit
+ * status after printing why.
  */
 int remote_open(const char *cmd, const struct remote *r, struct client **out);
 
-/* Prints "debate CMD: MESSAGE (CODE)" for e on standard error; returns the exit status it means. */
+/*
+ * Prints "debate CMD: MESSAGE (CODE)", or "(CODE, field FIELD)" when the
+ * server blamed a field, for e on standard error; returns the exit status
+ * it means. Server text reaches a terminal printable (cmd_print).
+ */
 int remote_fail(const char *cmd, const struct client_error *e);
 
 /* Prints why a build that did not succeed ended; returns 0 succeeded, 1 failed, 4 cancelled. */
@@ -94,9 +102,11 @@ json_t *remote_load_json(const char *cmd, const char *path);
 
 /*
  * Downloads the build's ISO to out (client_download), saying on standard
- * error when it resumed a partial download. Returns the exit status.
+ * error when it resumed a partial download, and with print_sum printing
+ * "SHA256  OUT" (sha256sum's format) on standard output once it is there.
+ * Returns the exit status.
  */
-int remote_download(const char *cmd, struct client *c, const json_t *build, const char *out);
+int remote_download(const char *cmd, struct client *c, const json_t *build, const char *out, bool print_sum);
 
 /* Prints doc as one line of compact JSON on standard output. */
 void remote_print_json(const json_t *doc);

@@ -155,7 +155,7 @@ static int sandbox_launch(struct sandbox_opts *o, const char *data_dir)
         return 126;
     }
     o->workdir = work;
-    cmd_trap_signals(sandbox_on_signal);
+    cmd_trap_signals(sandbox_on_signal, 0);
     sandbox_sweep_cgroups();
     struct sandbox_result res;
     char err[1024];

@@ -23,23 +23,24 @@ static const char *str(const json_t *b, const char *key)
 /* One "name  value" line per fact a person looks for. */
 static void status_print(const json_t *b)
 {
-    printf("id        %s\n", str(b, "id"));
-    printf("status    %s\n", str(b, "status"));
-    printf("stage     %s (%lld%%)\n", str(b, "stage"), (long long)json_integer_value(json_object_get(b, "progress")));
+    cmd_print(stdout, "id        %s\n", str(b, "id"));
+    cmd_print(stdout, "status    %s\n", str(b, "status"));
+    cmd_print(stdout, "stage     %s (%lld%%)\n", str(b, "stage"),
+              (long long)json_integer_value(json_object_get(b, "progress")));
     if (json_is_integer(json_object_get(b, "queue_position")))
         printf("queue     %lld (1: next to run)\n", (long long)json_integer_value(json_object_get(b, "queue_position")));
-    printf("recipe    %s\n", str(b, "config_hash"));
-    printf("created   %s\n", str(b, "created_at"));
-    printf("started   %s\n", str(b, "started_at"));
-    printf("finished  %s\n", str(b, "finished_at"));
+    cmd_print(stdout, "recipe    %s\n", str(b, "config_hash"));
+    cmd_print(stdout, "created   %s\n", str(b, "created_at"));
+    cmd_print(stdout, "started   %s\n", str(b, "started_at"));
+    cmd_print(stdout, "finished  %s\n", str(b, "finished_at"));
     printf("attempts  %lld of %lld\n", (long long)json_integer_value(json_object_get(b, "attempts")),
            (long long)json_integer_value(json_object_get(b, "max_attempts")));
     if (json_is_string(json_object_get(b, "iso_sha256")))
-        printf("iso       %s (%lld bytes)\n", str(b, "iso_sha256"),
-               (long long)json_integer_value(json_object_get(b, "iso_size")));
+        cmd_print(stdout, "iso       %s (%lld bytes)\n", str(b, "iso_sha256"),
+                  (long long)json_integer_value(json_object_get(b, "iso_size")));
     json_t *err = json_object_get(b, "error");
     if (json_is_object(err))
-        printf("error     %s: %s\n", str(err, "code"), str(err, "message"));
+        cmd_print(stdout, "error     %s: %s\n", str(err, "code"), str(err, "message"));
 }
 
 int cmd_status(int argc, char **argv)

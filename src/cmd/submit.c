@@ -4,8 +4,8 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "cmd/progress.h"
 #include "cmd/remote.h"
 #include "util.h"
 #include "banned.h"
@@ -32,58 +32,36 @@ struct submit_args {
     bool wait, json, no_cache;
 };
 
-/* The progress of a followed build: a bar by stage on a terminal, whole lines otherwise. */
-struct submit_view {
-    bool tty;
-    bool drawn;     /* a bar is on the line: end it before anything else is printed */
-    char stage[32];
-};
-
 static void submit_show_progress(void *arg, const char *stage, int pct, const char *message)
 {
-    struct submit_view *v = arg;
-    if (!v->tty) {
-        fprintf(stderr, "debate submit: %3d%% %-11s %s\n", pct, stage, message);
-        return;
-    }
-    char bar[31];
-    int filled = pct * 30 / 100;
-    for (int i = 0; i < 30; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[30] = '\0';
-    if (v->drawn && strcmp(stage, v->stage) != 0)
-        fputc('\n', stderr); /* each stage keeps its own finished line */
-    fprintf(stderr, "\r[%s] %3d%% %-11s %-60.60s", bar, pct, stage, message);
-    snprintf(v->stage, sizeof(v->stage), "%s", stage);
-    v->drawn = true;
+    progress_show(arg, stage, pct, message);
 }
 
-static void submit_view_end(struct submit_view *v)
+/* The build the answer names; NULL when it names none a client can use. */
+static const char *submit_build_id(const json_t *answer)
 {
-    if (v->drawn)
-        fputc('\n', stderr);
-    v->drawn = false;
+    const char *id = json_string_value(json_object_get(json_object_get(answer, "build"), "id"));
+    return client_id_valid(id) ? id : NULL;
 }
 
 /* What a person wants to know about the answer: which build, whether it was cached or joined, the token. */
-static void submit_report(const json_t *answer)
+static void submit_report(const json_t *answer, const char *id)
 {
     json_t *b = json_object_get(answer, "build");
-    const char *id = json_string_value(json_object_get(b, "id"));
     const char *status = json_string_value(json_object_get(b, "status"));
     const char *cache = json_string_value(json_object_get(answer, "cache"));
     const char *token = json_string_value(json_object_get(answer, "cancel_token"));
-    printf("%s\n", id ? id : "?");
+    printf("%s\n", id);
     fflush(stdout);
     if (cache != NULL && strcmp(cache, "hit") == 0)
         fprintf(stderr, "debate submit: build %s: cache hit, the ISO is built already\n", id);
     else if (json_is_true(json_object_get(answer, "merged")))
-        fprintf(stderr, "debate submit: build %s: merged with the identical build already %s (its cancel token "
-                "went to the first submission)\n", id, status ? status : "queued");
+        cmd_print(stderr, "debate submit: build %s: merged with the identical build already %s (its cancel token "
+                  "went to the first submission)\n", id, status ? status : "queued");
     else
-        fprintf(stderr, "debate submit: build %s: %s (cache miss)\n", id, status ? status : "queued");
+        cmd_print(stderr, "debate submit: build %s: %s (cache miss)\n", id, status ? status : "queued");
     if (token != NULL)
-        fprintf(stderr, "debate submit: cancel token %s (shown once: keep it to cancel the build)\n", token);
+        cmd_print(stderr, "debate submit: cancel token %s (shown once: keep it to cancel the build)\n", token);
 }
 
 static json_t *submit_body(const struct submit_args *a)
@@ -110,21 +88,17 @@ static bool is_final(const json_t *b)
 }
 
 /* Follows the build to its end (at once when it has ended: a cache hit); its exit status. */
-static int submit_wait(struct client *c, const struct submit_args *a, const json_t *answer)
+static int submit_wait(struct client *c, const struct submit_args *a, const json_t *answer, const char *id)
 {
     json_t *b = json_object_get(answer, "build");
-    const char *id = json_string_value(json_object_get(b, "id"));
-    if (id == NULL || !client_id_valid(id)) {
-        fprintf(stderr, "debate submit: the server's answer names no build\n");
-        return REMOTE_EXIT_SERVER;
-    }
     json_t *final = is_final(b) ? json_incref(b) : NULL;
     struct client_error e;
     if (final == NULL) {
-        struct submit_view view = {.tty = isatty(STDERR_FILENO) != 0};
+        struct progress view;
+        progress_init(&view, "submit", stderr);
         struct client_events ev = {.progress = submit_show_progress, .arg = &view};
         enum client_status st = client_follow(c, id, &ev, &final, &e);
-        submit_view_end(&view);
+        progress_end(&view);
         if (st != CLIENT_OK) {
             int rc = remote_fail("submit", &e);
             fprintf(stderr, "debate submit: build %s goes on; follow it with \"debate logs %s --follow\"\n", id, id);
@@ -134,11 +108,8 @@ static int submit_wait(struct client *c, const struct submit_args *a, const json
     if (a->json)
         remote_print_json(final);
     int rc = remote_build_exit("submit", final);
-    if (rc == REMOTE_EXIT_OK && a->output != NULL) {
-        rc = remote_download("submit", c, final, a->output);
-        if (rc == REMOTE_EXIT_OK && !a->json)
-            printf("%s  %s\n", json_string_value(json_object_get(final, "iso_sha256")), a->output);
-    }
+    if (rc == REMOTE_EXIT_OK && a->output != NULL)
+        rc = remote_download("submit", c, final, a->output, !a->json);
     json_decref(final);
     return rc;
 }
@@ -156,13 +127,18 @@ static int submit_run(const struct submit_args *a)
         rc = REMOTE_EXIT_USAGE;
     if (rc == 0 && client_post_json(c, "/api/v1/builds", body, &status, &answer, &e) != CLIENT_OK)
         rc = remote_fail("submit", &e);
+    const char *id = rc == 0 ? submit_build_id(answer) : NULL;
+    if (rc == 0 && id == NULL) {
+        fprintf(stderr, "debate submit: the server's answer names no build\n");
+        rc = REMOTE_EXIT_SERVER;
+    }
     if (rc == 0) {
         if (a->json)
             remote_print_json(answer);
         else
-            submit_report(answer);
+            submit_report(answer, id);
         if (a->wait)
-            rc = submit_wait(c, a, answer);
+            rc = submit_wait(c, a, answer, id);
     }
     json_decref(answer);
     json_decref(body);

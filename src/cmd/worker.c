@@ -37,7 +37,7 @@ static int workers_run(const struct config *cfg, unsigned count)
     }
     if (count == 0)
         count = cfg->nworkers ? cfg->nworkers : 1;
-    cmd_trap_signals(worker_on_signal);
+    cmd_trap_signals(worker_on_signal, 0);
     signal(SIGPIPE, SIG_IGN);
     sandbox_sweep_cgroups();
     struct worker_pool pool;

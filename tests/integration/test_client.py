@@ -14,15 +14,21 @@ Two kinds of server:
 """
 
 import atexit
+import fcntl
 import hashlib
 import http.server
 import json
 import os
+import pty
 import re
+import select
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -70,7 +76,8 @@ def build_object(status="succeeded", **extra):
 
 class Fake:
     """A plain-http server on loopback whose answers the test writes: handler(req) is called with the
-    BaseHTTPRequestHandler of each request; requests are recorded as (method, path, headers)."""
+    BaseHTTPRequestHandler of each request, its body read into req.body; requests are recorded as
+    (method, path, headers)."""
 
     def __init__(self, handler):
         self.requests = []
@@ -84,6 +91,8 @@ class Fake:
 
             def do_GET(self):
                 fake.requests.append((self.command, self.path, dict(self.headers)))
+                length = int(self.headers.get("Content-Length") or 0)
+                self.body = self.rfile.read(length)      # read, so that the next request on the connection parses
                 try:
                     handler(self)
                 except (BrokenPipeError, ConnectionResetError):
@@ -199,8 +208,7 @@ def test_a_token_that_cannot_be_a_cancel_token_is_refused_before_any_request(fak
 
 def test_cancel_reads_the_token_from_standard_input(fake):
     def answer(h):
-        length = int(h.headers["Content-Length"])
-        assert json.loads(h.rfile.read(length)) == {"cancel_token": TOKEN}
+        assert json.loads(h.body) == {"cancel_token": TOKEN}
         send_json(h, 200, {"build": build_object(status="cancelled")})
 
     srv = fake(csrf_then(answer))
@@ -278,6 +286,63 @@ def test_429_with_a_short_retry_after_is_retried(fake):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["builds"][0]["id"] == BUILD_ID
     assert len(srv.requests) == 3
+
+
+def test_the_field_the_server_blamed_is_printed_after_the_code(fake):
+    err = {"error": {"code": "invalid_lock", "message": "no such package in the lock", "field": "lock.packages"}}
+    srv = fake(csrf_then(lambda h: send_json(h, 400, err)))
+    p = run("submit", str(TINY), "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate submit: no such package in the lock (invalid_lock, field lock.packages)\n", p.stderr
+
+
+@pytest.mark.parametrize("answer", [{"build": {"status": "queued"}, "cache": "miss"},
+                                    {"build": {"id": "../../x", "status": "queued"}},
+                                    {"cache": "miss"}])
+def test_an_answer_that_names_no_build_exits_3(fake, answer):
+    srv = fake(csrf_then(lambda h: send_json(h, 201, answer)))
+    p = run("submit", str(TINY), "--wait", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == "debate submit: the server's answer names no build\n", p.stderr
+    assert p.stdout == ""
+    assert [r[0] for r in srv.requests] == ["GET", "POST"], srv.requests
+
+
+def test_a_redirect_names_where_it_points(fake):
+    def handler(h):
+        h.send_response(308)
+        h.send_header("Location", "https://builds.example/api/v1/builds")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    srv = fake(handler)
+    p = run("list", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == f'debate list: "{srv.url}/api/v1/builds?limit=20" answered 308, a redirect to ' \
+                       '"https://builds.example/api/v1/builds", which the client does not follow; if that is the ' \
+                       "server, name it with --server (no error code)\n", p.stderr
+    assert len(srv.requests) == 1
+
+
+def test_an_error_body_over_64_kib_is_read_for_its_status_and_retried(fake):
+    answers = [503, 200]
+
+    def handler(h):
+        status = answers.pop(0)
+        if status == 200:
+            return send_json(h, 200, {"builds": [build_object()], "next": None})
+        body = json.dumps({"error": {"code": "busy", "message": "x" * 100000}}).encode()
+        h.send_response(503)
+        h.send_header("Retry-After", "1")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    srv = fake(handler)
+    p = run("list", "--json", "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["builds"][0]["id"] == BUILD_ID
+    assert len(srv.requests) == 2
 
 
 def test_an_endless_head_is_cut_off(fake):
@@ -421,6 +486,109 @@ def test_interrupting_a_follow_that_reconnects_exits_130(fake):
     assert err.endswith("debate logs: interrupted\n"), err
     assert out.startswith("I: one\n"), out
     assert len(srv.requests) >= 2, f"no reconnection to port {port}"
+
+
+# --------------------------------------------------------------------------
+# on a terminal: printable server text, a bar that fits
+# --------------------------------------------------------------------------
+
+ESC = "\x1b]0;owned\x07\x1b[2J"       # retitles the window, clears the screen
+
+
+def run_on_terminal(*args, columns=80, on="stderr"):
+    """Runs `debate ARGS` with standard error (or standard output) on a pseudo-terminal `columns` wide; returns
+    (returncode, what the terminal got, what the other stream got)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, on: slave}
+    proc = subprocess.Popen([debate_bin(), *args], env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}),
+                            stdin=subprocess.DEVNULL, **streams)
+    os.close(slave)
+    other = proc.stdout if on == "stderr" else proc.stderr
+    got, rest = b"", b""
+    while True:
+        ready, _, _ = select.select([master, other], [], [], 60)
+        assert ready, "debate wrote nothing for 60 s"
+        if master in ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:      # EIO: the last writer has gone
+                chunk = b""
+            got += chunk
+            if not chunk:
+                break
+        if other in ready:
+            rest += other.read1(65536)
+    rest += other.read()
+    proc.wait(timeout=60)
+    os.close(master)
+    for marker in SANITIZER_MARKERS:
+        assert marker.encode() not in got + rest, (got + rest).decode(errors="replace")
+    return proc.returncode, got.decode("utf-8"), rest.decode("utf-8")    # strict: a cut inside a character fails
+
+
+def test_server_text_reaches_a_terminal_printable(fake):
+    err = {"error": {"code": "not_found", "message": f"no build {ESC}here"}}
+    srv = fake(lambda h: send_json(h, 404, err))
+    code, tty, _ = run_on_terminal("status", BUILD_ID, "--server", srv.url)
+    assert code == 2, tty
+    assert tty == "debate status: no build ?]0;owned??[2Jhere (not_found)\r\n", repr(tty)
+
+
+def test_log_lines_reach_a_terminal_printable_and_a_pipe_as_they_are(fake):
+    def handler(h):
+        if h.headers.get("Accept") == "text/plain":
+            body = f"I: plain {ESC}\ttab\n".encode()
+            h.send_response(200)
+            h.send_header("Content-Type", "text/plain")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            return h.wfile.write(body)
+        sse_head(h)
+        sse(h, "log", f"I: {ESC}\ttab", 1)
+        sse(h, "progress", json.dumps({"stage": "rootfs", "progress": 16, "message": f"m{ESC}"}), 2)
+        sse(h, "end", json.dumps(build_object()))
+
+    srv = fake(handler)
+    code, tty, _ = run_on_terminal("logs", BUILD_ID, "--follow", "--server", srv.url, on="stdout")
+    assert code == 0, tty
+    assert tty == "I: ?]0;owned??[2J\ttab\r\n[rootfs 16%] m?]0;owned??[2J\r\n", repr(tty)
+    code, tty, _ = run_on_terminal("logs", BUILD_ID, "--server", srv.url, on="stdout")
+    assert code == 0, tty
+    assert tty == "I: plain ?]0;owned??[2J\ttab\r\n", repr(tty)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 0 and p.stdout.startswith(f"I: {ESC}\ttab\n"), repr(p.stdout)
+    p = run("logs", BUILD_ID, "--server", srv.url)
+    assert p.returncode == 0 and p.stdout == f"I: plain {ESC}\ttab\n", repr(p.stdout)
+
+
+def test_the_bar_fits_a_narrow_terminal_and_cuts_between_characters(fake):
+    stages = [("rootfs", 16), ("rootfs", 40), ("squashfs", 72), ("done", 100)]
+
+    def handler(h):
+        if h.path == "/api/v1/csrf":
+            return send_json(h, 200, {"token": "csrf-token"})
+        if h.command == "POST":
+            return send_json(h, 201, {"build": build_object(status="queued"), "cache": "miss"})
+        sse_head(h)
+        for i, (stage, pct) in enumerate(stages):
+            message = ESC + "é" * 30 + "ü" * 30
+            sse(h, "progress", json.dumps({"stage": stage, "progress": pct, "message": message}), i + 1)
+        sse(h, "end", json.dumps(build_object()))
+
+    srv = fake(handler)
+    for columns in (40, 80):
+        code, tty, out = run_on_terminal("submit", str(TINY), "--wait", "--server", srv.url, columns=columns)
+        assert code == 0, tty
+        assert out == f"{BUILD_ID}\n"
+        drawn = [seg for line in tty.split("\r\n") for seg in line.split("\r\x1b[K")[1:]]
+        assert len(drawn) == len(stages), repr(tty)
+        for seg in drawn:
+            assert len(seg) <= columns - 1, (columns, seg)
+            assert "\x1b" not in seg, repr(seg)
+        # Each stage keeps its line: the first rootfs line is redrawn on the same line, the others start anew.
+        assert len([line for line in tty.split("\r\n") if "\x1b[K" in line]) == 3, repr(tty)
+        assert drawn[-1].startswith("[") and "100% done" in drawn[-1], drawn[-1]
 
 
 # --------------------------------------------------------------------------
@@ -666,7 +834,8 @@ def test_an_invalid_recipe_exits_2_naming_the_field(real, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(recipe))
     p = client(real, "submit", str(tmp_path / "bad.json"))
     assert p.returncode == 2, p.stderr
-    assert p.stderr.startswith("debate submit: packages[1]: ") and p.stderr.endswith(" (invalid_recipe)\n"), p.stderr
+    assert p.stderr.startswith("debate submit: packages[1]: ") and \
+        p.stderr.endswith(" (invalid_recipe, field recipe.packages[1])\n"), p.stderr
     (tmp_path / "broken.json").write_text("{")
     p = client(real, "submit", str(tmp_path / "broken.json"))
     assert p.returncode == 2 and p.stderr.startswith(f'debate submit: "{tmp_path}/broken.json": line '), p.stderr
