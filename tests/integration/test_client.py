@@ -25,6 +25,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -79,7 +80,7 @@ class Fake:
     BaseHTTPRequestHandler of each request, its body read into req.body; requests are recorded as
     (method, path, headers)."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, host="127.0.0.1", tls=None):
         self.requests = []
         fake = self
 
@@ -100,9 +101,11 @@ class Fake:
 
             do_POST = do_GET
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), H)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -115,8 +118,8 @@ class Fake:
 def fake():
     made = []
 
-    def make(handler):
-        f = Fake(handler)
+    def make(handler, **kw):
+        f = Fake(handler, **kw)
         made.append(f)
         return f
 
@@ -251,6 +254,48 @@ def test_a_misspelt_debate_server_is_refused():
     p = run("list", env={"DEBATE_SERVR": "https://localhost:8443"})
     assert p.returncode == 2, p.stderr
     assert 'unknown setting "DEBATE_SERVR" (did you mean "DEBATE_SERVER"?)' in p.stderr, p.stderr
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory):
+    """A CA of the test's own and a certificate it signed for 127.0.0.1, 127.0.0.2 and localhost."""
+    d = tmp_path_factory.mktemp("ca")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=test CA",
+            "-days", "1", "-keyout", "ca.key", "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=fake",
+            "-keyout", "key.pem", "-out", "req.pem")
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "req.pem", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+            "-extfile", "ext", "-out", "cert.pem")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    return type("CA", (), {"pem": d / "ca.pem", "context": ctx})
+
+
+@pytest.mark.parametrize("host,named,code", [("127.0.0.2", False, 3), ("127.0.0.2", True, 0),
+                                             ("127.0.0.1", False, 0)])
+def test_the_data_dir_ca_vouches_only_for_this_machine_or_a_named_data_dir(fake, test_ca, tmp_path, host, named,
+                                                                           code):
+    """A data/tls/ca.pem that lies in the working directory is trusted for a server on this machine; for
+    another server only when the data directory was named ($DEBATE_DATA_DIR)."""
+    srv = fake(lambda h: send_json(h, 200, build_object()), host=host, tls=test_ca.context)
+    (tmp_path / "data" / "tls").mkdir(parents=True)
+    shutil.copy(test_ca.pem, tmp_path / "data" / "tls" / "ca.pem")
+    env = clean_env({"DEBATE_DATA_DIR": tmp_path / "data"} if named else {})
+    p = subprocess.run([debate_bin(), "status", BUILD_ID, "--server", srv.url], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=60)
+    assert p.returncode == code, p.stderr
+    if code == 3:
+        assert p.stderr.startswith(f'debate status: TLS with "{srv.url}/api/v1/builds/{BUILD_ID}" failed: '), \
+            p.stderr
+        assert srv.requests == []
+    else:
+        assert "status    succeeded\n" in p.stdout, p.stdout
 
 
 # --------------------------------------------------------------------------
