@@ -224,3 +224,47 @@ def test_relative_paths_are_taken_from_the_working_directory(cwd):
     assert v["tls_cert"] == f"{cwd}/tls/cert.pem"
     assert v["tls_key"] == "/etc/debate/key.pem"
     assert v["artifact_dir"] == f"{cwd}/../shared/artifacts"
+
+
+# --------------------------------------------------------------------------
+# the embedded PostgreSQL's start error
+# --------------------------------------------------------------------------
+
+FAKE_PG_CTL = """#!/bin/sh
+# pg_ctl as far as a start that fails goes: "status" finds no server, "start" fails, after writing what
+# $DEBATE_TEST_START_SAYS says to the log (pg_ctl -l appends to it).
+if [ "$1" = status ]; then echo "pg_ctl: no server running"; exit 3; fi
+while [ $# -gt 0 ]; do
+    if [ "$1" = -l ]; then log=$2; fi
+    shift
+done
+if [ -n "$DEBATE_TEST_START_SAYS" ]; then echo "$DEBATE_TEST_START_SAYS" >> "$log"; fi
+echo "pg_ctl: could not start server" >&2
+echo "Examine the log output." >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("says, reason", [("", None),
+                                          ("2026-01-02 03:04:05 UTC FATAL:  this start's reason",
+                                           "FATAL:  this start's reason")])
+def test_an_embedded_start_error_names_only_what_this_start_logged(cwd, says, reason):
+    """An earlier start's FATAL line in the log is not the reason this start failed."""
+    bindir = cwd / "pgbin"
+    bindir.mkdir(mode=0o755)
+    (bindir / "pg_ctl").write_text(FAKE_PG_CTL)
+    (bindir / "pg_ctl").chmod(0o755)
+    pg = cwd / "data" / "pg"
+    (pg / "data").mkdir(parents=True)
+    (pg / "data" / "PG_VERSION").write_text("15\n")
+    log = pg / "postgres.log"
+    log.write_text("2026-01-01 00:00:00 UTC FATAL:  an earlier start's reason\n")
+    if IS_ROOT:
+        shutil.chown(log, "postgres")
+    p = debate(["migrate"], cwd, {"DEBATE_PG_BINDIR": bindir, "DEBATE_TEST_START_SAYS": says})
+    assert p.returncode == 1, p.stderr
+    head = f'debate migrate: the embedded PostgreSQL did not start (its log is "{log}")'
+    expected = f"{head}: {reason}\n" if reason else f"{head}\n"
+    assert p.stderr.startswith(expected), p.stderr
+    assert "an earlier start's reason" not in p.stderr, p.stderr
+    assert "pg_ctl: could not start server" in p.stderr, p.stderr
