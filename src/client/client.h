@@ -12,9 +12,9 @@
  * print after "debate CMD: ". Nothing here prints.
  *
  * Limits: a hostile or broken server cannot make the client hoard memory.
- * Response heads are capped at CLIENT_MAX_HEAD bytes, JSON bodies and error
- * bodies at CLIENT_MAX_JSON, an event at CLIENT_MAX_EVENT, and an ISO at
- * the size its build record announced.
+ * Response heads are capped at CLIENT_MAX_HEAD bytes, JSON bodies at
+ * CLIENT_MAX_JSON, an event at CLIENT_MAX_EVENT, and an ISO at the size its
+ * build record announced; of an error body the first 64 KiB are kept.
  *
  * Threads: a client belongs to the thread that made it. The interrupted
  * flag (set by a signal handler) ends a transfer within a second.
@@ -104,9 +104,10 @@ struct client_events {
 /*
  * Follows the event stream of build id until its `end` event, reconnecting
  * with Last-Event-ID after a drop (or a server that stops) for up to the
- * retry window without news. *final gets the end event's build object (the
- * caller's reference). An unknown build is CLIENT_REFUSED with code
- * "not_found".
+ * retry window without news. Only a drop is retried: until a connection
+ * has opened the stream, a failure is returned at once. *final gets the
+ * end event's build object (the caller's reference). An unknown build is
+ * CLIENT_REFUSED with code "not_found".
  */
 enum client_status client_follow(struct client *c, const char *id, const struct client_events *ev, json_t **final,
                                  struct client_error *e);
@@ -117,8 +118,8 @@ enum client_status client_follow(struct client *c, const char *id, const struct 
  * with Range when a part is there (left by a drop, or an earlier run), are
  * checked against the record's iso_size and iso_sha256 and the ETag, and
  * only then renamed to out: out is never a partial or a wrong ISO. A
- * download that fails for good leaves out.part to resume from, except after
- * a mismatch. *resumed_at gets the byte the first resumed transfer started
+ * download that fails for good leaves out.part to resume from, except when
+ * its bytes failed the check (they are deleted) or it holds none. *resumed_at gets the byte the first resumed transfer started
  * from (a 206 answer), or -1 when every byte came from a whole transfer.
  */
 enum client_status client_download(struct client *c, const json_t *build, const char *out, long long *resumed_at,

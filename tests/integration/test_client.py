@@ -514,6 +514,20 @@ def test_a_drop_in_the_middle_of_an_event_loses_nothing(fake):
     assert [r[2].get("Last-Event-ID") for r in srv.requests] == [None, "1"]
 
 
+def test_a_stream_that_never_opened_is_not_retried(fake):
+    err = {"error": {"code": "unavailable", "message": "the server is stopping"}}
+    srv = fake(lambda h: send_json(h, 503, err))
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == "debate logs: the server is stopping (unavailable)\n", p.stderr
+    assert len(srv.requests) == 1
+    port = free_ports(1)[0]
+    p = run("logs", BUILD_ID, "--follow", "--server", f"http://127.0.0.1:{port}")
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.startswith(f'debate logs: cannot reach "http://127.0.0.1:{port}/api/v1/builds/{BUILD_ID}/log": '), \
+        p.stderr
+
+
 def test_interrupting_a_follow_that_reconnects_exits_130(fake):
     srv = fake(lambda h: (sse_head(h), sse(h, "log", "I: one", 1)))
     port = srv.url.rsplit(":", 1)[1]
@@ -645,13 +659,15 @@ ISO_SHA = hashlib.sha256(ISO).hexdigest()
 MANIFEST = {"iso_sha256": ISO_SHA, "iso_size": len(ISO), "config_hash": "0" * 64}
 
 
-def iso_server(iso=ISO, cut_first=False):
-    """Serves a succeeded build whose ISO is iso (the record always says ISO); the first ISO transfer
-    stops after a third when cut_first."""
+def iso_server(iso=ISO, cut_first=False, etag=ISO_SHA, iso_error=None):
+    """Serves a succeeded build whose ISO is iso (the record always says ISO) with etag as its ETag; the first
+    ISO transfer stops after a third when cut_first; iso_error (status, code) answers the ISO's GET."""
     state = {"cut": cut_first}
 
     def handler(h):
         path = h.path
+        if path.endswith("/iso") and iso_error is not None:
+            return send_json(h, iso_error[0], {"error": {"code": iso_error[1], "message": "no ISO here"}})
         if path == f"/api/v1/builds/{BUILD_ID}":
             return send_json(h, 200, build_object(iso_sha256=ISO_SHA, iso_size=len(ISO),
                                                   iso_url=f"/api/v1/builds/{BUILD_ID}/iso",
@@ -661,7 +677,7 @@ def iso_server(iso=ISO, cut_first=False):
         rng = h.headers.get("Range")
         start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng else 0
         h.send_response(206 if rng else 200)
-        h.send_header("ETag", f'"{ISO_SHA}"')
+        h.send_header("ETag", f'"{etag}"')
         h.send_header("Content-Length", str(len(iso) - start))
         if rng:
             h.send_header("Content-Range", f"bytes {start}-{len(iso) - 1}/{len(iso)}")
@@ -710,6 +726,25 @@ def test_a_part_of_another_iso_is_fetched_again_whole(fake, tmp_path):
     assert out.read_bytes() == ISO
     ranges = [r[2].get("Range") for r in srv.requests if r[1].endswith("/iso")]
     assert ranges == ["bytes=1000000-", None], ranges
+
+
+def test_an_etag_that_is_not_the_records_leaves_a_resumed_part_alone(fake, tmp_path):
+    srv = fake(iso_server(etag="0" * 64))
+    out = tmp_path / "x.iso"
+    (tmp_path / "x.iso.part").write_bytes(ISO[:1000000])
+    p = run("download", BUILD_ID, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert "is not the build's: its ETag is" in p.stderr, p.stderr
+    assert (tmp_path / "x.iso.part").read_bytes() == ISO[:1000000]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.iso.part"]
+
+
+def test_a_refused_iso_leaves_no_empty_part(fake, tmp_path):
+    srv = fake(iso_server(iso_error=(404, "artifact_gone")))
+    p = run("download", BUILD_ID, "-o", str(tmp_path / "x.iso"), "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate download: no ISO here (artifact_gone)\n", p.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_iso_that_is_not_the_records_never_reaches_out(fake, tmp_path):
