@@ -528,7 +528,8 @@ def test_a_stream_that_never_opened_is_not_retried(fake):
         p.stderr
 
 
-def test_interrupting_a_follow_that_reconnects_exits_130(fake):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupting_a_follow_that_reconnects_exits_128_plus_the_signal(fake, sig, code):
     srv = fake(lambda h: (sse_head(h), sse(h, "log", "I: one", 1)))
     port = srv.url.rsplit(":", 1)[1]
     # Give the client a little while to reconnect, then take the server away for good.
@@ -539,12 +540,103 @@ def test_interrupting_a_follow_that_reconnects_exits_130(fake):
     while len(srv.requests) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     srv.close()
-    proc.send_signal(2)           # SIGINT: it stops waiting at once
+    proc.send_signal(sig)         # it stops waiting at once
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert err.endswith("debate logs: interrupted\n"), err
     assert out.startswith("I: one\n"), out
     assert len(srv.requests) >= 2, f"no reconnection to port {port}"
+
+
+def proc_state(pid, key):
+    """A line of /proc/PID/status ("SigCgt"), or of /proc/PID/wchan when key is "wchan"; "" once it has gone."""
+    try:
+        if key == "wchan":
+            return Path(f"/proc/{pid}/wchan").read_text()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return line.split()[1]
+    except OSError:
+        pass
+    return ""
+
+
+def wait_for(what, deadline_s=30):
+    deadline = time.monotonic() + deadline_s
+    while not what() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return what()
+
+
+def test_ctrl_c_while_the_log_waits_for_its_reader_exits_130(fake):
+    """The log goes to a pipe nobody reads: the write blocks, and SIGINT breaks it off. That is an interruption
+    (130), not a file that cannot be written (3)."""
+    body = b"I: a line of the log\n" * 200000
+
+    def handler(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    srv = fake(handler)
+    # A pipe full to the last byte: the command's first write blocks before it has written anything.
+    rd, wr = os.pipe()
+    os.set_blocking(wr, False)
+    for chunk in (4096, 1):
+        try:
+            while True:
+                os.write(wr, b"x" * chunk)
+        except BlockingIOError:
+            pass
+    os.set_blocking(wr, True)
+    proc = subprocess.Popen([debate_bin(), "logs", BUILD_ID, "--server", srv.url], stdout=wr,
+                            stderr=subprocess.PIPE, env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}))
+    os.close(wr)
+    try:
+        assert wait_for(lambda: "pipe" in proc_state(proc.pid, "wchan")), "the write never blocked"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(rd)
+    assert proc.returncode == 130, err
+    assert err == b"debate logs: interrupted\n", err
+
+
+def test_a_second_ctrl_c_stops_a_step_that_does_not_look(fake, tmp_path):
+    """Hashing a part of many GiB does not look at the flag the first Ctrl-C sets; the second kills the command."""
+    size = 16 << 30
+    record = build_object(iso_sha256=ISO_SHA, iso_size=size, iso_url=f"/api/v1/builds/{BUILD_ID}/iso",
+                          manifest_url=f"/api/v1/builds/{BUILD_ID}/manifest")
+    srv = fake(lambda h: send_json(h, 200, record) if h.path.endswith(BUILD_ID) else send_json(h, 404, {}))
+    part = tmp_path / "x.iso.part"
+    with open(part, "wb") as f:
+        f.truncate(size)           # sparse: all there, nothing on disk, all to hash
+    proc = subprocess.Popen([debate_bin(), "download", BUILD_ID, "-o", str(tmp_path / "x.iso"), "--server", srv.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}))
+    sigint = 1 << (signal.SIGINT - 1)
+
+    def hashing():
+        try:
+            return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == str(part) for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+        except OSError:
+            return False
+
+    try:
+        assert wait_for(hashing), "the part was never opened"
+        proc.send_signal(signal.SIGINT)
+        # The first has been handled once the handler is no longer installed (SA_RESETHAND).
+        wait_for(lambda: not int(proc_state(proc.pid, "SigCgt") or "0", 16) & sigint, 5)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGINT, proc.returncode
 
 
 # --------------------------------------------------------------------------
