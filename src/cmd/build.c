@@ -11,16 +11,20 @@
 
 const struct cmd_usage cmd_build_usage = {
     .name = "build",
-    .synopsis = "RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS] [--timeout SECONDS]",
-    .summary = "build the ISO (and OUT.iso.manifest.json) in the sandbox; needs root",
-    .options = "  -o, --output FILE    write the ISO to FILE, its manifest to FILE.manifest.json (required)\n"
+    .synopsis = "RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS] [--timeout SECONDS] "
+                "[--config FILE]",
+    .summary = "build the ISO and its manifest in the sandbox; needs root",
+    .options = "  -o, --output FILE    write the ISO to FILE, its manifest to FILE.manifest.json\n"
+               "                       (required)\n"
                "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
-               "      --lock LOCK      install exactly the packages of this lock (from debate lock)\n"
-               "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else apt's)\n"
+               "      --lock LOCK      install exactly the packages of this lock (debate lock)\n"
+               "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else\n"
+               "                       apt's)\n"
                "      --hook-timeout SECONDS\n"
                "                       time limit of each hook, 1 to 86400 (default: 300)\n"
                "      --timeout SECONDS\n"
-               "                       wall-time limit of the build (default: the build_timeout setting)\n",
+               "                       wall-time limit of the build (default: the\n"
+               "                       build_timeout setting)\n",
 };
 
 static volatile sig_atomic_t build_interrupted;
@@ -84,15 +88,20 @@ int cmd_build(int argc, char **argv)
             o.mirror = optarg;
         else if (c == 'l')
             o.lock_path = optarg;
-        else if (c == 't')
-            ok = ok && cmd_parse_uint(optarg, 86400, &o.hook_timeout_s);
-        else if (c == 'T')
-            ok = ok && cmd_parse_uint(optarg, 1000000000, &o.timeout_s);
-        else
+        else if (c == 't' && !cmd_parse_uint(optarg, 86400, &o.hook_timeout_s))
+            return cmd_bad_number(&cmd_build_usage, "--hook-timeout", 86400, optarg);
+        else if (c == 'T' && !cmd_parse_uint(optarg, 1000000000, &o.timeout_s))
+            return cmd_bad_number(&cmd_build_usage, "--timeout", 1000000000, optarg);
+        else if (c != 't' && c != 'T')
             ok = false;
     }
-    if (!ok || optind + 1 != argc || o.output == NULL)
+    if (!ok)
         return cmd_usage_error(&cmd_build_usage);
+    int rc = cmd_operands(&cmd_build_usage, argc, argv, 1, "the recipe");
+    if (rc >= 0)
+        return rc;
+    if (o.output == NULL)
+        return cmd_usage_fail(&cmd_build_usage, "-o OUT.iso is required");
     if (geteuid() != 0) {
         fprintf(stderr, "debate build: must run as root (it builds in namespaces of its own)\n");
         return 1;
@@ -100,8 +109,8 @@ int cmd_build(int argc, char **argv)
     struct config cfg;
     struct recipe r;
     if (cmd_load_config(&cfg, file) < 0)
-        return 1;
-    int rc = 1;
+        return CMD_EXIT_CONFIG;
+    rc = 1;
     if (cmd_load_recipe("build", argv[optind], &r) == 0) {
         rc = build_run(&cfg, &r, &o);
         recipe_release(&r);

@@ -11,10 +11,11 @@
 
 const struct cmd_usage cmd_cancel_usage = {
     .name = "cancel",
-    .synopsis = "ID --token TOKEN [--server URL] [--cacert FILE] [--config FILE]",
+    .synopsis = "ID --token TOKEN " REMOTE_SYNOPSIS,
     .summary = "cancel a queued or running build on a debate server",
-    .options = "  -t, --token TOKEN    the cancel token debate submit printed (required); \"-\" reads it\n"
-               "                       from standard input, out of sight of ps and the shell's history\n"
+    .options = "  -t, --token TOKEN    the cancel token debate submit printed (required); \"-\"\n"
+               "                       reads it from standard input, out of sight of ps and\n"
+               "                       the shell's history\n"
                REMOTE_OPTIONS_USAGE,
     .notes = "A wrong token, an unknown build and a build that has already ended exit 2.\n\n" REMOTE_EXIT_NOTES,
 };
@@ -82,8 +83,9 @@ int cmd_cancel(int argc, char **argv)
     }
     if (!ok)
         return cmd_usage_error(&cmd_cancel_usage);
-    if (optind + 1 != argc)
-        return cmd_usage_fail(&cmd_cancel_usage, optind == argc ? "the build id is missing" : "too many arguments");
+    int rc = cmd_operands(&cmd_cancel_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
     if (token == NULL)
         return cmd_usage_fail(&cmd_cancel_usage, "--token is required");
     const char *id = argv[optind];
@@ -97,7 +99,7 @@ int cmd_cancel(int argc, char **argv)
     if (!cancel_token_ok(token))
         return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("cancel", &r, &c);
+    rc = remote_open("cancel", &r, &c);
     if (rc == 0)
         rc = cancel_run(c, id, token);
     client_free(c);

@@ -44,6 +44,20 @@ int cmd_usage_fail(const struct cmd_usage *u, const char *fmt, ...)
     return cmd_usage_error(u);
 }
 
+int cmd_operands(const struct cmd_usage *u, int argc, char **argv, int want, const char *what)
+{
+    if (argc - optind < want)
+        return cmd_usage_fail(u, "%s is missing", what);
+    if (argc - optind > want)
+        return cmd_usage_fail(u, "unexpected argument \"%s\"", argv[optind + want]);
+    return -1;
+}
+
+int cmd_bad_number(const struct cmd_usage *u, const char *option, unsigned long max, const char *text)
+{
+    return cmd_usage_fail(u, "%s wants a whole number from 1 to %lu (got \"%s\")", option, max, text);
+}
+
 int cmd_load_config(struct config *cfg, const char *file)
 {
     char err[4096];

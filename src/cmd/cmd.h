@@ -5,12 +5,13 @@
  * cmd_NAME(argc, argv) runs "debate NAME ...": argv[0] is "debate NAME"
  * (getopt's own messages then name the command), the options and arguments
  * follow. It runs on the main thread, before any other thread starts, and
- * returns the process's exit status: 0 done, 1 failed, 2 a usage error
- * (sandbox keeps its own: 125 a limit, 126 its setup, 127 no program).
+ * returns the process's exit status: 0 done, 1 failed, 2 a usage error or
+ * a configuration that does not load (sandbox keeps its own: 125 a limit,
+ * 126 its setup, the configuration included, 127 no program).
  *
  * Every command answers -h and --help with its usage on standard output
  * (exit 0) before doing anything else, and a bad option or argument with
- * its usage on standard error (exit 2).
+ * "debate NAME: what is wrong" and its usage on standard error (exit 2).
  */
 #ifndef DEBATE_CMD_CMD_H
 #define DEBATE_CMD_CMD_H
@@ -45,6 +46,16 @@ int cmd_help(const struct cmd_usage *u);
 int cmd_usage_error(const struct cmd_usage *u);
 /* For a usage error: "debate NAME: REASON", then the usage, on standard error; returns 2, the exit status. */
 int cmd_usage_fail(const struct cmd_usage *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Checks that want (0 or 1) arguments follow the options, argv[optind...];
+ * what names the one wanted ("the recipe"). Returns -1 when they do, else
+ * the exit status of a usage error that says what is missing or too much.
+ */
+int cmd_operands(const struct cmd_usage *u, int argc, char **argv, int want, const char *what);
+
+/* For a number option that cmd_parse_uint refused: says so (with the usage); returns 2. */
+int cmd_bad_number(const struct cmd_usage *u, const char *option, unsigned long max, const char *text);
 
 /*
  * Loads the configuration: file (NULL: $DEBATE_CONFIG when set and not

@@ -8,11 +8,11 @@
 
 const struct cmd_usage cmd_download_usage = {
     .name = "download",
-    .synopsis = "ID -o FILE [--server URL] [--cacert FILE]",
-    .summary = "download a build's ISO and manifest from a debate server, checked against the build",
-    .options = "  -o, --output FILE    the ISO goes to FILE, its manifest to FILE.manifest.json (required);\n"
-               "                       FILE.part holds the bytes until they check out, and a later run\n"
-               "                       resumes from it\n" REMOTE_OPTIONS_USAGE,
+    .synopsis = "ID -o FILE " REMOTE_SYNOPSIS,
+    .summary = "download a build's checked ISO and manifest from a debate server",
+    .options = "  -o, --output FILE    the ISO goes to FILE, its manifest to FILE.manifest.json\n"
+               "                       (required); FILE.part holds the bytes until they check\n"
+               "                       out, and a later run resumes from it\n" REMOTE_OPTIONS_USAGE,
     .notes = "A build that failed exits 1, one that was cancelled 4, one that has not ended 2.\n\n"
              REMOTE_EXIT_NOTES,
 };
@@ -52,13 +52,18 @@ int cmd_download(int argc, char **argv)
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc || out == NULL)
+    if (!ok)
         return cmd_usage_error(&cmd_download_usage);
+    int rc = cmd_operands(&cmd_download_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
+    if (out == NULL)
+        return cmd_usage_fail(&cmd_download_usage, "-o FILE is required");
     const char *id = argv[optind];
     if (!remote_id_ok("download", id) || !remote_output_ok("download", out))
         return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("download", &r, &c);
+    rc = remote_open("download", &r, &c);
     if (rc == 0)
         rc = download_run(c, id, out);
     client_free(c);

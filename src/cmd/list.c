@@ -11,9 +11,10 @@
 
 const struct cmd_usage cmd_list_usage = {
     .name = "list",
-    .synopsis = "[--status STATUS] [--limit N] [--json] [--server URL] [--cacert FILE]",
+    .synopsis = "[--status STATUS] [--limit N] [--json] " REMOTE_SYNOPSIS,
     .summary = "list the builds on a debate server, newest first",
-    .options = "      --status STATUS  only builds in this state: queued, running, succeeded, failed, cancelled\n"
+    .options = "      --status STATUS  only builds in this state: queued, running, succeeded,\n"
+               "                       failed, cancelled\n"
                "  -n, --limit N        at most N builds, 1 to 10000 (default: 20)\n"
                "      --json           print {\"builds\": [...], \"next\": CURSOR or null} as JSON\n"
                REMOTE_OPTIONS_USAGE,
@@ -107,14 +108,17 @@ int cmd_list(int argc, char **argv)
             return cmd_help(&cmd_list_usage);
         if (opt == 'S')
             status = optarg;
+        else if (opt == 'n' && !cmd_parse_uint(optarg, 10000, &limit))
+            return cmd_bad_number(&cmd_list_usage, "--limit", 10000, optarg);
         else if (opt == 'n')
-            ok = cmd_parse_uint(optarg, 10000, &limit) && ok;
+            ; /* taken */
         else if (opt == 'j')
             json = true;
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_list_usage);
-    return list_run(&r, status, limit, json);
+    int rc = cmd_operands(&cmd_list_usage, argc, argv, 0, NULL);
+    return rc >= 0 ? rc : list_run(&r, status, limit, json);
 }

@@ -9,10 +9,11 @@
 
 const struct cmd_usage cmd_logs_usage = {
     .name = "logs",
-    .synopsis = "ID [--follow] [--server URL] [--cacert FILE]",
-    .summary = "print a build's log from a debate server; follow it to the build's end (--follow)",
-    .options = "  -f, --follow         print the log as it grows until the build ends (reconnecting\n"
-               "                       after a drop); the exit status is then the build's\n" REMOTE_OPTIONS_USAGE,
+    .synopsis = "ID [--follow] " REMOTE_SYNOPSIS,
+    .summary = "print a build's log from a debate server, or follow it",
+    .options = "  -f, --follow         print the log as it grows until the build ends\n"
+               "                       (reconnecting after a drop); the exit status is then\n"
+               "                       the build's\n" REMOTE_OPTIONS_USAGE,
     .notes = REMOTE_EXIT_NOTES,
 };
 
@@ -76,14 +77,16 @@ int cmd_logs(int argc, char **argv)
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_logs_usage);
+    int rc = cmd_operands(&cmd_logs_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
     const char *id = argv[optind];
     if (!remote_id_ok("logs", id))
         return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("logs", &r, &c);
-    if (rc != 0)
+    if ((rc = remote_open("logs", &r, &c)) != 0)
         return rc;
     if (follow) {
         rc = logs_follow(c, id);

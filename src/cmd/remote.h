@@ -43,18 +43,22 @@ enum remote_exit {
     {"server", required_argument, NULL, 's'}, {"cacert", required_argument, NULL, 'A'},                              \
         {"config", required_argument, NULL, 'c'}
 #define REMOTE_OPTSTRING "s:c:"
+/* The same options in a synopsis. */
+#define REMOTE_SYNOPSIS "[--server URL] [--cacert FILE] [--config FILE]"
 #define REMOTE_OPTIONS_USAGE                                                                                           \
-    "  -s, --server URL     the debate server (default: $DEBATE_SERVER, the server setting,\n"                       \
-    "                       else https://localhost:8443)\n"                                                         \
-    "      --cacert FILE    trust the CA in FILE (default: DATA_DIR/tls/ca.pem when it exists,\n"                     \
-    "                       else the system's CAs)\n"                                                                \
+    "  -s, --server URL     the debate server (default: $DEBATE_SERVER, the server\n"                                 \
+    "                       setting, else https://localhost:8443)\n"                                                  \
+    "      --cacert FILE    trust the CA in FILE (default: DATA_DIR/tls/ca.pem for a\n"                               \
+    "                       server on this machine or a named data directory, else\n"                                 \
+    "                       the system's CAs)\n"                                                                      \
     "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
 
 #define REMOTE_EXIT_NOTES                                                                                              \
-    "exit status: 0 done; 1 the build failed; 2 a usage error, an invalid recipe or lock, or a\n"                     \
-    "request the server refused (an unknown build, a wrong cancel token); 3 the server or the\n"                      \
-    "network failed (connection, TLS, 5xx, 429, a download that does not match); 4 the build\n"                       \
-    "was cancelled; 130 interrupted (the build goes on). See docs/client.md.\n"
+    "exit status: 0 done; 1 the build failed; 2 a usage error, an invalid\n"                                           \
+    "configuration, recipe or lock, or a request the server refused (an unknown\n"                                     \
+    "build, a wrong cancel token); 3 the server or the network failed (connection,\n"                                  \
+    "TLS, 5xx, 429, a download that does not match); 4 the build was cancelled; 130\n"                                 \
+    "interrupted (143: SIGTERM; the build goes on). See docs/client.md.\n"
 
 struct remote {
     const char *server; /* --server, or NULL */

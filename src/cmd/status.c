@@ -8,8 +8,8 @@
 
 const struct cmd_usage cmd_status_usage = {
     .name = "status",
-    .synopsis = "ID [--json] [--server URL] [--cacert FILE]",
-    .summary = "print a build's status, stage, ISO or error from a debate server",
+    .synopsis = "ID [--json] " REMOTE_SYNOPSIS,
+    .summary = "print a build's status, ISO or error from a debate server",
     .options = "      --json           print the build object of the API (docs/api.md) as JSON\n" REMOTE_OPTIONS_USAGE,
     .notes = "The exit status is 0 whenever the server answered, whatever the build's state.\n\n" REMOTE_EXIT_NOTES,
 };
@@ -58,14 +58,16 @@ int cmd_status(int argc, char **argv)
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_status_usage);
+    int rc = cmd_operands(&cmd_status_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
     const char *id = argv[optind];
     if (!remote_id_ok("status", id))
         return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("status", &r, &c);
-    if (rc != 0)
+    if ((rc = remote_open("status", &r, &c)) != 0)
         return rc;
     _cleanup_free_ char *path = xasprintf("/api/v1/builds/%s", id);
     json_t *b;

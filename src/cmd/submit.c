@@ -12,18 +12,20 @@
 
 const struct cmd_usage cmd_submit_usage = {
     .name = "submit",
-    .synopsis = "RECIPE [--wait] [-o OUT.iso] [--lock LOCK] [--no-cache] [--json] [--server URL] [--cacert FILE]",
-    .summary = "submit a recipe to a debate server; follow the build (--wait), download its ISO (-o)",
-    .options = "  -w, --wait           follow the build to its end, its progress on standard error\n"
-               "  -o, --output FILE    download the ISO to FILE and its manifest to FILE.manifest.json,\n"
-               "                       checked against the build (implies --wait)\n"
-               "      --lock LOCK      build exactly the packages of this lock (from debate lock)\n"
+    .synopsis = "RECIPE [--wait] [-o OUT.iso] [--lock LOCK] [--no-cache] [--json] " REMOTE_SYNOPSIS,
+    .summary = "submit a recipe to a debate server; follow it, download its ISO",
+    .options = "  -w, --wait           follow the build to its end, its progress on standard\n"
+               "                       error\n"
+               "  -o, --output FILE    download the ISO to FILE, its manifest to\n"
+               "                       FILE.manifest.json, checked against the build (implies\n"
+               "                       --wait)\n"
+               "      --lock LOCK      build exactly the packages of this lock (debate lock)\n"
                "      --no-cache       build anew even when the server has this ISO already\n"
-               "      --json           print the server's answer (and with --wait the final build)\n"
-               "                       as one JSON line each on standard output\n" REMOTE_OPTIONS_USAGE,
+               "      --json           print the server's answer (and with --wait the final\n"
+               "                       build) as one JSON line each on standard output\n" REMOTE_OPTIONS_USAGE,
     .notes = "Without --json, standard output gets the build id (and with -o, \"SHA256  FILE\");\n"
-             "the cache outcome and the cancel token (shown once: keep it) go to standard error.\n\n"
-             REMOTE_EXIT_NOTES,
+             "the cache outcome and the cancel token (shown once: keep it) go to standard\n"
+             "error.\n\n" REMOTE_EXIT_NOTES,
 };
 
 struct submit_args {
@@ -175,8 +177,11 @@ int cmd_submit(int argc, char **argv)
         else
             ok = remote_option(&a.remote, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_submit_usage);
+    int rc = cmd_operands(&cmd_submit_usage, argc, argv, 1, "the recipe");
+    if (rc >= 0)
+        return rc;
     a.recipe = argv[optind];
     return submit_run(&a);
 }

@@ -169,11 +169,19 @@ def test_help_of_every_client_command(cmd):
     assert re.search(rf"^  {cmd} +\S", h.stdout, re.M), h.stdout
 
 
-@pytest.mark.parametrize("args", [("submit",), ("status",), ("status", BUILD_ID, "extra"), ("cancel", BUILD_ID),
-                                  ("download", BUILD_ID), ("list", "--limit", "0"), ("logs", "--bogus", BUILD_ID)])
-def test_usage_errors_exit_2(args):
+@pytest.mark.parametrize("args,problem", [
+    (("submit",), "the recipe is missing"),
+    (("status",), "the build id is missing"),
+    (("status", BUILD_ID, "extra"), 'unexpected argument "extra"'),
+    (("cancel", BUILD_ID), "--token is required"),
+    (("download", BUILD_ID), "-o FILE is required"),
+    (("list", "--limit", "0"), '--limit wants a whole number from 1 to 10000 (got "0")'),
+    (("logs", "--bogus", BUILD_ID), "unrecognized option '--bogus'"),
+])
+def test_usage_errors_exit_2_naming_the_problem(args, problem):
     p = run(*args)
     assert p.returncode == 2, (args, p.returncode, p.stderr)
+    assert p.stderr.startswith(f"debate {args[0]}: {problem}\n"), p.stderr
     assert f"usage: debate {args[0]} " in p.stderr, p.stderr
 
 
