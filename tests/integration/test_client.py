@@ -1090,12 +1090,12 @@ def test_cancel_a_running_build_that_submit_and_logs_follow(real, tiny_submitted
 COMPLETION = Path(__file__).resolve().parents[2] / "deploy" / "bash-completion" / "debate"
 
 
-def complete(*words):
+def complete(*words, cwd=None):
     """What the completion offers for `debate WORDS` (the last word being completed)."""
     words = ["debate", *words]
     script = (f"source {COMPLETION}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
               f"COMP_CWORD={len(words) - 1}; _debate; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
-    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, cwd=cwd)
     assert p.returncode == 0, p.stderr
     return sorted(w for w in p.stdout.split("\n") if w)
 
@@ -1109,3 +1109,22 @@ def test_bash_completion_offers_every_command_and_every_long_option():
         assert complete(cmd, "--") == options, f"debate {cmd}: completion {complete(cmd, '--')}, usage {options}"
     assert complete("list", "--status", "s") == ["succeeded"]
     assert complete("sub") == ["submit"]
+
+
+def test_bash_completion_of_option_values(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file.json").write_text("{}")
+    t = str(tmp_path)
+    # -n takes a number in list, and nothing in serve (it is --check there).
+    assert complete("list", "-n", "") == []
+    assert complete("serve", "-n", "--") == ["--check", "--config", "--help"]
+    # --in is a directory; --output, --lock, --config a file.
+    assert complete("sandbox", "--in", f"{t}/") == [f"{t}/dir"]
+    assert complete("submit", "--lock", f"{t}/f") == [f"{t}/file.json"]
+    # --opt=value, split at "=" as bash does, or whole.
+    assert complete("submit", "--output", "=", f"{t}/f") == [f"{t}/file.json"]
+    assert complete("submit", "--output", "=", cwd=tmp_path) == ["dir", "file.json"]
+    assert complete("submit", f"--output={t}/f") == [f"--output={t}/file.json"]
+    assert complete("list", "--status", "=", "s") == ["succeeded"]
+    assert complete("list", "--status=s") == ["--status=succeeded"]
+    assert complete("sandbox", f"--in={t}/") == [f"--in={t}/dir"]
