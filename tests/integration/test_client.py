@@ -926,10 +926,11 @@ def client(real, *args, timeout=BUILD_TIMEOUT, **kw):
 
 @pytest.fixture(scope="module")
 def tiny_submitted(real):
-    """examples/tiny.json submitted with --wait -o from a directory of its own."""
+    """examples/tiny.json submitted with --wait -o from a directory of its own (removed after the module)."""
     work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
     p = client(real, "submit", str(TINY), "--wait", "-o", "tiny.iso", cwd=work, timeout=FIRST_BUILD_TIMEOUT)
-    return type("Tiny", (), {"p": p, "work": work})
+    yield type("Tiny", (), {"p": p, "work": work})
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @needs_root
@@ -954,10 +955,10 @@ def test_submit_wait_downloads_the_iso_and_its_manifest(real, tiny_submitted):
 
 
 @needs_root
-def test_the_same_submission_again_is_a_cache_hit(real, tiny_submitted):
+def test_the_same_submission_again_is_a_cache_hit(real, tiny_submitted, tmp_path):
     assert tiny_submitted.p.returncode == 0
     bid = tiny_submitted.p.stdout.split()[0]
-    work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
+    work = tmp_path
     p = client(real, "submit", str(TINY), "-o", str(work / "again.iso"))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split("\n")[0] == bid
@@ -995,10 +996,10 @@ def test_status_list_and_logs(real, tiny_submitted):
 
 
 @needs_root
-def test_download_resumes_a_partial_iso_from_the_server(real, tiny_submitted):
+def test_download_resumes_a_partial_iso_from_the_server(real, tiny_submitted, tmp_path):
     bid = tiny_submitted.p.stdout.split()[0]
     iso = (tiny_submitted.work / "tiny.iso").read_bytes()
-    work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
+    work = tmp_path
     (work / "d.iso.part").write_bytes(iso[:1 << 20])
     p = client(real, "download", bid, "-o", "d.iso", cwd=work)
     assert p.returncode == 0, p.stderr
