@@ -86,7 +86,7 @@ const char *client_server(const struct client *c)
 bool client_id_valid(const char *id)
 {
     static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-    if (strlen(id) != sizeof(shape) - 1)
+    if (id == NULL || strlen(id) != sizeof(shape) - 1)
         return false;
     for (size_t i = 0; shape[i]; i++) {
         bool hex = isdigit((unsigned char)id[i]) || (id[i] >= 'a' && id[i] <= 'f');
@@ -94,6 +94,18 @@ bool client_id_valid(const char *id)
             return false;
     }
     return true;
+}
+
+bool client_server_is_local(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool local = false;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+        local = strcasecmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0;
+    curl_free(host);
+    curl_url_cleanup(u);
+    return local;
 }
 
 char *client_query_escape(const char *s)
@@ -191,7 +203,7 @@ static void take_status_line(struct client_call *k, const char *line, size_t n)
 {
     const char *sp = memchr(line, ' ', n);
     k->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-    k->etag[0] = k->content_range[0] = '\0';
+    k->etag[0] = k->content_range[0] = k->location[0] = '\0';
     k->retry_after = 0;
 }
 
@@ -213,6 +225,8 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
         memcpy(k->content_range, value, sizeof(value));
     else if (header_value(line, n, "retry-after", value, sizeof(value)))
         k->retry_after = (unsigned)strtoul(value, NULL, 10);
+    else if (header_value(line, n, "location", k->location, sizeof(k->location)))
+        ; /* kept to be named in the error */
     else if ((n == 2 && line[0] == '\r') || (n == 1 && line[0] == '\n')) {
         if (is_2xx(k->status) && k->on_head != NULL && !k->on_head(k->arg, k)) {
             k->stopped = true;
@@ -234,7 +248,12 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     }
     if (k->buf.max == 0)
         k->buf.max = is_2xx(k->status) ? CLIENT_MAX_JSON : ERROR_BODY_MAX;
-    return buf_append(&k->buf, data, n) ? n : 0;
+    if (is_2xx(k->status))
+        return buf_append(&k->buf, data, n) ? n : 0;
+    /* An error is known by its status; its body is only read for a message, so a long one is cut, not refused. */
+    size_t room = k->buf.max - k->buf.len;
+    buf_append(&k->buf, data, n < room ? n : room);
+    return n;
 }
 
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
@@ -313,6 +332,9 @@ static enum client_status refused(struct client_call *k, const char *url, struct
     const char *field = json_string_value(json_object_get(err, "field"));
     if (msg != NULL)
         client_error_set(e, CLIENT_REFUSED, "%s", msg);
+    else if (k->status >= 300 && k->status < 400 && k->location[0] != '\0')
+        client_error_set(e, CLIENT_REFUSED, "\"%s\" answered %ld, a redirect to \"%s\", which the client does not "
+                         "follow; if that is the server, name it with --server", url, k->status, k->location);
     else
         client_error_set(e, CLIENT_REFUSED, "\"%s\" answered %ld without an error message", url, k->status);
     e->http_status = k->status;
@@ -450,6 +472,8 @@ enum client_status client_post_json(struct client *c, const char *path, const js
 {
     *out = NULL;
     *http_status = 0;
+    if (body == NULL) /* what json_pack returns for a string that is not UTF-8 */
+        return client_error_set(e, CLIENT_LOCAL, "no request body to post to \"%s%s\"", c->server, path);
     _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
     if (text == NULL)
         abort(); /* jansson fails only for want of memory here */
@@ -469,26 +493,34 @@ enum client_status client_post_json(struct client *c, const char *path, const js
 /* ---- text ----------------------------------------------------------------------------------- */
 
 struct text_sink {
-    FILE *out;
+    bool (*write)(void *arg, const char *buf, size_t n);
+    void *arg;
     bool failed;
+    int error;
 };
 
 static bool text_write(void *arg, const char *buf, size_t n)
 {
     struct text_sink *t = arg;
-    t->failed = fwrite(buf, 1, n, t->out) != n;
+    t->failed = !t->write(t->arg, buf, n);
+    t->error = errno;
     return !t->failed;
 }
 
-enum client_status client_get_text(struct client *c, const char *path, FILE *out, struct client_error *e)
+enum client_status client_get_text(struct client *c, const char *path, bool (*write)(void *arg, const char *buf,
+                                                                                      size_t n),
+                                   void *arg, struct client_error *e)
 {
     struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/plain");
-    struct text_sink t = {out, false};
+    struct text_sink t = {write, arg, false, 0};
     struct client_call k = {.method = "GET", .path = path, .headers = headers, .sink = text_write, .arg = &t,
                             .idle_s = 60};
     enum client_status st = perform_retrying(c, &k, e);
-    if (t.failed)
-        st = client_error_set(e, CLIENT_LOCAL, "cannot write the log: %s", strerror(errno));
+    /* A signal breaks off a write that was blocked (a full pipe): that is the signal's doing, not the pipe's. */
+    if (client_interrupted(c))
+        st = client_error_set(e, CLIENT_INTERRUPTED, "interrupted");
+    else if (t.failed)
+        st = client_error_set(e, CLIENT_LOCAL, "cannot write the log: %s", strerror(t.error));
     client_call_release(&k);
     curl_slist_free_all(headers);
     return st;

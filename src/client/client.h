@@ -12,9 +12,9 @@
  * print after "debate CMD: ". Nothing here prints.
  *
  * Limits: a hostile or broken server cannot make the client hoard memory.
- * Response heads are capped at CLIENT_MAX_HEAD bytes, JSON bodies and error
- * bodies at CLIENT_MAX_JSON, an event at CLIENT_MAX_EVENT, and an ISO at
- * the size its build record announced.
+ * Response heads are capped at CLIENT_MAX_HEAD bytes, JSON bodies at
+ * CLIENT_MAX_JSON, an event at CLIENT_MAX_EVENT, and an ISO at the size its
+ * build record announced; of an error body the first 64 KiB are kept.
  *
  * Threads: a client belongs to the thread that made it. The interrupted
  * flag (set by a signal handler) ends a transfer within a second.
@@ -78,12 +78,21 @@ enum client_status client_get_json(struct client *c, const char *path, json_t **
  * POST body as JSON to path, after fetching a CSRF token once per client
  * (GET /api/v1/csrf; curl keeps the cookie). A 2xx answer's JSON goes to
  * *out and its status to *http_status; anything else is CLIENT_REFUSED.
+ * A NULL body (json_pack's answer to a string that is not UTF-8) is
+ * CLIENT_LOCAL, before any request.
  */
 enum client_status client_post_json(struct client *c, const char *path, const json_t *body, long *http_status,
                                      json_t **out, struct client_error *e);
 
-/* GET path as text/plain and copy the body to out as it arrives. */
-enum client_status client_get_text(struct client *c, const char *path, FILE *out, struct client_error *e);
+/*
+ * GET path as text/plain and hand the body to write as it arrives. write
+ * returns false (errno set) when it cannot take the bytes: the call is
+ * then CLIENT_LOCAL, or CLIENT_INTERRUPTED when the interrupted flag is set
+ * (a signal that broke off a blocked write).
+ */
+enum client_status client_get_text(struct client *c, const char *path, bool (*write)(void *arg, const char *buf,
+                                                                                      size_t n),
+                                   void *arg, struct client_error *e);
 
 /* What client_follow reports as the events arrive; any callback may be NULL. */
 struct client_events {
@@ -95,9 +104,10 @@ struct client_events {
 /*
  * Follows the event stream of build id until its `end` event, reconnecting
  * with Last-Event-ID after a drop (or a server that stops) for up to the
- * retry window without news. *final gets the end event's build object (the
- * caller's reference). An unknown build is CLIENT_REFUSED with code
- * "not_found".
+ * retry window without news. Only a drop is retried: until a connection
+ * has opened the stream, a failure is returned at once. *final gets the
+ * end event's build object (the caller's reference). An unknown build is
+ * CLIENT_REFUSED with code "not_found".
  */
 enum client_status client_follow(struct client *c, const char *id, const struct client_events *ev, json_t **final,
                                  struct client_error *e);
@@ -108,8 +118,8 @@ enum client_status client_follow(struct client *c, const char *id, const struct 
  * with Range when a part is there (left by a drop, or an earlier run), are
  * checked against the record's iso_size and iso_sha256 and the ETag, and
  * only then renamed to out: out is never a partial or a wrong ISO. A
- * download that fails for good leaves out.part to resume from, except after
- * a mismatch. *resumed_at gets the byte the first resumed transfer started
+ * download that fails for good leaves out.part to resume from, except when
+ * its bytes failed the check (they are deleted) or it holds none. *resumed_at gets the byte the first resumed transfer started
  * from (a 206 answer), or -1 when every byte came from a whole transfer.
  */
 enum client_status client_download(struct client *c, const json_t *build, const char *out, long long *resumed_at,
@@ -118,10 +128,13 @@ enum client_status client_download(struct client *c, const json_t *build, const 
 /* The server's base URL as the client uses it (no trailing slash). */
 const char *client_server(const struct client *c);
 
+/* True when url's host is this machine by name or address: localhost, 127.0.0.1 or [::1]. */
+bool client_server_is_local(const char *url);
+
 /* s percent-encoded for a query string (malloc'd). */
 char *client_query_escape(const char *s);
 
-/* True for a build id as the server makes them: a UUID in lower-case hex. */
+/* True for a build id as the server makes them: a UUID in lower-case hex (false for NULL). */
 bool client_id_valid(const char *id);
 
 #endif

@@ -26,7 +26,7 @@ struct client {
     char curl_err[CURL_ERROR_SIZE];
 };
 
-/* A body in memory, never over max bytes. */
+/* A body in memory, never over max bytes; an error body keeps its first max bytes and drops the rest. */
 struct client_buf {
     char *data;
     size_t len, max;
@@ -50,6 +50,7 @@ struct client_call {
     long status;
     char etag[96];
     char content_range[96];
+    char location[512];          /* a redirect's, to name it: the client follows none */
     unsigned retry_after;        /* seconds; 0 when absent */
     size_t head_bytes;
     bool head_too_big;

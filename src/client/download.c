@@ -193,7 +193,12 @@ static enum client_status part_check(struct fetch *f, bool *good)
     return CLIENT_OK;
 }
 
-/* The ISO into the part, checked; a resumed part that does not check out is fetched again whole. */
+/*
+ * The ISO into the part, checked; a resumed part that does not check out is
+ * fetched again whole. Only bytes that failed the check are deleted: an
+ * answer refused before its first byte (an ETag that is not the record's)
+ * says nothing about the part, which may be the good start of a later run.
+ */
 static enum client_status fetch_iso(struct fetch *f)
 {
     enum client_status st = part_length(f);
@@ -204,7 +209,7 @@ static enum client_status fetch_iso(struct fetch *f)
         if ((st = fetch_all(f)) == CLIENT_OK && (st = part_check(f, &good)) == CLIENT_OK && good)
             return CLIENT_OK;
     }
-    if (st == CLIENT_OK || st == CLIENT_MISMATCH) {
+    if (st == CLIENT_OK) {
         unlink(f->part); /* wrong bytes are no start for a later run */
         return CLIENT_MISMATCH;
     }
@@ -245,6 +250,14 @@ static enum client_status open_part(struct fetch *f)
     return CLIENT_OK;
 }
 
+/* A part that holds nothing is no start for a later run, only litter beside OUT. Called with the lock held. */
+static void part_drop_if_empty(const struct fetch *f)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) == 0 && st.st_size == 0)
+        unlink(f->part);
+}
+
 /* The checked part becomes out, then the manifest goes beside it. */
 static enum client_status publish(const char *part, const char *out, const struct client_call *manifest,
                                   struct client_error *e)
@@ -272,12 +285,15 @@ enum client_status client_download(struct client *c, const json_t *build, const 
     struct client_call manifest = {0};
     st = open_part(&f);
     fd = f.fd;
+    bool locked = st == CLIENT_OK;
     if (st == CLIENT_OK)
         st = fetch_iso(&f);
     if (st == CLIENT_OK)
         st = fetch_manifest(c, &want, &manifest, e);
     if (st == CLIENT_OK)
         st = publish(part, out, &manifest, e);
+    if (st != CLIENT_OK && locked)
+        part_drop_if_empty(&f);
     client_call_release(&manifest);
     *resumed_at = f.resumed_at;
     return st;

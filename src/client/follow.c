@@ -4,6 +4,10 @@
  * server that stops (SIGTERM) closes its streams without `end` on purpose,
  * and its successor (or the same server restarted) goes on from the last
  * id seen, so nothing is missed and nothing comes twice.
+ *
+ * Only a drop is retried: until one connection has opened the stream, a
+ * failure is the answer (an unreachable server, a 503), at once, as every
+ * other command gives it.
  */
 #include <string.h>
 
@@ -21,6 +25,7 @@ struct follow {
     json_t *final;           /* the end event's build */
     bool ended;
     bool news;               /* an event arrived on this connection: the server is alive */
+    bool opened;             /* a connection has opened the stream (a 2xx head): a failure now is a drop */
     bool not_found;          /* the end event said the build does not exist */
     bool bad_end;            /* the end event was neither a build nor an error */
     char not_found_msg[256];
@@ -70,6 +75,13 @@ static int on_message(void *arg, const struct sse_message *m)
     return f->ended || f->not_found || f->bad_end ? 1 : 0; /* after end, stop reading: the stream has said everything */
 }
 
+static bool follow_head(void *arg, const struct client_call *k)
+{
+    struct follow *f = arg;
+    f->opened = true;
+    return true;
+}
+
 static bool follow_sink(void *arg, const char *buf, size_t n)
 {
     struct follow *f = arg;
@@ -83,7 +95,7 @@ static void parser_restart(struct follow *f)
     snprintf(id, sizeof(id), "%s", sse_parser_last_id(&f->parser));
     sse_parser_release(&f->parser);
     sse_parser_init(&f->parser, CLIENT_MAX_EVENT, on_message, f);
-    memcpy(f->parser.id, id, sizeof(id));
+    sse_parser_resume(&f->parser, id);
 }
 
 /* One connection to the stream: what it said is in f, how it ended in the return. */
@@ -96,8 +108,8 @@ static enum client_status follow_once(struct client *c, const char *path, struct
     struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/event-stream");
     if (resume != NULL)
         headers = curl_slist_append(headers, resume);
-    struct client_call k = {.method = "GET", .path = path, .headers = headers, .sink = follow_sink, .arg = f,
-                            .idle_s = STREAM_IDLE_S};
+    struct client_call k = {.method = "GET", .path = path, .headers = headers, .on_head = follow_head,
+                            .sink = follow_sink, .arg = f, .idle_s = STREAM_IDLE_S};
     enum client_status st = client_call_perform(c, &k, e);
     if (st == CLIENT_OK && f->parser.result == SSE_PARSE_TOO_BIG)
         st = client_error_set(e, CLIENT_BAD_REPLY, "the event stream of \"%s%s\" has a line over %d bytes",
@@ -132,7 +144,7 @@ enum client_status client_follow(struct client *c, const char *id, const struct 
     enum client_status st;
     for (;;) {
         st = follow_once(c, path, &f, e);
-        if (f.ended || f.not_found || !follow_should_retry(st, e))
+        if (f.ended || f.not_found || !f.opened || !follow_should_retry(st, e))
             break;
         if (f.news)
             client_retry_start(c, &retry);

@@ -1,6 +1,7 @@
 /* The text/event-stream parser: lines into fields, fields into events (see sse_parser.h). */
 #include "client/sse_parser.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,12 @@ void sse_parser_release(struct sse_parser *p)
 const char *sse_parser_last_id(const struct sse_parser *p)
 {
     return p->id;
+}
+
+void sse_parser_resume(struct sse_parser *p, const char *id)
+{
+    snprintf(p->id, sizeof(p->id), "%s", id);
+    memcpy(p->pending_id, p->id, sizeof(p->id));
 }
 
 /*
@@ -59,6 +66,7 @@ static bool set_small(char dst[64], const char *value, size_t n)
 static enum sse_parse_result dispatch(struct sse_parser *p)
 {
     enum sse_parse_result r = SSE_PARSE_OK;
+    memcpy(p->id, p->pending_id, sizeof(p->id));
     if (p->data_len > 0) {
         p->data[--p->data_len] = '\0'; /* the LF after the last data line */
         struct sse_message m = {p->id, p->event[0] ? p->event : "message", p->data};
@@ -91,7 +99,7 @@ static enum sse_parse_result take_line(struct sse_parser *p, const char *line, s
     else if (name_len == 5 && memcmp(line, "event", 5) == 0)
         ok = set_small(p->event, value, value_len);
     else if (name_len == 2 && memcmp(line, "id", 2) == 0 && memchr(value, '\0', value_len) == NULL)
-        ok = set_small(p->id, value, value_len);
+        ok = set_small(p->pending_id, value, value_len);
     return ok ? SSE_PARSE_OK : SSE_PARSE_TOO_BIG;
 }
 

@@ -4,22 +4,27 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "cmd/progress.h"
 #include "engine/engine.h"
 #include "engine/sandbox.h"
 #include "banned.h"
 
 const struct cmd_usage cmd_build_usage = {
     .name = "build",
-    .synopsis = "RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS] [--timeout SECONDS]",
-    .summary = "build the ISO (and OUT.iso.manifest.json) in the sandbox; needs root",
-    .options = "  -o, --output FILE    write the ISO to FILE, its manifest to FILE.manifest.json (required)\n"
+    .synopsis = "RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS] [--timeout SECONDS] "
+                "[--config FILE]",
+    .summary = "build the ISO and its manifest in the sandbox; needs root",
+    .options = "  -o, --output FILE    write the ISO to FILE, its manifest to FILE.manifest.json\n"
+               "                       (required)\n"
                "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
-               "      --lock LOCK      install exactly the packages of this lock (from debate lock)\n"
-               "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else apt's)\n"
+               "      --lock LOCK      install exactly the packages of this lock (debate lock)\n"
+               "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else\n"
+               "                       apt's)\n"
                "      --hook-timeout SECONDS\n"
                "                       time limit of each hook, 1 to 86400 (default: 300)\n"
                "      --timeout SECONDS\n"
-               "                       wall-time limit of the build (default: the build_timeout setting)\n",
+               "                       wall-time limit of the build (default: the\n"
+               "                       build_timeout setting)\n",
 };
 
 static volatile sig_atomic_t build_interrupted;
@@ -30,49 +35,26 @@ static void build_on_signal(int sig)
     build_interrupted = 1;
 }
 
-struct progress_view {
-    bool tty;
-    int last_pct;
-    enum engine_stage last_stage;
-};
-
-/* A bar on a terminal; whole lines on standard output otherwise (logs, pipes). */
+/* The engine's events into the view: the bar on a terminal, else lines on standard output (docs/recipes.md). */
 static void build_show_progress(void *arg, enum engine_stage stage, int pct, const char *message)
 {
-    struct progress_view *v = arg;
-    if (!v->tty) {
-        printf("debate build: %3d%% %-11s %s\n", pct, engine_stage_name(stage), message);
-        fflush(stdout);
-        return;
-    }
-    char bar[31];
-    int filled = pct * 30 / 100;
-    for (int i = 0; i < 30; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[30] = '\0';
-    if (stage != v->last_stage && v->last_pct >= 0)
-        fputc('\n', stderr);
-    fprintf(stderr, "\r[%s] %3d%% %-11s %-60.60s", bar, pct, engine_stage_name(stage), message);
-    if (stage == STAGE_DONE)
-        fputc('\n', stderr);
-    v->last_pct = pct;
-    v->last_stage = stage;
+    progress_show(arg, engine_stage_name(stage), pct, message);
 }
 
 static int build_run(const struct config *cfg, const struct recipe *r, struct engine_opts *o)
 {
     char msg[4096];
     sandbox_sweep_cgroups();
-    cmd_trap_signals(build_on_signal);
-    struct progress_view view = {isatty(STDERR_FILENO) != 0, -1, STAGE_RESOLVING};
+    cmd_trap_signals(build_on_signal, 0);
+    struct progress view;
+    progress_init(&view, "build", stdout);
     o->cfg = cfg;
     o->progress = build_show_progress;
     o->progress_arg = &view;
     o->interrupted = &build_interrupted;
     struct engine_result res;
     enum engine_error rc = engine_build(r, o, &res, msg, sizeof(msg));
-    if (view.tty && view.last_pct >= 0 && rc != ENGINE_OK)
-        fputc('\n', stderr);
+    progress_end(&view);
     if (rc != ENGINE_OK) {
         fprintf(stderr, "debate build: %s\n", msg);
         return 1;
@@ -106,15 +88,20 @@ int cmd_build(int argc, char **argv)
             o.mirror = optarg;
         else if (c == 'l')
             o.lock_path = optarg;
-        else if (c == 't')
-            ok = ok && cmd_parse_uint(optarg, 86400, &o.hook_timeout_s);
-        else if (c == 'T')
-            ok = ok && cmd_parse_uint(optarg, 1000000000, &o.timeout_s);
-        else
+        else if (c == 't' && !cmd_parse_uint(optarg, 86400, &o.hook_timeout_s))
+            return cmd_bad_number(&cmd_build_usage, "--hook-timeout", 86400, optarg);
+        else if (c == 'T' && !cmd_parse_uint(optarg, 1000000000, &o.timeout_s))
+            return cmd_bad_number(&cmd_build_usage, "--timeout", 1000000000, optarg);
+        else if (c != 't' && c != 'T')
             ok = false;
     }
-    if (!ok || optind + 1 != argc || o.output == NULL)
+    if (!ok)
         return cmd_usage_error(&cmd_build_usage);
+    int rc = cmd_operands(&cmd_build_usage, argc, argv, 1, "the recipe");
+    if (rc >= 0)
+        return rc;
+    if (o.output == NULL)
+        return cmd_usage_fail(&cmd_build_usage, "-o OUT.iso is required");
     if (geteuid() != 0) {
         fprintf(stderr, "debate build: must run as root (it builds in namespaces of its own)\n");
         return 1;
@@ -122,8 +109,8 @@ int cmd_build(int argc, char **argv)
     struct config cfg;
     struct recipe r;
     if (cmd_load_config(&cfg, file) < 0)
-        return 1;
-    int rc = 1;
+        return CMD_EXIT_CONFIG;
+    rc = 1;
     if (cmd_load_recipe("build", argv[optind], &r) == 0) {
         rc = build_run(&cfg, &r, &o);
         recipe_release(&r);

@@ -6,13 +6,41 @@
 #include "util.h"
 #include "banned.h"
 
+/* A cancel token as the server makes them: 32 random bytes in base64url, without padding. */
+#define CANCEL_TOKEN_LEN 43
+
 const struct cmd_usage cmd_cancel_usage = {
     .name = "cancel",
-    .synopsis = "ID --token TOKEN [--server URL] [--cacert FILE]",
+    .synopsis = "ID --token TOKEN " REMOTE_SYNOPSIS,
     .summary = "cancel a queued or running build on a debate server",
-    .options = "  -t, --token TOKEN    the cancel token debate submit printed (required)\n" REMOTE_OPTIONS_USAGE,
+    .options = "  -t, --token TOKEN    the cancel token debate submit printed (required); \"-\"\n"
+               "                       reads it from standard input, out of sight of ps and\n"
+               "                       the shell's history\n"
+               REMOTE_OPTIONS_USAGE,
     .notes = "A wrong token, an unknown build and a build that has already ended exit 2.\n\n" REMOTE_EXIT_NOTES,
 };
+
+/* The token must be one the server can have made: anything else is a typo, and must not reach the request. */
+static bool cancel_token_ok(const char *t)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (strlen(t) == CANCEL_TOKEN_LEN && strspn(t, alphabet) == CANCEL_TOKEN_LEN)
+        return true;
+    fprintf(stderr, "debate cancel: the cancel token must be the %d characters of A-Z, a-z, 0-9, - and _ that "
+            "debate submit printed\n", CANCEL_TOKEN_LEN);
+    return false;
+}
+
+/* "--token -": one line of standard input, its line end dropped. */
+static bool cancel_read_token(char *buf, size_t len)
+{
+    if (fgets(buf, (int)len, stdin) == NULL) {
+        fprintf(stderr, "debate cancel: --token -: no token on standard input\n");
+        return false;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return true;
+}
 
 static int cancel_run(struct client *c, const char *id, const char *token)
 {
@@ -42,6 +70,7 @@ int cmd_cancel(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     struct remote r = {0};
     const char *token = NULL;
+    char line[256];
     bool ok = true;
     int opt;
     while ((opt = getopt_long(argc, argv, "t:" REMOTE_OPTSTRING "h", opts, NULL)) != -1) {
@@ -52,13 +81,25 @@ int cmd_cancel(int argc, char **argv)
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc || token == NULL)
+    if (!ok)
         return cmd_usage_error(&cmd_cancel_usage);
+    int rc = cmd_operands(&cmd_cancel_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
+    if (token == NULL)
+        return cmd_usage_fail(&cmd_cancel_usage, "--token is required");
     const char *id = argv[optind];
     if (!remote_id_ok("cancel", id))
         return REMOTE_EXIT_USAGE;
+    if (strcmp(token, "-") == 0) {
+        if (!cancel_read_token(line, sizeof(line)))
+            return REMOTE_EXIT_USAGE;
+        token = line;
+    }
+    if (!cancel_token_ok(token))
+        return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("cancel", &r, &c);
+    rc = remote_open("cancel", &r, &c);
     if (rc == 0)
         rc = cancel_run(c, id, token);
     client_free(c);

@@ -5,12 +5,13 @@
  * cmd_NAME(argc, argv) runs "debate NAME ...": argv[0] is "debate NAME"
  * (getopt's own messages then name the command), the options and arguments
  * follow. It runs on the main thread, before any other thread starts, and
- * returns the process's exit status: 0 done, 1 failed, 2 a usage error
- * (sandbox keeps its own: 125 a limit, 126 its setup, 127 no program).
+ * returns the process's exit status: 0 done, 1 failed, 2 a usage error or
+ * a configuration that does not load (sandbox keeps its own: 125 a limit,
+ * 126 its setup, the configuration included, 127 no program).
  *
  * Every command answers -h and --help with its usage on standard output
  * (exit 0) before doing anything else, and a bad option or argument with
- * its usage on standard error (exit 2).
+ * "debate NAME: what is wrong" and its usage on standard error (exit 2).
  */
 #ifndef DEBATE_CMD_CMD_H
 #define DEBATE_CMD_CMD_H
@@ -21,6 +22,9 @@
 
 #include "config.h"
 #include "engine/recipe.h"
+
+/* The exit status of a configuration that does not load, in every command but sandbox (126, its setup). */
+#define CMD_EXIT_CONFIG 2
 
 /* What "debate help" and "debate NAME --help" print about a command. */
 struct cmd_usage {
@@ -38,8 +42,20 @@ struct cmd_usage {
 void cmd_usage_print(const struct cmd_usage *u, FILE *out);
 /* For -h/--help: the usage on standard output; returns 0, the exit status. */
 int cmd_help(const struct cmd_usage *u);
-/* For a usage error: the usage on standard error; returns 2, the exit status. */
+/* For a usage error getopt has named already: the usage on standard error; returns 2, the exit status. */
 int cmd_usage_error(const struct cmd_usage *u);
+/* For a usage error: "debate NAME: REASON", then the usage, on standard error; returns 2, the exit status. */
+int cmd_usage_fail(const struct cmd_usage *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Checks that want (0 or 1) arguments follow the options, argv[optind...];
+ * what names the one wanted ("the recipe"). Returns -1 when they do, else
+ * the exit status of a usage error that says what is missing or too much.
+ */
+int cmd_operands(const struct cmd_usage *u, int argc, char **argv, int want, const char *what);
+
+/* For a number option that cmd_parse_uint refused: says so (with the usage); returns 2. */
+int cmd_bad_number(const struct cmd_usage *u, const char *option, unsigned long max, const char *text);
 
 /*
  * Loads the configuration: file (NULL: $DEBATE_CONFIG when set and not
@@ -58,8 +74,26 @@ int cmd_load_recipe(const char *cmd, const char *path, struct recipe *r);
 /* Parses a whole number from 1 to max into *out; false when text is not one. */
 bool cmd_parse_uint(const char *text, unsigned long max, unsigned *out);
 
-/* Installs handler for SIGINT and SIGTERM, without SA_RESTART: blocking waits end. */
-void cmd_trap_signals(void (*handler)(int));
+/*
+ * Text that came from elsewhere (a server's message, a build's log, a
+ * hook's output) must not drive the terminal: an escape sequence could move
+ * the cursor, rewrite what was printed or retitle the window. On a terminal
+ * every byte below 0x20 but tab, and 0x7f, becomes '?'; to a file or a pipe
+ * the text goes as it is.
+ *
+ * cmd_printable does that in place to n bytes; cmd_print formats, makes
+ * printable all but a final newline when out is a terminal, and writes.
+ */
+void cmd_printable(char *s, size_t n);
+void cmd_print(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Installs handler for SIGINT and SIGTERM, without SA_RESTART: blocking
+ * waits end. sa_flags adds to that: SA_RESETHAND makes a second signal
+ * kill the command, for commands whose steps do not all look at the flag
+ * the handler sets.
+ */
+void cmd_trap_signals(void (*handler)(int), int sa_flags);
 
 extern const struct cmd_usage cmd_serve_usage, cmd_worker_usage, cmd_migrate_usage, cmd_backup_usage,
     cmd_restore_test_usage, cmd_build_usage, cmd_sandbox_usage, cmd_hash_usage, cmd_lock_usage,

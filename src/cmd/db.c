@@ -28,14 +28,15 @@ const struct cmd_usage cmd_backup_usage = {
     .synopsis = "[--config FILE] [--now TIME] [--prune-only]",
     .summary = "dump the database into backup_dir, then apply the retention rule",
     .options = CONFIG_OPTION_HELP
-    "      --now TIME       take TIME (UTC, like 2026-01-31T02:00:00Z) as the current time\n"
+    "      --now TIME       take TIME (UTC, like 2026-01-31T02:00:00Z) as the current\n"
+    "                       time\n"
     "      --prune-only     apply the retention rule without dumping\n",
 };
 
 const struct cmd_usage cmd_restore_test_usage = {
     .name = "restore-test",
     .synopsis = "[--config FILE]",
-    .summary = "restore the newest dump into a scratch database and compare it with its manifest",
+    .summary = "restore the newest dump into a scratch database and check it",
     .options = CONFIG_OPTION_HELP,
 };
 
@@ -65,9 +66,9 @@ static int db_parse_time(const char *s, long long *out)
 static int db_parse(int argc, char **argv, struct db_cmd *o)
 {
     static const struct option all[] = {{"config", required_argument, NULL, 'c'},
-                                        CMD_OPTION_HELP,
                                         {"now", required_argument, NULL, 't'},
                                         {"prune-only", no_argument, NULL, 'p'},
+                                        CMD_OPTION_HELP,
                                         {NULL, 0, NULL, 0}};
     static const struct option config_only[] = {{"config", required_argument, NULL, 'c'}, CMD_OPTION_HELP,
                                                 {NULL, 0, NULL, 0}};
@@ -90,11 +91,7 @@ static int db_parse(int argc, char **argv, struct db_cmd *o)
             return cmd_usage_error(o->usage);
         }
     }
-    if (optind != argc) {
-        fprintf(stderr, "debate %s: unexpected argument \"%s\"\n", o->usage->name, argv[optind]);
-        return cmd_usage_error(o->usage);
-    }
-    return -1;
+    return cmd_operands(o->usage, argc, argv, 0, NULL);
 }
 
 /* Does what o asks with the database open; 0 or -1 with a message in err. */
@@ -128,7 +125,7 @@ static int db_command(int argc, char **argv, struct db_cmd *o)
         return rc;
     struct config cfg;
     if (cmd_load_config(&cfg, o->file) < 0)
-        return 1;
+        return CMD_EXIT_CONFIG;
     char err[2048];
     rc = db_act(o, &cfg, err, sizeof(err)) < 0 ? 1 : 0;
     if (rc != 0)

@@ -8,11 +8,11 @@
 
 const struct cmd_usage cmd_download_usage = {
     .name = "download",
-    .synopsis = "ID -o FILE [--server URL] [--cacert FILE]",
-    .summary = "download a build's ISO and manifest from a debate server, checked against the build",
-    .options = "  -o, --output FILE    the ISO goes to FILE, its manifest to FILE.manifest.json (required);\n"
-               "                       FILE.part holds the bytes until they check out, and a later run\n"
-               "                       resumes from it\n" REMOTE_OPTIONS_USAGE,
+    .synopsis = "ID -o FILE " REMOTE_SYNOPSIS,
+    .summary = "download a build's checked ISO and manifest from a debate server",
+    .options = "  -o, --output FILE    the ISO goes to FILE, its manifest to FILE.manifest.json\n"
+               "                       (required); FILE.part holds the bytes until they check\n"
+               "                       out, and a later run resumes from it\n" REMOTE_OPTIONS_USAGE,
     .notes = "A build that failed exits 1, one that was cancelled 4, one that has not ended 2.\n\n"
              REMOTE_EXIT_NOTES,
 };
@@ -26,13 +26,11 @@ static int download_run(struct client *c, const char *id, const char *out)
     if (client_get_json(c, path, &b, &e) != CLIENT_OK) {
         rc = remote_fail("download", &e);
     } else if (json_is_null(json_object_get(b, "finished_at"))) {
-        fprintf(stderr, "debate download: build %s has not ended (%s); wait with \"debate logs %s --follow\"\n", id,
-                json_string_value(json_object_get(b, "status")) ?: "?", id);
+        cmd_print(stderr, "debate download: build %s has not ended (%s); wait with \"debate logs %s --follow\"\n",
+                  id, json_string_value(json_object_get(b, "status")) ?: "?", id);
         rc = REMOTE_EXIT_USAGE;
-    } else if ((rc = remote_build_exit("download", b)) != REMOTE_EXIT_OK) {
-        /* remote_build_exit said why */
-    } else if ((rc = remote_download("download", c, b, out)) == REMOTE_EXIT_OK) {
-        printf("%s  %s\n", json_string_value(json_object_get(b, "iso_sha256")), out);
+    } else if ((rc = remote_build_exit("download", b)) == REMOTE_EXIT_OK) {
+        rc = remote_download("download", c, b, out, true);
     }
     json_decref(b);
     return rc;
@@ -54,13 +52,18 @@ int cmd_download(int argc, char **argv)
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc || out == NULL)
+    if (!ok)
         return cmd_usage_error(&cmd_download_usage);
+    int rc = cmd_operands(&cmd_download_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
+    if (out == NULL)
+        return cmd_usage_fail(&cmd_download_usage, "-o FILE is required");
     const char *id = argv[optind];
-    if (!remote_id_ok("download", id))
+    if (!remote_id_ok("download", id) || !remote_output_ok("download", out))
         return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("download", &r, &c);
+    rc = remote_open("download", &r, &c);
     if (rc == 0)
         rc = download_run(c, id, out);
     client_free(c);

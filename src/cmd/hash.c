@@ -17,8 +17,9 @@ int cmd_hash(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
         return c == 'h' ? cmd_help(&cmd_hash_usage) : cmd_usage_error(&cmd_hash_usage);
-    if (optind + 1 != argc)
-        return cmd_usage_error(&cmd_hash_usage);
+    int rc = cmd_operands(&cmd_hash_usage, argc, argv, 1, "the recipe");
+    if (rc >= 0)
+        return rc;
     struct recipe r;
     if (cmd_load_recipe("hash", argv[optind], &r) < 0)
         return 1;

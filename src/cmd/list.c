@@ -11,9 +11,10 @@
 
 const struct cmd_usage cmd_list_usage = {
     .name = "list",
-    .synopsis = "[--status STATUS] [--limit N] [--json] [--server URL] [--cacert FILE]",
+    .synopsis = "[--status STATUS] [--limit N] [--json] " REMOTE_SYNOPSIS,
     .summary = "list the builds on a debate server, newest first",
-    .options = "      --status STATUS  only builds in this state: queued, running, succeeded, failed, cancelled\n"
+    .options = "      --status STATUS  only builds in this state: queued, running, succeeded,\n"
+               "                       failed, cancelled\n"
                "  -n, --limit N        at most N builds, 1 to 10000 (default: 20)\n"
                "      --json           print {\"builds\": [...], \"next\": CURSOR or null} as JSON\n"
                REMOTE_OPTIONS_USAGE,
@@ -22,10 +23,11 @@ const struct cmd_usage cmd_list_usage = {
 
 static void list_row(const json_t *b)
 {
-    const char *finished = json_string_value(json_object_get(b, "created_at"));
-    printf("%-36s  %-9s  %-11s  %3lld%%  %s\n", json_string_value(json_object_get(b, "id")) ?: "?",
-           json_string_value(json_object_get(b, "status")) ?: "?", json_string_value(json_object_get(b, "stage")) ?: "?",
-           (long long)json_integer_value(json_object_get(b, "progress")), finished ? finished : "-");
+    const char *created = json_string_value(json_object_get(b, "created_at"));
+    cmd_print(stdout, "%-36s  %-9s  %-11s  %3lld%%  %s\n", json_string_value(json_object_get(b, "id")) ?: "?",
+              json_string_value(json_object_get(b, "status")) ?: "?",
+              json_string_value(json_object_get(b, "stage")) ?: "?",
+              (long long)json_integer_value(json_object_get(b, "progress")), created ? created : "-");
 }
 
 static char *list_path(const char *status, unsigned limit, const char *after)
@@ -106,14 +108,17 @@ int cmd_list(int argc, char **argv)
             return cmd_help(&cmd_list_usage);
         if (opt == 'S')
             status = optarg;
+        else if (opt == 'n' && !cmd_parse_uint(optarg, 10000, &limit))
+            return cmd_bad_number(&cmd_list_usage, "--limit", 10000, optarg);
         else if (opt == 'n')
-            ok = cmd_parse_uint(optarg, 10000, &limit) && ok;
+            ; /* taken */
         else if (opt == 'j')
             json = true;
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_list_usage);
-    return list_run(&r, status, limit, json);
+    int rc = cmd_operands(&cmd_list_usage, argc, argv, 0, NULL);
+    return rc >= 0 ? rc : list_run(&r, status, limit, json);
 }

@@ -9,10 +9,11 @@
 
 const struct cmd_usage cmd_lock_usage = {
     .name = "lock",
-    .synopsis = "RECIPE [--mirror URL] [--fetch]",
-    .summary = "resolve the recipe's packages and print the lock (--fetch: and download them into cache_dir)",
+    .synopsis = "RECIPE [--mirror URL] [--fetch] [--config FILE]",
+    .summary = "resolve the recipe's packages and print the lock",
     .options = "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
-               "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else apt's)\n"
+               "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else\n"
+               "                       apt's)\n"
                "      --fetch          download the packages into cache_dir too\n",
 };
 
@@ -62,13 +63,14 @@ int cmd_lock(int argc, char **argv)
         else
             return cmd_usage_error(&cmd_lock_usage);
     }
-    if (optind + 1 != argc)
-        return cmd_usage_error(&cmd_lock_usage);
+    int rc = cmd_operands(&cmd_lock_usage, argc, argv, 1, "the recipe");
+    if (rc >= 0)
+        return rc;
     struct config cfg;
     struct recipe r;
     if (cmd_load_config(&cfg, file) < 0)
-        return 1;
-    int rc = 1;
+        return CMD_EXIT_CONFIG;
+    rc = 1;
     if (cmd_load_recipe("lock", argv[optind], &r) == 0) {
         rc = lock_run(&cfg, &r, mirror, fetch);
         recipe_release(&r);

@@ -1,6 +1,7 @@
 /* debate logs: a build's log, or (--follow) its events as they come until the build ends. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/remote.h"
 #include "util.h"
@@ -8,26 +9,43 @@
 
 const struct cmd_usage cmd_logs_usage = {
     .name = "logs",
-    .synopsis = "ID [--follow] [--server URL] [--cacert FILE]",
-    .summary = "print a build's log from a debate server; follow it to the build's end (--follow)",
-    .options = "  -f, --follow         print the log as it grows until the build ends (reconnecting\n"
-               "                       after a drop); the exit status is then the build's\n" REMOTE_OPTIONS_USAGE,
+    .synopsis = "ID [--follow] " REMOTE_SYNOPSIS,
+    .summary = "print a build's log from a debate server, or follow it",
+    .options = "  -f, --follow         print the log as it grows until the build ends\n"
+               "                       (reconnecting after a drop); the exit status is then\n"
+               "                       the build's\n" REMOTE_OPTIONS_USAGE,
     .notes = REMOTE_EXIT_NOTES,
 };
 
 /* The same lines the plain-text log has: progress as "[stage N%] message", the rest as it came. */
 static void logs_progress(void *arg, const char *stage, int pct, const char *message)
 {
-    (void)arg;
-    printf("[%s %d%%] %s\n", stage, pct, message);
+    cmd_print(stdout, "[%s %d%%] %s\n", stage, pct, message);
     fflush(stdout);
 }
 
 static void logs_line(void *arg, const char *line)
 {
-    (void)arg;
-    printf("%s\n", line);
+    cmd_print(stdout, "%s\n", line);
     fflush(stdout);
+}
+
+/* The plain-text log as it arrives: as it is to a file or a pipe, printable on a terminal. */
+static bool logs_write(void *arg, const char *buf, size_t n)
+{
+    const bool *tty = arg;
+    if (!*tty)
+        return fwrite(buf, 1, n, stdout) == n;
+    _cleanup_free_ char *copy = xmalloc(n);
+    memcpy(copy, buf, n);
+    /* The line ends stay; every other control character is made printable. */
+    for (char *line = copy, *end = copy + n; line < end;) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        cmd_printable(line, len);
+        line += len + 1;
+    }
+    return fwrite(copy, 1, n, stdout) == n;
 }
 
 static int logs_follow(struct client *c, const char *id)
@@ -59,21 +77,24 @@ int cmd_logs(int argc, char **argv)
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_logs_usage);
+    int rc = cmd_operands(&cmd_logs_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
     const char *id = argv[optind];
     if (!remote_id_ok("logs", id))
         return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("logs", &r, &c);
-    if (rc != 0)
+    if ((rc = remote_open("logs", &r, &c)) != 0)
         return rc;
     if (follow) {
         rc = logs_follow(c, id);
     } else {
         _cleanup_free_ char *path = xasprintf("/api/v1/builds/%s/log", id);
         struct client_error e;
-        if (client_get_text(c, path, stdout, &e) != CLIENT_OK)
+        bool tty = isatty(STDOUT_FILENO) != 0;
+        if (client_get_text(c, path, logs_write, &tty, &e) != CLIENT_OK)
             rc = remote_fail("logs", &e);
         fflush(stdout);
     }

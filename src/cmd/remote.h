@@ -14,7 +14,8 @@
  *        download that does not match its record, a file that cannot be
  *        written
  *   4    the build was cancelled
- *   130  interrupted (SIGINT or SIGTERM); the build goes on on the server
+ *   130  interrupted by SIGINT (143: by SIGTERM); the build goes on on the
+ *        server. A second signal kills the command at once.
  *
  * Private to src/cmd. Main thread only.
  */
@@ -34,7 +35,7 @@ enum remote_exit {
     REMOTE_EXIT_USAGE = 2,
     REMOTE_EXIT_SERVER = 3,
     REMOTE_EXIT_CANCELLED = 4,
-    REMOTE_EXIT_INTERRUPTED = 130,
+    REMOTE_EXIT_INTERRUPTED = 130, /* 128 + SIGINT; SIGTERM's is 143 */
 };
 
 /* The options every client command takes (their getopt letters: 's', 'A', 'c'). */
@@ -42,18 +43,22 @@ enum remote_exit {
     {"server", required_argument, NULL, 's'}, {"cacert", required_argument, NULL, 'A'},                              \
         {"config", required_argument, NULL, 'c'}
 #define REMOTE_OPTSTRING "s:c:"
+/* The same options in a synopsis. */
+#define REMOTE_SYNOPSIS "[--server URL] [--cacert FILE] [--config FILE]"
 #define REMOTE_OPTIONS_USAGE                                                                                           \
-    "  -s, --server URL     the debate server (default: $DEBATE_SERVER, the server setting,\n"                       \
-    "                       else https://localhost:8443)\n"                                                         \
-    "      --cacert FILE    trust the CA in FILE (default: DATA_DIR/tls/ca.pem when it exists,\n"                     \
-    "                       else the system's CAs)\n"                                                                \
+    "  -s, --server URL     the debate server (default: $DEBATE_SERVER, the server\n"                                 \
+    "                       setting, else https://localhost:8443)\n"                                                  \
+    "      --cacert FILE    trust the CA in FILE (default: DATA_DIR/tls/ca.pem for a\n"                               \
+    "                       server on this machine or a named data directory, else\n"                                 \
+    "                       the system's CAs)\n"                                                                      \
     "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
 
 #define REMOTE_EXIT_NOTES                                                                                              \
-    "exit status: 0 done; 1 the build failed; 2 a usage error, an invalid recipe or lock, or a\n"                     \
-    "request the server refused (an unknown build, a wrong cancel token); 3 the server or the\n"                      \
-    "network failed (connection, TLS, 5xx, 429, a download that does not match); 4 the build\n"                       \
-    "was cancelled; 130 interrupted (the build goes on). See docs/client.md.\n"
+    "exit status: 0 done; 1 the build failed; 2 a usage error, an invalid\n"                                           \
+    "configuration, recipe or lock, or a request the server refused (an unknown\n"                                     \
+    "build, a wrong cancel token); 3 the server or the network failed (connection,\n"                                  \
+    "TLS, 5xx, 429, a download that does not match); 4 the build was cancelled; 130\n"                                 \
+    "interrupted (143: SIGTERM; the build goes on). See docs/client.md.\n"
 
 struct remote {
     const char *server; /* --server, or NULL */
@@ -66,12 +71,19 @@ bool remote_option(struct remote *r, int opt, const char *arg);
 
 /*
  * Loads the configuration, picks the server and the CA, traps SIGINT and
- * SIGTERM (they end a transfer: exit 130) and makes the client. Returns 0
- * with *out set (client_free it), or the exit status after printing why.
+ * SIGTERM (the first ends a transfer: exit 130 or 143; the second kills)
+ * and makes the client. The CA is --cacert, else DATA_DIR/tls/ca.pem when
+ * the server is on this machine or the data directory was named outright,
+ * else the system's. Returns 0 with *out set (client_free it), or the exit
+ * status after printing why.
  */
 int remote_open(const char *cmd, const struct remote *r, struct client **out);
 
-/* Prints "debate CMD: MESSAGE (CODE)" for e on standard error; returns the exit status it means. */
+/*
+ * Prints "debate CMD: MESSAGE (CODE)", or "(CODE, field FIELD)" when the
+ * server blamed a field, for e on standard error; returns the exit status
+ * it means. Server text reaches a terminal printable (cmd_print).
+ */
 int remote_fail(const char *cmd, const struct client_error *e);
 
 /* Prints why a build that did not succeed ended; returns 0 succeeded, 1 failed, 4 cancelled. */
@@ -80,14 +92,25 @@ int remote_build_exit(const char *cmd, const json_t *build);
 /* True when id looks like a build id; else prints why (the exit status is then 2). */
 bool remote_id_ok(const char *cmd, const char *id);
 
+/*
+ * True when out can take a download, checked before any request (a build
+ * of minutes must not end in an error that was plain at the start): its
+ * directory is writable, and out, out.part and out.manifest.json are
+ * regular files or not there, since the download renames over them. Else
+ * prints why (the exit status is then 2).
+ */
+bool remote_output_ok(const char *cmd, const char *out);
+
 /* Reads a JSON file (a recipe, a lock) of at most 16 MiB; NULL after printing "debate CMD: PATH: why". */
 json_t *remote_load_json(const char *cmd, const char *path);
 
 /*
  * Downloads the build's ISO to out (client_download), saying on standard
- * error when it resumed a partial download. Returns the exit status.
+ * error when it resumed a partial download, and with print_sum printing
+ * "SHA256  OUT" (sha256sum's format) on standard output once it is there.
+ * Returns the exit status.
  */
-int remote_download(const char *cmd, struct client *c, const json_t *build, const char *out);
+int remote_download(const char *cmd, struct client *c, const json_t *build, const char *out, bool print_sum);
 
 /* Prints doc as one line of compact JSON on standard output. */
 void remote_print_json(const json_t *doc);

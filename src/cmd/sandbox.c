@@ -22,8 +22,8 @@
 const struct cmd_usage cmd_sandbox_usage = {
     .name = "sandbox",
     .synopsis = "[--memory MB] [--pids N] [--cpu SECONDS] [--disk MB] [--timeout SECONDS] [--in DIR] "
-                "-- PROGRAM [ARGS...]",
-    .summary = "run PROGRAM in the sandbox every build runs in; exit 125: a limit stopped it; needs root",
+                "[--config FILE] -- PROGRAM [ARGS...]",
+    .summary = "run PROGRAM in the sandbox of the builds; needs root",
     .options = "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
                "      --memory MB      memory limit, swap included (default: sandbox_memory_mb)\n"
                "      --pids N         processes and threads at once (default: sandbox_pids)\n"
@@ -32,6 +32,9 @@ const struct cmd_usage cmd_sandbox_usage = {
                "      --timeout SECONDS\n"
                "                       wall time (default: build_timeout)\n"
                "      --in DIR         DIR read-only at /mnt/in\n",
+    .notes = "exit status: PROGRAM's own (128+N when signal N ended it); 125 a limit stopped\n"
+             "it; 126 the sandbox could not be set up (or the configuration is invalid); 127\n"
+             "PROGRAM was not found.\n",
 };
 
 static volatile sig_atomic_t sandbox_interrupted;
@@ -155,7 +158,7 @@ static int sandbox_launch(struct sandbox_opts *o, const char *data_dir)
         return 126;
     }
     o->workdir = work;
-    cmd_trap_signals(sandbox_on_signal);
+    cmd_trap_signals(sandbox_on_signal, 0);
     sandbox_sweep_cgroups();
     struct sandbox_result res;
     char err[1024];

@@ -54,14 +54,13 @@ int cmd_serve(int argc, char **argv)
             return cmd_usage_error(&cmd_serve_usage);
         }
     }
-    if (optind != argc) {
-        fprintf(stderr, "debate serve: unexpected argument \"%s\"\n", argv[optind]);
-        return cmd_usage_error(&cmd_serve_usage);
-    }
+    int rc = cmd_operands(&cmd_serve_usage, argc, argv, 0, NULL);
+    if (rc >= 0)
+        return rc;
     struct config cfg;
     if (cmd_load_config(&cfg, file) < 0)
-        return 1;
-    int rc = 0;
+        return CMD_EXIT_CONFIG;
+    rc = 0;
     if (check) {
         config_print(&cfg, stdout);
         puts("configuration ok");

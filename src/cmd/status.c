@@ -8,8 +8,8 @@
 
 const struct cmd_usage cmd_status_usage = {
     .name = "status",
-    .synopsis = "ID [--json] [--server URL] [--cacert FILE]",
-    .summary = "print a build's status, stage, ISO or error from a debate server",
+    .synopsis = "ID [--json] " REMOTE_SYNOPSIS,
+    .summary = "print a build's status, ISO or error from a debate server",
     .options = "      --json           print the build object of the API (docs/api.md) as JSON\n" REMOTE_OPTIONS_USAGE,
     .notes = "The exit status is 0 whenever the server answered, whatever the build's state.\n\n" REMOTE_EXIT_NOTES,
 };
@@ -23,23 +23,24 @@ static const char *str(const json_t *b, const char *key)
 /* One "name  value" line per fact a person looks for. */
 static void status_print(const json_t *b)
 {
-    printf("id        %s\n", str(b, "id"));
-    printf("status    %s\n", str(b, "status"));
-    printf("stage     %s (%lld%%)\n", str(b, "stage"), (long long)json_integer_value(json_object_get(b, "progress")));
+    cmd_print(stdout, "id        %s\n", str(b, "id"));
+    cmd_print(stdout, "status    %s\n", str(b, "status"));
+    cmd_print(stdout, "stage     %s (%lld%%)\n", str(b, "stage"),
+              (long long)json_integer_value(json_object_get(b, "progress")));
     if (json_is_integer(json_object_get(b, "queue_position")))
         printf("queue     %lld (1: next to run)\n", (long long)json_integer_value(json_object_get(b, "queue_position")));
-    printf("recipe    %s\n", str(b, "config_hash"));
-    printf("created   %s\n", str(b, "created_at"));
-    printf("started   %s\n", str(b, "started_at"));
-    printf("finished  %s\n", str(b, "finished_at"));
+    cmd_print(stdout, "recipe    %s\n", str(b, "config_hash"));
+    cmd_print(stdout, "created   %s\n", str(b, "created_at"));
+    cmd_print(stdout, "started   %s\n", str(b, "started_at"));
+    cmd_print(stdout, "finished  %s\n", str(b, "finished_at"));
     printf("attempts  %lld of %lld\n", (long long)json_integer_value(json_object_get(b, "attempts")),
            (long long)json_integer_value(json_object_get(b, "max_attempts")));
     if (json_is_string(json_object_get(b, "iso_sha256")))
-        printf("iso       %s (%lld bytes)\n", str(b, "iso_sha256"),
-               (long long)json_integer_value(json_object_get(b, "iso_size")));
+        cmd_print(stdout, "iso       %s (%lld bytes)\n", str(b, "iso_sha256"),
+                  (long long)json_integer_value(json_object_get(b, "iso_size")));
     json_t *err = json_object_get(b, "error");
     if (json_is_object(err))
-        printf("error     %s: %s\n", str(err, "code"), str(err, "message"));
+        cmd_print(stdout, "error     %s: %s\n", str(err, "code"), str(err, "message"));
 }
 
 int cmd_status(int argc, char **argv)
@@ -57,14 +58,16 @@ int cmd_status(int argc, char **argv)
         else
             ok = remote_option(&r, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_status_usage);
+    int rc = cmd_operands(&cmd_status_usage, argc, argv, 1, "the build id");
+    if (rc >= 0)
+        return rc;
     const char *id = argv[optind];
     if (!remote_id_ok("status", id))
         return REMOTE_EXIT_USAGE;
     struct client *c;
-    int rc = remote_open("status", &r, &c);
-    if (rc != 0)
+    if ((rc = remote_open("status", &r, &c)) != 0)
         return rc;
     _cleanup_free_ char *path = xasprintf("/api/v1/builds/%s", id);
     json_t *b;

@@ -2,29 +2,30 @@
  * debate submit: a recipe to a debate server; with --wait, the build
  * followed to its end; with -o, its ISO and manifest downloaded and checked.
  */
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "cmd/progress.h"
 #include "cmd/remote.h"
 #include "util.h"
 #include "banned.h"
 
 const struct cmd_usage cmd_submit_usage = {
     .name = "submit",
-    .synopsis = "RECIPE [--wait] [-o OUT.iso] [--lock LOCK] [--no-cache] [--json] [--server URL] [--cacert FILE]",
-    .summary = "submit a recipe to a debate server; follow the build (--wait), download its ISO (-o)",
-    .options = "  -w, --wait           follow the build to its end, its progress on standard error\n"
-               "  -o, --output FILE    download the ISO to FILE and its manifest to FILE.manifest.json,\n"
-               "                       checked against the build (implies --wait)\n"
-               "      --lock LOCK      build exactly the packages of this lock (from debate lock)\n"
+    .synopsis = "RECIPE [--wait] [-o OUT.iso] [--lock LOCK] [--no-cache] [--json] " REMOTE_SYNOPSIS,
+    .summary = "submit a recipe to a debate server; follow it, download its ISO",
+    .options = "  -w, --wait           follow the build to its end, its progress on standard\n"
+               "                       error\n"
+               "  -o, --output FILE    download the ISO to FILE, its manifest to\n"
+               "                       FILE.manifest.json, checked against the build (implies\n"
+               "                       --wait)\n"
+               "      --lock LOCK      build exactly the packages of this lock (debate lock)\n"
                "      --no-cache       build anew even when the server has this ISO already\n"
-               "      --json           print the server's answer (and with --wait the final build)\n"
-               "                       as one JSON line each on standard output\n" REMOTE_OPTIONS_USAGE,
+               "      --json           print the server's answer (and with --wait the final\n"
+               "                       build) as one JSON line each on standard output\n" REMOTE_OPTIONS_USAGE,
     .notes = "Without --json, standard output gets the build id (and with -o, \"SHA256  FILE\");\n"
-             "the cache outcome and the cancel token (shown once: keep it) go to standard error.\n\n"
-             REMOTE_EXIT_NOTES,
+             "the cache outcome and the cancel token (shown once: keep it) go to standard\n"
+             "error.\n\n" REMOTE_EXIT_NOTES,
 };
 
 struct submit_args {
@@ -33,58 +34,36 @@ struct submit_args {
     bool wait, json, no_cache;
 };
 
-/* The progress of a followed build: a bar by stage on a terminal, whole lines otherwise. */
-struct submit_view {
-    bool tty;
-    bool drawn;     /* a bar is on the line: end it before anything else is printed */
-    char stage[32];
-};
-
 static void submit_show_progress(void *arg, const char *stage, int pct, const char *message)
 {
-    struct submit_view *v = arg;
-    if (!v->tty) {
-        fprintf(stderr, "debate submit: %3d%% %-11s %s\n", pct, stage, message);
-        return;
-    }
-    char bar[31];
-    int filled = pct * 30 / 100;
-    for (int i = 0; i < 30; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[30] = '\0';
-    if (v->drawn && strcmp(stage, v->stage) != 0)
-        fputc('\n', stderr); /* each stage keeps its own finished line */
-    fprintf(stderr, "\r[%s] %3d%% %-11s %-60.60s", bar, pct, stage, message);
-    snprintf(v->stage, sizeof(v->stage), "%s", stage);
-    v->drawn = true;
+    progress_show(arg, stage, pct, message);
 }
 
-static void submit_view_end(struct submit_view *v)
+/* The build the answer names; NULL when it names none a client can use. */
+static const char *submit_build_id(const json_t *answer)
 {
-    if (v->drawn)
-        fputc('\n', stderr);
-    v->drawn = false;
+    const char *id = json_string_value(json_object_get(json_object_get(answer, "build"), "id"));
+    return client_id_valid(id) ? id : NULL;
 }
 
 /* What a person wants to know about the answer: which build, whether it was cached or joined, the token. */
-static void submit_report(const json_t *answer)
+static void submit_report(const json_t *answer, const char *id)
 {
     json_t *b = json_object_get(answer, "build");
-    const char *id = json_string_value(json_object_get(b, "id"));
     const char *status = json_string_value(json_object_get(b, "status"));
     const char *cache = json_string_value(json_object_get(answer, "cache"));
     const char *token = json_string_value(json_object_get(answer, "cancel_token"));
-    printf("%s\n", id ? id : "?");
+    printf("%s\n", id);
     fflush(stdout);
     if (cache != NULL && strcmp(cache, "hit") == 0)
         fprintf(stderr, "debate submit: build %s: cache hit, the ISO is built already\n", id);
     else if (json_is_true(json_object_get(answer, "merged")))
-        fprintf(stderr, "debate submit: build %s: merged with the identical build already %s (its cancel token "
-                "went to the first submission)\n", id, status ? status : "queued");
+        cmd_print(stderr, "debate submit: build %s: merged with the identical build already %s (its cancel token "
+                  "went to the first submission)\n", id, status ? status : "queued");
     else
-        fprintf(stderr, "debate submit: build %s: %s (cache miss)\n", id, status ? status : "queued");
+        cmd_print(stderr, "debate submit: build %s: %s (cache miss)\n", id, status ? status : "queued");
     if (token != NULL)
-        fprintf(stderr, "debate submit: cancel token %s (shown once: keep it to cancel the build)\n", token);
+        cmd_print(stderr, "debate submit: cancel token %s (shown once: keep it to cancel the build)\n", token);
 }
 
 static json_t *submit_body(const struct submit_args *a)
@@ -111,21 +90,17 @@ static bool is_final(const json_t *b)
 }
 
 /* Follows the build to its end (at once when it has ended: a cache hit); its exit status. */
-static int submit_wait(struct client *c, const struct submit_args *a, const json_t *answer)
+static int submit_wait(struct client *c, const struct submit_args *a, const json_t *answer, const char *id)
 {
     json_t *b = json_object_get(answer, "build");
-    const char *id = json_string_value(json_object_get(b, "id"));
-    if (id == NULL || !client_id_valid(id)) {
-        fprintf(stderr, "debate submit: the server's answer names no build\n");
-        return REMOTE_EXIT_SERVER;
-    }
     json_t *final = is_final(b) ? json_incref(b) : NULL;
     struct client_error e;
     if (final == NULL) {
-        struct submit_view view = {.tty = isatty(STDERR_FILENO) != 0};
+        struct progress view;
+        progress_init(&view, "submit", stderr);
         struct client_events ev = {.progress = submit_show_progress, .arg = &view};
         enum client_status st = client_follow(c, id, &ev, &final, &e);
-        submit_view_end(&view);
+        progress_end(&view);
         if (st != CLIENT_OK) {
             int rc = remote_fail("submit", &e);
             fprintf(stderr, "debate submit: build %s goes on; follow it with \"debate logs %s --follow\"\n", id, id);
@@ -135,25 +110,10 @@ static int submit_wait(struct client *c, const struct submit_args *a, const json
     if (a->json)
         remote_print_json(final);
     int rc = remote_build_exit("submit", final);
-    if (rc == REMOTE_EXIT_OK && a->output != NULL) {
-        rc = remote_download("submit", c, final, a->output);
-        if (rc == REMOTE_EXIT_OK && !a->json)
-            printf("%s  %s\n", json_string_value(json_object_get(final, "iso_sha256")), a->output);
-    }
+    if (rc == REMOTE_EXIT_OK && a->output != NULL)
+        rc = remote_download("submit", c, final, a->output, !a->json);
     json_decref(final);
     return rc;
-}
-
-/* -o's directory must be there before a build of minutes, not after. */
-static bool submit_output_ok(const char *out)
-{
-    _cleanup_free_ char *copy = xstrdup(out);
-    const char *dir = dirname(copy);
-    if (access(dir, W_OK) == 0)
-        return true;
-    fprintf(stderr, "debate submit: cannot write to \"%s\": the directory \"%s\" is missing or not writable\n", out,
-            dir);
-    return false;
 }
 
 static int submit_run(const struct submit_args *a)
@@ -162,20 +122,25 @@ static int submit_run(const struct submit_args *a)
     json_t *answer = NULL, *body = NULL;
     long status;
     struct client_error e;
-    int rc = remote_open("submit", &a->remote, &c);
-    if (rc == 0 && a->output != NULL && !submit_output_ok(a->output))
-        rc = REMOTE_EXIT_USAGE;
+    int rc = a->output != NULL && !remote_output_ok("submit", a->output) ? REMOTE_EXIT_USAGE : 0;
+    if (rc == 0)
+        rc = remote_open("submit", &a->remote, &c);
     if (rc == 0 && (body = submit_body(a)) == NULL)
         rc = REMOTE_EXIT_USAGE;
     if (rc == 0 && client_post_json(c, "/api/v1/builds", body, &status, &answer, &e) != CLIENT_OK)
         rc = remote_fail("submit", &e);
+    const char *id = rc == 0 ? submit_build_id(answer) : NULL;
+    if (rc == 0 && id == NULL) {
+        fprintf(stderr, "debate submit: the server's answer names no build\n");
+        rc = REMOTE_EXIT_SERVER;
+    }
     if (rc == 0) {
         if (a->json)
             remote_print_json(answer);
         else
-            submit_report(answer);
+            submit_report(answer, id);
         if (a->wait)
-            rc = submit_wait(c, a, answer);
+            rc = submit_wait(c, a, answer, id);
     }
     json_decref(answer);
     json_decref(body);
@@ -212,8 +177,11 @@ int cmd_submit(int argc, char **argv)
         else
             ok = remote_option(&a.remote, opt, optarg) && ok;
     }
-    if (!ok || optind + 1 != argc)
+    if (!ok)
         return cmd_usage_error(&cmd_submit_usage);
+    int rc = cmd_operands(&cmd_submit_usage, argc, argv, 1, "the recipe");
+    if (rc >= 0)
+        return rc;
     a.recipe = argv[optind];
     return submit_run(&a);
 }

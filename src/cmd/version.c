@@ -18,8 +18,9 @@ int cmd_version(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
         return c == 'h' ? cmd_help(&cmd_version_usage) : cmd_usage_error(&cmd_version_usage);
-    if (optind != argc)
-        return cmd_usage_error(&cmd_version_usage);
+    int rc = cmd_operands(&cmd_version_usage, argc, argv, 0, NULL);
+    if (rc >= 0)
+        return rc;
     puts("debate " DEBATE_VERSION);
     return 0;
 }

@@ -14,9 +14,10 @@
 const struct cmd_usage cmd_worker_usage = {
     .name = "worker",
     .synopsis = "[--config FILE] [--workers N]",
-    .summary = "run build workers only (other machines; same database and artifact_dir); needs root",
+    .summary = "run build workers only, on other machines; needs root",
     .options = "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
-               "      --workers N      run N workers, 1 to 256 (default: the workers setting, at least 1)\n",
+               "      --workers N      run N workers, 1 to 256 (default: the workers setting, at\n"
+               "                       least 1)\n",
 };
 
 static atomic_int worker_stop;
@@ -37,7 +38,7 @@ static int workers_run(const struct config *cfg, unsigned count)
     }
     if (count == 0)
         count = cfg->nworkers ? cfg->nworkers : 1;
-    cmd_trap_signals(worker_on_signal);
+    cmd_trap_signals(worker_on_signal, 0);
     signal(SIGPIPE, SIG_IGN);
     sandbox_sweep_cgroups();
     struct worker_pool pool;
@@ -63,19 +64,22 @@ int cmd_worker(int argc, char **argv)
             return cmd_help(&cmd_worker_usage);
         if (c == 'c')
             file = optarg;
-        else if (c != 'w' || !cmd_parse_uint(optarg, 256, &count))
+        else if (c != 'w')
             return cmd_usage_error(&cmd_worker_usage);
+        else if (!cmd_parse_uint(optarg, 256, &count))
+            return cmd_bad_number(&cmd_worker_usage, "--workers", 256, optarg);
     }
-    if (optind != argc)
-        return cmd_usage_error(&cmd_worker_usage);
+    int rc = cmd_operands(&cmd_worker_usage, argc, argv, 0, NULL);
+    if (rc >= 0)
+        return rc;
     if (geteuid() != 0) {
         fprintf(stderr, "debate worker: must run as root (builds run in a sandbox it sets up)\n");
         return 1;
     }
     struct config cfg;
     if (cmd_load_config(&cfg, file) < 0)
-        return 1;
-    int rc = workers_run(&cfg, count);
+        return CMD_EXIT_CONFIG;
+    rc = workers_run(&cfg, count);
     config_release(&cfg);
     return rc;
 }

@@ -118,11 +118,19 @@ static int initdb(struct embedded_pg *pg, char *err, size_t errlen)
     return 0;
 }
 
+/* The log's length before a start: pg_ctl -l appends, and what an earlier start wrote is not this start's reason. */
+static off_t log_length(const char *logfile)
+{
+    struct stat st;
+    return stat(logfile, &st) == 0 ? st.st_size : 0;
+}
+
 /*
- * The last FATAL or PANIC line in the end of the cluster's log, into line
- * (empty when there is none): why postgres did not start, in its words.
+ * The last FATAL or PANIC line that this start wrote to the cluster's log
+ * (what came after byte from; of that, the last 4 KiB), into line (empty
+ * when there is none): why postgres did not start, in its words.
  */
-static void last_fatal_line(const char *logfile, char *line, size_t linelen)
+static void last_fatal_line(const char *logfile, off_t from, char *line, size_t linelen)
 {
     char buf[4096];
     line[0] = '\0';
@@ -130,7 +138,10 @@ static void last_fatal_line(const char *logfile, char *line, size_t linelen)
     if (fd < 0)
         return;
     off_t size = lseek(fd, 0, SEEK_END);
-    off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
+    if (size < from)
+        from = 0; /* the log was replaced in between: all of it is new */
+    if (size - from > (off_t)sizeof(buf) - 1)
+        from = size - (off_t)sizeof(buf) + 1;
     ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
     if (n <= 0)
         return;
@@ -149,8 +160,9 @@ static void last_fatal_line(const char *logfile, char *line, size_t linelen)
 
 /*
  * pg_ctl start. When it fails, the message starts with the log's name and
- * its last fatal line (pg_ctl itself only says to examine the log), ahead
- * of pg_ctl's words, so that a short buffer keeps them.
+ * the last fatal line this start wrote there (pg_ctl itself only says to
+ * examine the log), ahead of pg_ctl's words, so that a short buffer keeps
+ * them.
  */
 static int start_cluster(struct embedded_pg *pg, char *err, size_t errlen)
 {
@@ -159,10 +171,11 @@ static int start_cluster(struct embedded_pg *pg, char *err, size_t errlen)
         "-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0700", pg->sockdir);
     const char *argv[] = {bin, "start", "-D", pg->datadir, "-l", pg->logfile, "-w", "-t", "120", "-o", opts, NULL};
     char why[1024];
+    off_t before = log_length(pg->logfile);
     if (run(pg, argv, why, sizeof(why)) == 0)
         return 0;
     char fatal[512];
-    last_fatal_line(pg->logfile, fatal, sizeof(fatal));
+    last_fatal_line(pg->logfile, before, fatal, sizeof(fatal));
     snprintf(err, errlen, "the embedded PostgreSQL did not start (its log is \"%s\")%s%s\n%s", pg->logfile,
              fatal[0] ? ": " : "", fatal, why);
     return -1;

@@ -28,24 +28,25 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BUILD_ID = "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11"
 
 # name: the arguments a run needs to get as far as loading the configuration
-# (None: the command loads none), the exit status of a configuration error,
-# and whether it refuses to run at all without root (before the configuration).
+# (None: the command loads none), the exit status of a configuration error
+# (2, as a usage error, but for sandbox, whose 126 is its setup's), and
+# whether it refuses to run at all without root (before the configuration).
 COMMANDS = {
-    "serve": (["--check"], 1, False),
-    "worker": ([], 1, True),
-    "migrate": ([], 1, False),
-    "backup": ([], 1, False),
-    "restore-test": ([], 1, False),
-    "build": (["recipe.json", "-o", "out.iso"], 1, True),
+    "serve": (["--check"], 2, False),
+    "worker": ([], 2, True),
+    "migrate": ([], 2, False),
+    "backup": ([], 2, False),
+    "restore-test": ([], 2, False),
+    "build": (["recipe.json", "-o", "out.iso"], 2, True),
     "sandbox": (["--", "/bin/true"], 126, True),
     "hash": (None, None, False),
-    "lock": (["recipe.json"], 1, False),
+    "lock": (["recipe.json"], 2, False),
     "version": (None, None, False),
     "submit": ([str(EXAMPLES / "tiny.json")], 2, False),
     "status": ([BUILD_ID], 2, False),
     "logs": ([BUILD_ID], 2, False),
     "list": ([], 2, False),
-    "cancel": ([BUILD_ID, "--token", "t"], 2, False),
+    "cancel": ([BUILD_ID, "--token", "A" * 43], 2, False),
     "download": ([BUILD_ID, "-o", "x.iso"], 2, False),
     "help": (None, None, False),
 }
@@ -129,10 +130,34 @@ def test_no_or_unknown_command_is_a_usage_error(args, message, cwd):
     assert p.stdout == ""
 
 
-def test_missing_argument_prints_the_usage(cwd):
-    p = debate(["hash"], cwd)
-    assert p.returncode == 2
-    assert p.stderr.startswith("usage: debate hash RECIPE"), p.stderr
+def test_help_lines_fit_80_columns(cwd):
+    lines = debate(["help"], cwd).stdout.splitlines()
+    for name in COMMANDS:
+        lines += [line for line in debate([name, "--help"], cwd).stdout.splitlines()[1:]]
+    assert [line for line in lines if len(line) > 80] == []
+
+
+@pytest.mark.parametrize("name", LOADS_CONFIG)
+def test_the_synopsis_names_config_where_the_command_reads_it(name, cwd):
+    usage = debate([name, "--help"], cwd).stdout.splitlines()[0]
+    assert "[--config FILE]" in usage, usage
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["hash"], "the recipe is missing"),
+    (["hash", "a.json", "b.json"], 'unexpected argument "b.json"'),
+    (["build", "a.json"], "-o OUT.iso is required"),
+    (["build", "a.json", "-o", "x.iso", "--timeout", "0"], '--timeout wants a whole number from 1 to 1000000000 '
+                                                           '(got "0")'),
+    (["serve", "extra"], 'unexpected argument "extra"'),
+    (["worker", "--workers", "many"], '--workers wants a whole number from 1 to 256 (got "many")'),
+    (["migrate", "extra"], 'unexpected argument "extra"'),
+    (["version", "extra"], 'unexpected argument "extra"'),
+])
+def test_a_usage_error_names_the_problem_before_the_usage(args, problem, cwd):
+    p = debate(args, cwd)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"debate {args[0]}: {problem}\n\nusage: debate {args[0]}"), p.stderr
 
 
 def test_hash_of_a_recipe_named_like_an_option(cwd):
@@ -172,7 +197,7 @@ def test_misspelt_variable_stops_every_command(name, cwd):
 
 def test_unknown_variable_far_from_every_setting(cwd):
     p = debate(["serve", "--check"], cwd, {"DEBATE_QQQQQQQQQQQQ": 1})
-    assert p.returncode == 1
+    assert p.returncode == 2
     assert 'unknown setting "DEBATE_QQQQQQQQQQQQ"' in p.stderr, p.stderr
     assert "did you mean" not in p.stderr, p.stderr
 
@@ -181,7 +206,7 @@ def test_misspelt_file_key_names_the_closest_setting(cwd):
     conf = cwd / "debate.conf"
     conf.write_text("rate_limit = 5\nhttps_ports = 9443\n")
     p = debate(["serve", "--check", "--config", str(conf)], cwd)
-    assert p.returncode == 1
+    assert p.returncode == 2
     assert f'{conf}:2: unknown setting "https_ports" (did you mean "https_port"?)' in p.stderr, p.stderr
 
 
@@ -224,3 +249,47 @@ def test_relative_paths_are_taken_from_the_working_directory(cwd):
     assert v["tls_cert"] == f"{cwd}/tls/cert.pem"
     assert v["tls_key"] == "/etc/debate/key.pem"
     assert v["artifact_dir"] == f"{cwd}/../shared/artifacts"
+
+
+# --------------------------------------------------------------------------
+# the embedded PostgreSQL's start error
+# --------------------------------------------------------------------------
+
+FAKE_PG_CTL = """#!/bin/sh
+# pg_ctl as far as a start that fails goes: "status" finds no server, "start" fails, after writing what
+# $DEBATE_TEST_START_SAYS says to the log (pg_ctl -l appends to it).
+if [ "$1" = status ]; then echo "pg_ctl: no server running"; exit 3; fi
+while [ $# -gt 0 ]; do
+    if [ "$1" = -l ]; then log=$2; fi
+    shift
+done
+if [ -n "$DEBATE_TEST_START_SAYS" ]; then echo "$DEBATE_TEST_START_SAYS" >> "$log"; fi
+echo "pg_ctl: could not start server" >&2
+echo "Examine the log output." >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("says, reason", [("", None),
+                                          ("2026-01-02 03:04:05 UTC FATAL:  this start's reason",
+                                           "FATAL:  this start's reason")])
+def test_an_embedded_start_error_names_only_what_this_start_logged(cwd, says, reason):
+    """An earlier start's FATAL line in the log is not the reason this start failed."""
+    bindir = cwd / "pgbin"
+    bindir.mkdir(mode=0o755)
+    (bindir / "pg_ctl").write_text(FAKE_PG_CTL)
+    (bindir / "pg_ctl").chmod(0o755)
+    pg = cwd / "data" / "pg"
+    (pg / "data").mkdir(parents=True)
+    (pg / "data" / "PG_VERSION").write_text("15\n")
+    log = pg / "postgres.log"
+    log.write_text("2026-01-01 00:00:00 UTC FATAL:  an earlier start's reason\n")
+    if IS_ROOT:
+        shutil.chown(log, "postgres")
+    p = debate(["migrate"], cwd, {"DEBATE_PG_BINDIR": bindir, "DEBATE_TEST_START_SAYS": says})
+    assert p.returncode == 1, p.stderr
+    head = f'debate migrate: the embedded PostgreSQL did not start (its log is "{log}")'
+    expected = f"{head}: {reason}\n" if reason else f"{head}\n"
+    assert p.stderr.startswith(expected), p.stderr
+    assert "an earlier start's reason" not in p.stderr, p.stderr
+    assert "pg_ctl: could not start server" in p.stderr, p.stderr

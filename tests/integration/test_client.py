@@ -14,15 +14,22 @@ Two kinds of server:
 """
 
 import atexit
+import fcntl
 import hashlib
 import http.server
 import json
 import os
+import pty
 import re
+import select
 import shutil
+import signal
 import socket
+import ssl
+import struct
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -43,13 +50,14 @@ EMPTY_DATA_DIR = tempfile.mkdtemp(prefix="debate-client-data-")
 atexit.register(shutil.rmtree, EMPTY_DATA_DIR, True)
 
 
-def run(*args, env=None, cwd=None, timeout=120):
+def run(*args, env=None, cwd=None, timeout=120, input=""):
     """Runs `debate ARGS` with a clean environment (an empty data directory
-    unless env names one); fails on a sanitizer report."""
+    unless env names one) and input on its standard input; fails on a
+    sanitizer report."""
     base = {"DEBATE_DATA_DIR": EMPTY_DATA_DIR}
     base.update(env or {})
     p = subprocess.run([debate_bin(), *args], capture_output=True, text=True, env=clean_env(base), cwd=cwd,
-                       timeout=timeout)
+                       timeout=timeout, input=input)
     for marker in SANITIZER_MARKERS:
         assert marker not in p.stderr, f"debate {' '.join(args)}: sanitizer report:\n{p.stderr[-4000:]}"
     return p
@@ -69,9 +77,10 @@ def build_object(status="succeeded", **extra):
 
 class Fake:
     """A plain-http server on loopback whose answers the test writes: handler(req) is called with the
-    BaseHTTPRequestHandler of each request; requests are recorded as (method, path, headers)."""
+    BaseHTTPRequestHandler of each request, its body read into req.body; requests are recorded as
+    (method, path, headers)."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, host="127.0.0.1", tls=None):
         self.requests = []
         fake = self
 
@@ -82,7 +91,9 @@ class Fake:
                 pass
 
             def do_GET(self):
-                fake.requests.append(("GET", self.path, dict(self.headers)))
+                fake.requests.append((self.command, self.path, dict(self.headers)))
+                length = int(self.headers.get("Content-Length") or 0)
+                self.body = self.rfile.read(length)      # read, so that the next request on the connection parses
                 try:
                     handler(self)
                 except (BrokenPipeError, ConnectionResetError):
@@ -90,9 +101,11 @@ class Fake:
 
             do_POST = do_GET
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), H)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -105,8 +118,8 @@ class Fake:
 def fake():
     made = []
 
-    def make(handler):
-        f = Fake(handler)
+    def make(handler, **kw):
+        f = Fake(handler, **kw)
         made.append(f)
         return f
 
@@ -156,11 +169,19 @@ def test_help_of_every_client_command(cmd):
     assert re.search(rf"^  {cmd} +\S", h.stdout, re.M), h.stdout
 
 
-@pytest.mark.parametrize("args", [("submit",), ("status",), ("status", BUILD_ID, "extra"), ("cancel", BUILD_ID),
-                                  ("download", BUILD_ID), ("list", "--limit", "0"), ("logs", "--bogus", BUILD_ID)])
-def test_usage_errors_exit_2(args):
+@pytest.mark.parametrize("args,problem", [
+    (("submit",), "the recipe is missing"),
+    (("status",), "the build id is missing"),
+    (("status", BUILD_ID, "extra"), 'unexpected argument "extra"'),
+    (("cancel", BUILD_ID), "--token is required"),
+    (("download", BUILD_ID), "-o FILE is required"),
+    (("list", "--limit", "0"), '--limit wants a whole number from 1 to 10000 (got "0")'),
+    (("logs", "--bogus", BUILD_ID), "unrecognized option '--bogus'"),
+])
+def test_usage_errors_exit_2_naming_the_problem(args, problem):
     p = run(*args)
     assert p.returncode == 2, (args, p.returncode, p.stderr)
+    assert p.stderr.startswith(f"debate {args[0]}: {problem}\n"), p.stderr
     assert f"usage: debate {args[0]} " in p.stderr, p.stderr
 
 
@@ -170,6 +191,44 @@ def test_a_malformed_build_id_is_refused_before_any_request(fake):
     assert p.returncode == 2, p.stderr
     assert p.stderr == 'debate status: "../../csrf" is not a build id (a UUID, as debate submit prints it)\n'
     assert srv.requests == []
+
+
+TOKEN = "Tok3n_-" + "a" * 36        # the shape of a cancel token: 43 characters of base64url
+
+
+def csrf_then(answer):
+    """A fake API: the CSRF token for GET /api/v1/csrf, answer(h) for the rest."""
+    def handler(h):
+        if h.path == "/api/v1/csrf":
+            return send_json(h, 200, {"token": "csrf-token"})
+        return answer(h)
+    return handler
+
+
+@pytest.mark.parametrize("token", ["\udcff" * 43, "a" * 42, "a" * 44, "a" * 42 + "=", "t"])
+def test_a_token_that_cannot_be_a_cancel_token_is_refused_before_any_request(fake, token):
+    srv = fake(csrf_then(lambda h: send_json(h, 200, {"build": build_object(status="cancelled")})))
+    p = subprocess.run([debate_bin(), "cancel", BUILD_ID, "--token", token.encode("utf-8", "surrogateescape"),
+                        "--server", srv.url], capture_output=True, text=True, timeout=60,
+                       env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate cancel: the cancel token must be the 43 characters of A-Z, a-z, 0-9, - and _ " \
+                       "that debate submit printed\n", p.stderr
+    assert srv.requests == []
+
+
+def test_cancel_reads_the_token_from_standard_input(fake):
+    def answer(h):
+        assert json.loads(h.body) == {"cancel_token": TOKEN}
+        send_json(h, 200, {"build": build_object(status="cancelled")})
+
+    srv = fake(csrf_then(answer))
+    p = run("cancel", BUILD_ID, "--token", "-", "--server", srv.url, input=TOKEN + "\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == f"debate cancel: build {BUILD_ID}: cancelled\n"
+    assert [r[:2] for r in srv.requests] == [("GET", "/api/v1/csrf"), ("POST", f"/api/v1/builds/{BUILD_ID}/cancel")]
+    p = run("cancel", BUILD_ID, "--token", "-", "--server", srv.url, input="")
+    assert p.returncode == 2 and p.stderr == "debate cancel: --token -: no token on standard input\n", p.stderr
 
 
 def test_an_unreachable_server_exits_3_naming_the_url():
@@ -205,6 +264,48 @@ def test_a_misspelt_debate_server_is_refused():
     assert 'unknown setting "DEBATE_SERVR" (did you mean "DEBATE_SERVER"?)' in p.stderr, p.stderr
 
 
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory):
+    """A CA of the test's own and a certificate it signed for 127.0.0.1, 127.0.0.2 and localhost."""
+    d = tmp_path_factory.mktemp("ca")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=test CA",
+            "-days", "1", "-keyout", "ca.key", "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=fake",
+            "-keyout", "key.pem", "-out", "req.pem")
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "req.pem", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+            "-extfile", "ext", "-out", "cert.pem")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    return type("CA", (), {"pem": d / "ca.pem", "context": ctx})
+
+
+@pytest.mark.parametrize("host,named,code", [("127.0.0.2", False, 3), ("127.0.0.2", True, 0),
+                                             ("127.0.0.1", False, 0)])
+def test_the_data_dir_ca_vouches_only_for_this_machine_or_a_named_data_dir(fake, test_ca, tmp_path, host, named,
+                                                                           code):
+    """A data/tls/ca.pem that lies in the working directory is trusted for a server on this machine; for
+    another server only when the data directory was named ($DEBATE_DATA_DIR)."""
+    srv = fake(lambda h: send_json(h, 200, build_object()), host=host, tls=test_ca.context)
+    (tmp_path / "data" / "tls").mkdir(parents=True)
+    shutil.copy(test_ca.pem, tmp_path / "data" / "tls" / "ca.pem")
+    env = clean_env({"DEBATE_DATA_DIR": tmp_path / "data"} if named else {})
+    p = subprocess.run([debate_bin(), "status", BUILD_ID, "--server", srv.url], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=60)
+    assert p.returncode == code, p.stderr
+    if code == 3:
+        assert p.stderr.startswith(f'debate status: TLS with "{srv.url}/api/v1/builds/{BUILD_ID}" failed: '), \
+            p.stderr
+        assert srv.requests == []
+    else:
+        assert "status    succeeded\n" in p.stdout, p.stdout
+
+
 # --------------------------------------------------------------------------
 # the server's errors and hostile answers
 # --------------------------------------------------------------------------
@@ -238,6 +339,63 @@ def test_429_with_a_short_retry_after_is_retried(fake):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["builds"][0]["id"] == BUILD_ID
     assert len(srv.requests) == 3
+
+
+def test_the_field_the_server_blamed_is_printed_after_the_code(fake):
+    err = {"error": {"code": "invalid_lock", "message": "no such package in the lock", "field": "lock.packages"}}
+    srv = fake(csrf_then(lambda h: send_json(h, 400, err)))
+    p = run("submit", str(TINY), "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate submit: no such package in the lock (invalid_lock, field lock.packages)\n", p.stderr
+
+
+@pytest.mark.parametrize("answer", [{"build": {"status": "queued"}, "cache": "miss"},
+                                    {"build": {"id": "../../x", "status": "queued"}},
+                                    {"cache": "miss"}])
+def test_an_answer_that_names_no_build_exits_3(fake, answer):
+    srv = fake(csrf_then(lambda h: send_json(h, 201, answer)))
+    p = run("submit", str(TINY), "--wait", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == "debate submit: the server's answer names no build\n", p.stderr
+    assert p.stdout == ""
+    assert [r[0] for r in srv.requests] == ["GET", "POST"], srv.requests
+
+
+def test_a_redirect_names_where_it_points(fake):
+    def handler(h):
+        h.send_response(308)
+        h.send_header("Location", "https://builds.example/api/v1/builds")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    srv = fake(handler)
+    p = run("list", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == f'debate list: "{srv.url}/api/v1/builds?limit=20" answered 308, a redirect to ' \
+                       '"https://builds.example/api/v1/builds", which the client does not follow; if that is the ' \
+                       "server, name it with --server (no error code)\n", p.stderr
+    assert len(srv.requests) == 1
+
+
+def test_an_error_body_over_64_kib_is_read_for_its_status_and_retried(fake):
+    answers = [503, 200]
+
+    def handler(h):
+        status = answers.pop(0)
+        if status == 200:
+            return send_json(h, 200, {"builds": [build_object()], "next": None})
+        body = json.dumps({"error": {"code": "busy", "message": "x" * 100000}}).encode()
+        h.send_response(503)
+        h.send_header("Retry-After", "1")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    srv = fake(handler)
+    p = run("list", "--json", "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["builds"][0]["id"] == BUILD_ID
+    assert len(srv.requests) == 2
 
 
 def test_an_endless_head_is_cut_off(fake):
@@ -341,7 +499,45 @@ def test_logs_follow_resumes_after_a_drop_and_exits_as_the_build_ended(fake, sta
         assert p.stderr == f"debate logs: build {BUILD_ID} was cancelled\n"
 
 
-def test_interrupting_a_follow_that_reconnects_exits_130(fake):
+def test_a_drop_in_the_middle_of_an_event_loses_nothing(fake):
+    """The stream breaks after event 2's id and data but before its blank line: the event is incomplete, so the
+    client resumes from event 1 and is sent event 2 again."""
+    def handler(h):
+        sse_head(h)
+        last = h.headers.get("Last-Event-ID")
+        if last is None:
+            sse(h, "log", "I: one", 1)
+            h.wfile.write(b"id: 2\nevent: log\ndata: two\n")
+            h.wfile.flush()
+            return
+        if last != "1":
+            return
+        sse(h, "log", "I: two", 2)
+        sse(h, "end", json.dumps(build_object()))
+
+    srv = fake(handler)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "I: one\nI: two\n", p.stdout
+    assert [r[2].get("Last-Event-ID") for r in srv.requests] == [None, "1"]
+
+
+def test_a_stream_that_never_opened_is_not_retried(fake):
+    err = {"error": {"code": "unavailable", "message": "the server is stopping"}}
+    srv = fake(lambda h: send_json(h, 503, err))
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == "debate logs: the server is stopping (unavailable)\n", p.stderr
+    assert len(srv.requests) == 1
+    port = free_ports(1)[0]
+    p = run("logs", BUILD_ID, "--follow", "--server", f"http://127.0.0.1:{port}")
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.startswith(f'debate logs: cannot reach "http://127.0.0.1:{port}/api/v1/builds/{BUILD_ID}/log": '), \
+        p.stderr
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupting_a_follow_that_reconnects_exits_128_plus_the_signal(fake, sig, code):
     srv = fake(lambda h: (sse_head(h), sse(h, "log", "I: one", 1)))
     port = srv.url.rsplit(":", 1)[1]
     # Give the client a little while to reconnect, then take the server away for good.
@@ -352,12 +548,206 @@ def test_interrupting_a_follow_that_reconnects_exits_130(fake):
     while len(srv.requests) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     srv.close()
-    proc.send_signal(2)           # SIGINT: it stops waiting at once
+    proc.send_signal(sig)         # it stops waiting at once
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert err.endswith("debate logs: interrupted\n"), err
     assert out.startswith("I: one\n"), out
     assert len(srv.requests) >= 2, f"no reconnection to port {port}"
+
+
+def proc_state(pid, key):
+    """A line of /proc/PID/status ("SigCgt"), or of /proc/PID/wchan when key is "wchan"; "" once it has gone."""
+    try:
+        if key == "wchan":
+            return Path(f"/proc/{pid}/wchan").read_text()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return line.split()[1]
+    except OSError:
+        pass
+    return ""
+
+
+def wait_for(what, deadline_s=30):
+    deadline = time.monotonic() + deadline_s
+    while not what() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return what()
+
+
+def test_ctrl_c_while_the_log_waits_for_its_reader_exits_130(fake):
+    """The log goes to a pipe nobody reads: the write blocks, and SIGINT breaks it off. That is an interruption
+    (130), not a file that cannot be written (3)."""
+    body = b"I: a line of the log\n" * 200000
+
+    def handler(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    srv = fake(handler)
+    # A pipe full to the last byte: the command's first write blocks before it has written anything.
+    rd, wr = os.pipe()
+    os.set_blocking(wr, False)
+    for chunk in (4096, 1):
+        try:
+            while True:
+                os.write(wr, b"x" * chunk)
+        except BlockingIOError:
+            pass
+    os.set_blocking(wr, True)
+    proc = subprocess.Popen([debate_bin(), "logs", BUILD_ID, "--server", srv.url], stdout=wr,
+                            stderr=subprocess.PIPE, env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}))
+    os.close(wr)
+    try:
+        assert wait_for(lambda: "pipe" in proc_state(proc.pid, "wchan")), "the write never blocked"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(rd)
+    assert proc.returncode == 130, err
+    assert err == b"debate logs: interrupted\n", err
+
+
+def test_a_second_ctrl_c_stops_a_step_that_does_not_look(fake, tmp_path):
+    """Hashing a part of many GiB does not look at the flag the first Ctrl-C sets; the second kills the command."""
+    size = 16 << 30
+    record = build_object(iso_sha256=ISO_SHA, iso_size=size, iso_url=f"/api/v1/builds/{BUILD_ID}/iso",
+                          manifest_url=f"/api/v1/builds/{BUILD_ID}/manifest")
+    srv = fake(lambda h: send_json(h, 200, record) if h.path.endswith(BUILD_ID) else send_json(h, 404, {}))
+    part = tmp_path / "x.iso.part"
+    with open(part, "wb") as f:
+        f.truncate(size)           # sparse: all there, nothing on disk, all to hash
+    proc = subprocess.Popen([debate_bin(), "download", BUILD_ID, "-o", str(tmp_path / "x.iso"), "--server", srv.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}))
+    sigint = 1 << (signal.SIGINT - 1)
+
+    def hashing():
+        try:
+            return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == str(part) for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+        except OSError:
+            return False
+
+    try:
+        assert wait_for(hashing), "the part was never opened"
+        proc.send_signal(signal.SIGINT)
+        # The first has been handled once the handler is no longer installed (SA_RESETHAND).
+        wait_for(lambda: not int(proc_state(proc.pid, "SigCgt") or "0", 16) & sigint, 5)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGINT, proc.returncode
+
+
+# --------------------------------------------------------------------------
+# on a terminal: printable server text, a bar that fits
+# --------------------------------------------------------------------------
+
+ESC = "\x1b]0;owned\x07\x1b[2J"       # retitles the window, clears the screen
+
+
+def run_on_terminal(*args, columns=80, on="stderr"):
+    """Runs `debate ARGS` with standard error (or standard output) on a pseudo-terminal `columns` wide; returns
+    (returncode, what the terminal got, what the other stream got)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, on: slave}
+    proc = subprocess.Popen([debate_bin(), *args], env=clean_env({"DEBATE_DATA_DIR": EMPTY_DATA_DIR}),
+                            stdin=subprocess.DEVNULL, **streams)
+    os.close(slave)
+    other = proc.stdout if on == "stderr" else proc.stderr
+    got, rest = b"", b""
+    while True:
+        ready, _, _ = select.select([master, other], [], [], 60)
+        assert ready, "debate wrote nothing for 60 s"
+        if master in ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:      # EIO: the last writer has gone
+                chunk = b""
+            got += chunk
+            if not chunk:
+                break
+        if other in ready:
+            rest += other.read1(65536)
+    rest += other.read()
+    proc.wait(timeout=60)
+    os.close(master)
+    for marker in SANITIZER_MARKERS:
+        assert marker.encode() not in got + rest, (got + rest).decode(errors="replace")
+    return proc.returncode, got.decode("utf-8"), rest.decode("utf-8")    # strict: a cut inside a character fails
+
+
+def test_server_text_reaches_a_terminal_printable(fake):
+    err = {"error": {"code": "not_found", "message": f"no build {ESC}here"}}
+    srv = fake(lambda h: send_json(h, 404, err))
+    code, tty, _ = run_on_terminal("status", BUILD_ID, "--server", srv.url)
+    assert code == 2, tty
+    assert tty == "debate status: no build ?]0;owned??[2Jhere (not_found)\r\n", repr(tty)
+
+
+def test_log_lines_reach_a_terminal_printable_and_a_pipe_as_they_are(fake):
+    def handler(h):
+        if h.headers.get("Accept") == "text/plain":
+            body = f"I: plain {ESC}\ttab\n".encode()
+            h.send_response(200)
+            h.send_header("Content-Type", "text/plain")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            return h.wfile.write(body)
+        sse_head(h)
+        sse(h, "log", f"I: {ESC}\ttab", 1)
+        sse(h, "progress", json.dumps({"stage": "rootfs", "progress": 16, "message": f"m{ESC}"}), 2)
+        sse(h, "end", json.dumps(build_object()))
+
+    srv = fake(handler)
+    code, tty, _ = run_on_terminal("logs", BUILD_ID, "--follow", "--server", srv.url, on="stdout")
+    assert code == 0, tty
+    assert tty == "I: ?]0;owned??[2J\ttab\r\n[rootfs 16%] m?]0;owned??[2J\r\n", repr(tty)
+    code, tty, _ = run_on_terminal("logs", BUILD_ID, "--server", srv.url, on="stdout")
+    assert code == 0, tty
+    assert tty == "I: plain ?]0;owned??[2J\ttab\r\n", repr(tty)
+    p = run("logs", BUILD_ID, "--follow", "--server", srv.url)
+    assert p.returncode == 0 and p.stdout.startswith(f"I: {ESC}\ttab\n"), repr(p.stdout)
+    p = run("logs", BUILD_ID, "--server", srv.url)
+    assert p.returncode == 0 and p.stdout == f"I: plain {ESC}\ttab\n", repr(p.stdout)
+
+
+def test_the_bar_fits_a_narrow_terminal_and_cuts_between_characters(fake):
+    stages = [("rootfs", 16), ("rootfs", 40), ("squashfs", 72), ("done", 100)]
+
+    def handler(h):
+        if h.path == "/api/v1/csrf":
+            return send_json(h, 200, {"token": "csrf-token"})
+        if h.command == "POST":
+            return send_json(h, 201, {"build": build_object(status="queued"), "cache": "miss"})
+        sse_head(h)
+        for i, (stage, pct) in enumerate(stages):
+            message = ESC + "é" * 30 + "ü" * 30
+            sse(h, "progress", json.dumps({"stage": stage, "progress": pct, "message": message}), i + 1)
+        sse(h, "end", json.dumps(build_object()))
+
+    srv = fake(handler)
+    for columns in (40, 80):
+        code, tty, out = run_on_terminal("submit", str(TINY), "--wait", "--server", srv.url, columns=columns)
+        assert code == 0, tty
+        assert out == f"{BUILD_ID}\n"
+        drawn = [seg for line in tty.split("\r\n") for seg in line.split("\r\x1b[K")[1:]]
+        assert len(drawn) == len(stages), repr(tty)
+        for seg in drawn:
+            assert len(seg) <= columns - 1, (columns, seg)
+            assert "\x1b" not in seg, repr(seg)
+        # Each stage keeps its line: the first rootfs line is redrawn on the same line, the others start anew.
+        assert len([line for line in tty.split("\r\n") if "\x1b[K" in line]) == 3, repr(tty)
+        assert drawn[-1].startswith("[") and "100% done" in drawn[-1], drawn[-1]
 
 
 # --------------------------------------------------------------------------
@@ -369,13 +759,15 @@ ISO_SHA = hashlib.sha256(ISO).hexdigest()
 MANIFEST = {"iso_sha256": ISO_SHA, "iso_size": len(ISO), "config_hash": "0" * 64}
 
 
-def iso_server(iso=ISO, cut_first=False):
-    """Serves a succeeded build whose ISO is iso (the record always says ISO); the first ISO transfer
-    stops after a third when cut_first."""
+def iso_server(iso=ISO, cut_first=False, etag=ISO_SHA, iso_error=None):
+    """Serves a succeeded build whose ISO is iso (the record always says ISO) with etag as its ETag; the first
+    ISO transfer stops after a third when cut_first; iso_error (status, code) answers the ISO's GET."""
     state = {"cut": cut_first}
 
     def handler(h):
         path = h.path
+        if path.endswith("/iso") and iso_error is not None:
+            return send_json(h, iso_error[0], {"error": {"code": iso_error[1], "message": "no ISO here"}})
         if path == f"/api/v1/builds/{BUILD_ID}":
             return send_json(h, 200, build_object(iso_sha256=ISO_SHA, iso_size=len(ISO),
                                                   iso_url=f"/api/v1/builds/{BUILD_ID}/iso",
@@ -385,7 +777,7 @@ def iso_server(iso=ISO, cut_first=False):
         rng = h.headers.get("Range")
         start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng else 0
         h.send_response(206 if rng else 200)
-        h.send_header("ETag", f'"{ISO_SHA}"')
+        h.send_header("ETag", f'"{etag}"')
         h.send_header("Content-Length", str(len(iso) - start))
         if rng:
             h.send_header("Content-Range", f"bytes {start}-{len(iso) - 1}/{len(iso)}")
@@ -436,6 +828,25 @@ def test_a_part_of_another_iso_is_fetched_again_whole(fake, tmp_path):
     assert ranges == ["bytes=1000000-", None], ranges
 
 
+def test_an_etag_that_is_not_the_records_leaves_a_resumed_part_alone(fake, tmp_path):
+    srv = fake(iso_server(etag="0" * 64))
+    out = tmp_path / "x.iso"
+    (tmp_path / "x.iso.part").write_bytes(ISO[:1000000])
+    p = run("download", BUILD_ID, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 3, p.stderr
+    assert "is not the build's: its ETag is" in p.stderr, p.stderr
+    assert (tmp_path / "x.iso.part").read_bytes() == ISO[:1000000]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.iso.part"]
+
+
+def test_a_refused_iso_leaves_no_empty_part(fake, tmp_path):
+    srv = fake(iso_server(iso_error=(404, "artifact_gone")))
+    p = run("download", BUILD_ID, "-o", str(tmp_path / "x.iso"), "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "debate download: no ISO here (artifact_gone)\n", p.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_iso_that_is_not_the_records_never_reaches_out(fake, tmp_path):
     bad = bytearray(ISO)
     bad[12345] ^= 1
@@ -445,6 +856,36 @@ def test_an_iso_that_is_not_the_records_never_reaches_out(fake, tmp_path):
     assert p.returncode == 3, p.stderr
     assert f"has SHA-256 {hashlib.sha256(bad).hexdigest()}, its build record says {ISO_SHA}" in p.stderr, p.stderr
     assert list(tmp_path.iterdir()) == [], "a wrong ISO (or its part) was left behind"
+
+
+@pytest.mark.parametrize("cmd", ["download", "submit"])
+@pytest.mark.parametrize("what", ["fifo", "directory", "fifo.part", "fifo.manifest"])
+def test_output_over_a_file_that_is_not_regular_is_refused_before_any_request(fake, tmp_path, cmd, what):
+    srv = fake(iso_server())
+    out = tmp_path / "x.iso"
+    victim = {"fifo": out, "directory": out, "fifo.part": tmp_path / "x.iso.part",
+              "fifo.manifest": tmp_path / "x.iso.manifest.json"}[what]
+    if what == "directory":
+        victim.mkdir()
+    else:
+        os.mkfifo(victim)
+    first = [BUILD_ID] if cmd == "download" else [str(TINY)]
+    p = run(cmd, *first, "-o", str(out), "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f'debate {cmd}: "{victim}" exists and is not a regular file\n', p.stderr
+    assert srv.requests == []
+    assert victim.is_dir() if what == "directory" else victim.is_fifo()
+
+
+@pytest.mark.parametrize("cmd", ["download", "submit"])
+def test_an_output_directory_that_is_missing_is_refused_before_any_request(fake, cmd):
+    srv = fake(iso_server())
+    first = [BUILD_ID] if cmd == "download" else [str(TINY)]
+    p = run(cmd, *first, "-o", "/nonexistent/x.iso", "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f'debate {cmd}: cannot write to "/nonexistent/x.iso": the directory "/nonexistent" is ' \
+                       "missing or not writable\n", p.stderr
+    assert srv.requests == []
 
 
 @pytest.mark.parametrize("status,code,words", [("failed", 1, "failed: "), ("cancelled", 4, "was cancelled"),
@@ -485,10 +926,11 @@ def client(real, *args, timeout=BUILD_TIMEOUT, **kw):
 
 @pytest.fixture(scope="module")
 def tiny_submitted(real):
-    """examples/tiny.json submitted with --wait -o from a directory of its own."""
+    """examples/tiny.json submitted with --wait -o from a directory of its own (removed after the module)."""
     work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
     p = client(real, "submit", str(TINY), "--wait", "-o", "tiny.iso", cwd=work, timeout=FIRST_BUILD_TIMEOUT)
-    return type("Tiny", (), {"p": p, "work": work})
+    yield type("Tiny", (), {"p": p, "work": work})
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @needs_root
@@ -513,10 +955,10 @@ def test_submit_wait_downloads_the_iso_and_its_manifest(real, tiny_submitted):
 
 
 @needs_root
-def test_the_same_submission_again_is_a_cache_hit(real, tiny_submitted):
+def test_the_same_submission_again_is_a_cache_hit(real, tiny_submitted, tmp_path):
     assert tiny_submitted.p.returncode == 0
     bid = tiny_submitted.p.stdout.split()[0]
-    work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
+    work = tmp_path
     p = client(real, "submit", str(TINY), "-o", str(work / "again.iso"))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split("\n")[0] == bid
@@ -554,10 +996,10 @@ def test_status_list_and_logs(real, tiny_submitted):
 
 
 @needs_root
-def test_download_resumes_a_partial_iso_from_the_server(real, tiny_submitted):
+def test_download_resumes_a_partial_iso_from_the_server(real, tiny_submitted, tmp_path):
     bid = tiny_submitted.p.stdout.split()[0]
     iso = (tiny_submitted.work / "tiny.iso").read_bytes()
-    work = Path(tempfile.mkdtemp(prefix="debate-client-out-"))
+    work = tmp_path
     (work / "d.iso.part").write_bytes(iso[:1 << 20])
     p = client(real, "download", bid, "-o", "d.iso", cwd=work)
     assert p.returncode == 0, p.stderr
@@ -573,7 +1015,8 @@ def test_an_invalid_recipe_exits_2_naming_the_field(real, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(recipe))
     p = client(real, "submit", str(tmp_path / "bad.json"))
     assert p.returncode == 2, p.stderr
-    assert p.stderr.startswith("debate submit: packages[1]: ") and p.stderr.endswith(" (invalid_recipe)\n"), p.stderr
+    assert p.stderr.startswith("debate submit: packages[1]: ") and \
+        p.stderr.endswith(" (invalid_recipe, field recipe.packages[1])\n"), p.stderr
     (tmp_path / "broken.json").write_text("{")
     p = client(real, "submit", str(tmp_path / "broken.json"))
     assert p.returncode == 2 and p.stderr.startswith(f'debate submit: "{tmp_path}/broken.json": line '), p.stderr
@@ -648,12 +1091,12 @@ def test_cancel_a_running_build_that_submit_and_logs_follow(real, tiny_submitted
 COMPLETION = Path(__file__).resolve().parents[2] / "deploy" / "bash-completion" / "debate"
 
 
-def complete(*words):
+def complete(*words, cwd=None):
     """What the completion offers for `debate WORDS` (the last word being completed)."""
     words = ["debate", *words]
     script = (f"source {COMPLETION}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
               f"COMP_CWORD={len(words) - 1}; _debate; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
-    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, cwd=cwd)
     assert p.returncode == 0, p.stderr
     return sorted(w for w in p.stdout.split("\n") if w)
 
@@ -667,3 +1110,22 @@ def test_bash_completion_offers_every_command_and_every_long_option():
         assert complete(cmd, "--") == options, f"debate {cmd}: completion {complete(cmd, '--')}, usage {options}"
     assert complete("list", "--status", "s") == ["succeeded"]
     assert complete("sub") == ["submit"]
+
+
+def test_bash_completion_of_option_values(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file.json").write_text("{}")
+    t = str(tmp_path)
+    # -n takes a number in list, and nothing in serve (it is --check there).
+    assert complete("list", "-n", "") == []
+    assert complete("serve", "-n", "--") == ["--check", "--config", "--help"]
+    # --in is a directory; --output, --lock, --config a file.
+    assert complete("sandbox", "--in", f"{t}/") == [f"{t}/dir"]
+    assert complete("submit", "--lock", f"{t}/f") == [f"{t}/file.json"]
+    # --opt=value, split at "=" as bash does, or whole.
+    assert complete("submit", "--output", "=", f"{t}/f") == [f"{t}/file.json"]
+    assert complete("submit", "--output", "=", cwd=tmp_path) == ["dir", "file.json"]
+    assert complete("submit", f"--output={t}/f") == [f"--output={t}/file.json"]
+    assert complete("list", "--status", "=", "s") == ["succeeded"]
+    assert complete("list", "--status=s") == ["--status=succeeded"]
+    assert complete("sandbox", f"--in={t}/") == [f"--in={t}/dir"]

@@ -163,3 +163,46 @@ TEST(client_query_escape_encodes_all_but_unreserved)
     CHECK_STR(a, "succeeded");
     CHECK_STR(b, "a%20b%26c%3Dd%2F%25%C3%A9");
 }
+
+TEST(sse_parser_takes_an_id_only_when_its_event_ends)
+{
+    struct seen s = {0};
+    struct sse_parser p;
+    sse_parser_init(&p, 1024, record, &s);
+    /* The stream drops in the middle of event 2: resuming must start after event 1, not 2. */
+    CHECK_INT(feed_in_steps(&p, "id: 1\ndata: a\n\nid: 2\ndata: b\n", 3), SSE_PARSE_OK);
+    CHECK_STR(s.text, "1|message|a\n");
+    CHECK_STR(sse_parser_last_id(&p), "1");
+    CHECK_INT(feed_in_steps(&p, "\n", 1), SSE_PARSE_OK);
+    CHECK_STR(sse_parser_last_id(&p), "2");
+    sse_parser_release(&p);
+}
+
+TEST(sse_parser_resumes_from_the_id_of_the_last_connection)
+{
+    struct seen s = {0};
+    struct sse_parser p;
+    sse_parser_init(&p, 1024, record, &s);
+    sse_parser_resume(&p, "7");
+    CHECK_STR(sse_parser_last_id(&p), "7");
+    /* An event without an id line of its own keeps the id the stream had. */
+    CHECK_INT(feed_in_steps(&p, "data: x\n\n", 100), SSE_PARSE_OK);
+    CHECK_STR(s.text, "7|message|x\n");
+    sse_parser_release(&p);
+}
+
+TEST(client_post_json_refuses_a_missing_body_before_any_request)
+{
+    /* Port 1 on loopback: were a request made, it would fail as CLIENT_NETWORK, not CLIENT_LOCAL. */
+    struct client_opts o = {.server = "http://127.0.0.1:1"};
+    struct client_error e;
+    struct client *c = client_new(&o, &e);
+    CHECK(c != NULL);
+    json_t *out = NULL;
+    long status = -1;
+    CHECK_INT(client_post_json(c, "/api/v1/builds", NULL, &status, &out, &e), CLIENT_LOCAL);
+    CHECK_STR(e.message, "no request body to post to \"http://127.0.0.1:1/api/v1/builds\"");
+    CHECK(out == NULL);
+    CHECK_INT(status, 0);
+    client_free(c);
+}
