@@ -71,8 +71,14 @@ enum engine_error pkgindex_probe(const char *dir, struct pkgindex_info *out, cha
 }
 
 /* Decompresses an .xz file held in memory into *out (malloc'd). */
-static enum engine_error unxz(const char *path, const char *in, size_t in_len, char **out, size_t *out_len,
-                              char *err, size_t errlen)
+/* True once *cancel is set: a long load gives up between two steps. */
+static bool cancelled(const atomic_bool *cancel)
+{
+    return cancel != NULL && atomic_load(cancel);
+}
+
+static enum engine_error unxz(const char *path, const char *in, size_t in_len, const atomic_bool *cancel, char **out,
+                              size_t *out_len, char *err, size_t errlen)
 {
     lzma_stream s = LZMA_STREAM_INIT;
     size_t cap = in_len * 6 + 4096, len = 0;
@@ -80,7 +86,7 @@ static enum engine_error unxz(const char *path, const char *in, size_t in_len, c
     lzma_ret r = lzma_stream_decoder(&s, UINT64_MAX, LZMA_CONCATENATED);
     s.next_in = (const uint8_t *)in;
     s.avail_in = in_len;
-    while (r == LZMA_OK) {
+    while (r == LZMA_OK && !cancelled(cancel)) {
         if (len == cap) {
             if (cap >= PACKAGES_MAX) {
                 r = LZMA_MEMLIMIT_ERROR;
@@ -89,12 +95,19 @@ static enum engine_error unxz(const char *path, const char *in, size_t in_len, c
             cap *= 2;
             buf = xrealloc(buf, cap);
         }
+        /* A MiB at a time, so that a cancel is seen within one. */
+        size_t room = cap - len < (1u << 20) ? cap - len : (1u << 20);
         s.next_out = (uint8_t *)buf + len;
-        s.avail_out = cap - len;
+        s.avail_out = room;
         r = lzma_code(&s, LZMA_FINISH);
-        len = cap - s.avail_out;
+        len += room - s.avail_out;
     }
     lzma_end(&s);
+    if (r == LZMA_OK) { /* cancelled */
+        free(buf);
+        snprintf(err, errlen, "reading \"%s\" was interrupted", path);
+        return ENGINE_E_INTERRUPTED;
+    }
     if (r != LZMA_STREAM_END) {
         free(buf);
         snprintf(err, errlen, "\"%s\" is not a readable xz archive (liblzma error %d)", path, (int)r);
@@ -106,8 +119,9 @@ static enum engine_error unxz(const char *path, const char *in, size_t in_len, c
 }
 
 /* Reads dir/Packages.xz, checks it against the InRelease's hash for it, and decompresses it. */
-static enum engine_error read_packages(const char *dir, const char *arch, const char *inrelease, char **out,
-                                       size_t *out_len, char *err, size_t errlen)
+static enum engine_error read_packages(const char *dir, const char *arch, const char *inrelease,
+                                       const atomic_bool *cancel, char **out, size_t *out_len, char *err,
+                                       size_t errlen)
 {
     _cleanup_free_ char *path = xasprintf("%s/Packages.xz", dir);
     _cleanup_free_ char *listed = xasprintf("main/binary-%s/Packages.xz", arch);
@@ -128,7 +142,7 @@ static enum engine_error read_packages(const char *dir, const char *arch, const 
         snprintf(err, errlen, "\"%s\" does not have the SHA-256 its release file lists", path);
         return ENGINE_E_FAILED;
     }
-    return unxz(path, xz, xz_len, out, out_len, err, errlen);
+    return unxz(path, xz, xz_len, cancel, out, out_len, err, errlen);
 }
 
 /* Offsets into the string storage while it grows; pointers once it is final. */
@@ -200,12 +214,17 @@ static int cmp_pkg(const void *a, const void *b)
     return c ? c : strcmp(x->version, y->version);
 }
 
-/* The stanzas of a Packages file into ix, sorted by name, one entry a name. */
-static void parse_packages(const char *text, size_t len, struct pkgindex *ix)
+/* The stanzas of a Packages file into ix, sorted by name, one entry a name; false when cancelled. */
+static bool parse_packages(const char *text, size_t len, const atomic_bool *cancel, struct pkgindex *ix)
 {
     struct parse p = {0};
     const char *s = text, *end = text + len;
     while (s < end) {
+        if (p.n % 1024 == 0 && cancelled(cancel)) {
+            free(p.e);
+            free(p.strings);
+            return false;
+        }
         const char *blank = memmem(s, (size_t)(end - s), "\n\n", 2);
         const char *stop = blank ? blank + 1 : end;
         parse_stanza(&p, s, stop);
@@ -229,18 +248,22 @@ static void parse_packages(const char *text, size_t len, struct pkgindex *ix)
         if (kept == 0 || strcmp(ix->pkgs[kept - 1].name, ix->pkgs[i].name) != 0)
             ix->pkgs[kept++] = ix->pkgs[i];
     ix->npkgs = kept;
+    return true;
 }
 
-enum engine_error pkgindex_load(const char *dir, const char *arch, struct pkgindex *out, char *err, size_t errlen)
+enum engine_error pkgindex_load(const char *dir, const char *arch, const atomic_bool *cancel, struct pkgindex *out,
+                                char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     _cleanup_free_ char *inrelease = NULL, *packages = NULL;
     size_t len = 0;
     enum engine_error e = read_inrelease(dir, &out->info, &inrelease, err, errlen);
     if (e == ENGINE_OK)
-        e = read_packages(dir, arch, inrelease, &packages, &len, err, errlen);
-    if (e == ENGINE_OK)
-        parse_packages(packages, len, out);
+        e = read_packages(dir, arch, inrelease, cancel, &packages, &len, err, errlen);
+    if (e == ENGINE_OK && !parse_packages(packages, len, cancel, out)) {
+        snprintf(err, errlen, "reading the index in \"%s\" was interrupted", dir);
+        e = ENGINE_E_INTERRUPTED;
+    }
     return e;
 }
 

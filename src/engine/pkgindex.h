@@ -19,6 +19,7 @@
 #ifndef DEBATE_ENGINE_PKGINDEX_H
 #define DEBATE_ENGINE_PKGINDEX_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -51,9 +52,13 @@ enum engine_error pkgindex_probe(const char *dir, struct pkgindex_info *out, cha
  * Reads dir's index for arch ("amd64"): the InRelease as pkgindex_probe
  * does, then Packages.xz, checked against the hash the InRelease lists for
  * main/binary-ARCH/Packages.xz, decompressed and parsed. Takes about a
- * second for a whole Debian release: call it off any event loop.
+ * second for a whole Debian release (many more under a sanitizer): call it
+ * off any event loop. When cancel (may be NULL) is set meanwhile, it gives
+ * up within a MiB of decompression or a thousand packages and returns
+ * ENGINE_E_INTERRUPTED; out then holds nothing.
  */
-enum engine_error pkgindex_load(const char *dir, const char *arch, struct pkgindex *out, char *err, size_t errlen);
+enum engine_error pkgindex_load(const char *dir, const char *arch, const atomic_bool *cancel, struct pkgindex *out,
+                                char *err, size_t errlen);
 void pkgindex_release(struct pkgindex *ix);
 
 /*

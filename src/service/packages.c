@@ -43,6 +43,7 @@ struct packages {
     size_t nslots;
     bool scanned; /* the first pass has finished */
     bool stop, wanted, started;
+    atomic_bool cancel; /* set by packages_stop: a load in progress gives up (no lock: read while parsing) */
     pthread_t thread;
     pthread_mutex_t refresh_lock; /* one pass at a time; guards seen */
     struct seen *seen;
@@ -157,10 +158,13 @@ static void load_slot(struct packages *p, struct slot *s)
         _cleanup_free_ char *dir = xasprintf("%s/indexes/%s", p->cache_dir, best->info.sha256);
         struct index_ref *r = xcalloc(1, sizeof(*r));
         char err[512];
-        if (pkgindex_load(dir, p->arch, &r->ix, err, sizeof(err)) != ENGINE_OK) {
-            log_warnx("package index skipped: %s", err);
+        enum engine_error e = pkgindex_load(dir, p->arch, &p->cancel, &r->ix, err, sizeof(err));
+        if (e != ENGINE_OK) {
             pkgindex_release(&r->ix);
             free(r);
+            if (e == ENGINE_E_INTERRUPTED) /* stopping: the index is fine, it was not read */
+                break;
+            log_warnx("package index skipped: %s", err);
             best->broken = true; /* try the next newest */
             continue;
         }
@@ -228,6 +232,7 @@ void packages_stop(struct packages *p)
     bool was = p->started;
     if (was) {
         p->stop = true;
+        atomic_store(&p->cancel, true); /* loading an index takes seconds (many under a sanitizer): stop now */
         pthread_cond_signal(&p->wake);
     }
     pthread_mutex_unlock(&p->lock);
@@ -236,6 +241,8 @@ void packages_stop(struct packages *p)
     pthread_join(p->thread, NULL);
     pthread_mutex_lock(&p->lock);
     p->started = false;
+    p->stop = false;
+    atomic_store(&p->cancel, false);
     pthread_mutex_unlock(&p->lock);
 }
 

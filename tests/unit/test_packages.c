@@ -8,6 +8,7 @@
 #include <lzma.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -85,13 +86,27 @@ static char *temp_cache(void)
     return xstrdup(tmpl);
 }
 
+TEST(a_cancelled_load_gives_up_and_holds_nothing)
+{
+    _cleanup_free_ char *cache = temp_cache();
+    _cleanup_free_ char *dir = make_index(cache, "bookworm", "Sat, 11 Jul 2026 10:16:37 UTC", packages_text);
+    struct pkgindex ix;
+    char err[512];
+    atomic_bool cancel;
+    atomic_init(&cancel, true);
+    CHECK_INT(pkgindex_load(dir, "amd64", &cancel, &ix, err, sizeof(err)), ENGINE_E_INTERRUPTED);
+    CHECK(strstr(err, "interrupted") != NULL);
+    CHECK_INT(ix.npkgs, 0);
+    pkgindex_release(&ix);
+}
+
 TEST(index_loads_sorted_with_short_descriptions)
 {
     _cleanup_free_ char *cache = temp_cache();
     _cleanup_free_ char *dir = make_index(cache, "bookworm", "Sat, 11 Jul 2026 10:16:37 UTC", packages_text);
     struct pkgindex ix;
     char err[512];
-    CHECK_INT(pkgindex_load(dir, "amd64", &ix, err, sizeof(err)), ENGINE_OK);
+    CHECK_INT(pkgindex_load(dir, "amd64", NULL, &ix, err, sizeof(err)), ENGINE_OK);
     CHECK_STR(ix.info.codename, "bookworm");
     CHECK_STR(ix.info.date, "Sat, 11 Jul 2026 10:16:37 UTC");
     CHECK(ix.info.when > 0);
@@ -125,7 +140,7 @@ TEST(index_with_altered_packages_is_refused)
     write_or_fail(path, other, len);
     struct pkgindex ix;
     char err[512];
-    CHECK_INT(pkgindex_load(dir, "amd64", &ix, err, sizeof(err)), ENGINE_E_FAILED);
+    CHECK_INT(pkgindex_load(dir, "amd64", NULL, &ix, err, sizeof(err)), ENGINE_E_FAILED);
     CHECK(strstr(err, "does not have the SHA-256 its release file lists") != NULL);
     pkgindex_release(&ix);
     remove_cache(cache);
