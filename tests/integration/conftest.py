@@ -17,6 +17,7 @@ Main pieces:
                           teardown complaint about its exit.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -59,6 +60,15 @@ def debate_bin():
         pytest.fail(f"debate binary not found or not executable: {path} "
                     f"(set DEBATE_BIN)", pytrace=False)
     return path
+
+
+def file_sha256(path):
+    """The SHA-256 of a file, read in pieces (ISOs are large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def free_ports(n=2):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import file_sha256
+
 ROOT = Path(__file__).resolve().parents[2]
 DEBATE = os.environ.get("DEBATE_BIN", str(ROOT / "build" / "debate"))
 TINY = ROOT / "examples" / "tiny.json"
@@ -31,12 +33,6 @@ heavy = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="debate build runs as root")
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +89,7 @@ def assert_same_bytes_when_hostile(data_dir, recipe, reference, out_dir):
     out = deep / reference.name
     r = hostile_build(data_dir, recipe, out)
     assert r.returncode == 0, r.stderr
-    assert sha256(out) == sha256(reference)
+    assert file_sha256(out) == file_sha256(reference)
 
 
 def test_tiny_is_byte_identical_under_a_hostile_environment(data_dir, tiny_iso, out_dir):
@@ -106,7 +102,7 @@ def test_manifest_describes_the_build(data_dir, tiny_iso):
                                             check=True).stdout.split("\n")[:2]
     assert m["config_hash"] == config_hash
     assert m["recipe"] == json.loads(canonical)
-    assert m["iso_sha256"] == sha256(tiny_iso)
+    assert m["iso_sha256"] == file_sha256(tiny_iso)
     assert m["iso_size"] == tiny_iso.stat().st_size
     lock_canonical = json.dumps(m["lock"], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert hashlib.sha256(lock_canonical.encode()).hexdigest() == m["lock_hash"]
@@ -172,7 +168,7 @@ def test_offline_build_from_a_lock_downloads_nothing(data_dir, tiny_iso, out_dir
     r = build(data_dir, TINY, out, "--lock", str(lock), wrap=("unshare", "--net"))
     assert r.returncode == 0, r.stderr
     assert "0 packages downloaded" in r.stdout + r.stderr
-    assert sha256(out) == sha256(tiny_iso)
+    assert file_sha256(out) == file_sha256(tiny_iso)
 
 
 def test_unknown_package_is_named(data_dir, out_dir):
@@ -360,7 +356,7 @@ def test_the_build_log_names_the_sandbox_settings(data_dir, tiny_iso, out_dir):
     for part in ["root inside is uid 100000 outside (65536 ids)", "network (lo only)", "no_new_privs",
                  "seccomp allowlist", "memory 3000 MiB", "wall 1200 s", "cgroups: memory v"]:
         assert part in line, (part, line)
-    assert sha256(out_dir / "t.iso") == sha256(tiny_iso)  # the limits are not an input of the image
+    assert file_sha256(out_dir / "t.iso") == file_sha256(tiny_iso)  # the limits are not an input of the image
 
 
 def test_hooks_run_unprivileged_and_confined(data_dir, tiny_iso, out_dir):
@@ -417,7 +413,7 @@ def test_every_other_example_builds(data_dir, out_dir, recipe):
                                             check=True).stdout.split("\n")[:2]
     assert m["config_hash"] == config_hash
     assert m["recipe"] == json.loads(canonical)
-    assert m["iso_sha256"] == sha256(out)
+    assert m["iso_sha256"] == file_sha256(out)
     assert m["iso_size"] == out.stat().st_size
     names = {p["name"] for p in m["lock"]["packages"]}
     missing = sorted(set(m["recipe"]["packages"]) - names)

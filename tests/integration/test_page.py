@@ -19,7 +19,6 @@ finished build there (docs/images/ for the documentation). The package
 cache is shared as in test_service.py (DEBATE_TEST_CACHE_DIR to keep one).
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _own_tmpdir, debate_bin
+from conftest import file_sha256, _own_tmpdir, debate_bin
 from test_service import (FIRST_BUILD_TIMEOUT, TINY, Api, cache_dir, service, tails,  # noqa: F401 - fixtures
                           tiny_with_hook)
 
@@ -64,12 +63,6 @@ def write_json(path, doc):
     return str(path)
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def run_browser(config, srv):
@@ -113,7 +106,7 @@ def test_the_page_in_a_browser(service):  # noqa: F811 - the fixture imported ab
         assert built["status"] == "succeeded", built
         assert built["config_hash"] == config_hash(TINY), built
         assert seen["iso_sha256_shown"] == built["iso_sha256"], (seen, built)
-        assert sha256_file(seen["iso"]) == built["iso_sha256"], "the ISO downloaded through the page"
+        assert file_sha256(seen["iso"]) == built["iso_sha256"], "the ISO downloaded through the page"
         assert os.path.getsize(seen["iso"]) == built["iso_size"], built
 
         cancelled = api.build(seen["cancel_id"])

@@ -9,7 +9,6 @@ DEBATE_DATA_DIR is absolute. The package cache is shared by the module
 (DEBATE_TEST_CACHE_DIR names one to reuse across runs), so only the first
 build downloads anything.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import file_sha256
+
 ROOT = Path(__file__).resolve().parents[2]
 DEBATE = os.environ.get("DEBATE_BIN", str(ROOT / "build" / "debate"))
 TINY = ROOT / "examples" / "tiny.json"
@@ -26,12 +27,6 @@ TINY = ROOT / "examples" / "tiny.json"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="debate build runs as root")
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +63,7 @@ def reference(env):
         out = d / "tiny.iso"
         r = debate(env, "/", "build", str(TINY), "-o", str(out))
         assert r.returncode == 0, r.stderr
-        return sha256(out)
+        return file_sha256(out)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -78,7 +73,7 @@ def assert_built(r, cwd, output, reference):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     iso = cwd / output
     assert r.stdout.splitlines()[-1] == f"{reference}  {output}", r.stdout[-500:]
-    assert sha256(iso) == reference
+    assert file_sha256(iso) == reference
     manifest = json.loads(Path(f"{iso}.manifest.json").read_text())
     assert manifest["iso_sha256"] == reference
     leftovers = list(iso.parent.glob(".debate-build-*"))
