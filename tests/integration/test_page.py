@@ -76,6 +76,10 @@ def run_browser(config, srv):
     return json.loads(lines[-1])
 
 
+# The browser drives the same handlers that test_page_routes.py checks under
+# the sanitizers; the browser itself (two minutes under ASan) runs once.
+@pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
+                    reason="the browser run is made once, in the release run")
 def test_the_page_in_a_browser(service):  # noqa: F811 - the fixture imported above
     missing = browser_missing()
     if missing:
