@@ -9,22 +9,30 @@
 
 const struct cmd_usage cmd_lock_usage = {
     .name = "lock",
-    .synopsis = "RECIPE [--mirror URL] [--fetch] [--config FILE]",
+    .synopsis = "RECIPE [--mirror URL] [--security-mirror URL] [--fetch] [--config FILE]",
     .summary = "resolve the recipe's packages and print the lock",
     .options = "  -c, --config FILE    read settings from FILE (default: $DEBATE_CONFIG)\n"
                "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else\n"
                "                       apt's)\n"
+               "      --security-mirror URL\n"
+               "                       the security archive (default: the security_mirror\n"
+               "                       setting, else apt's)\n"
                "      --fetch          download the packages into cache_dir too\n",
 };
 
-static int lock_run(const struct config *cfg, const struct recipe *r, const char *mirror, bool fetch)
+static int lock_run(const struct config *cfg, const struct recipe *r, const char *mirror, const char *security,
+                    bool fetch)
 {
     char msg[2048];
     _cleanup_free_ char *default_mirror = resolve_default_mirror();
-    if (mirror == NULL)
-        mirror = cfg->mirror[0] ? cfg->mirror : default_mirror;
+    _cleanup_free_ char *default_security = resolve_default_security_mirror();
+    struct resolve_mirrors m = {
+        .mirror = mirror ? mirror : cfg->mirror[0] ? cfg->mirror : default_mirror,
+        .security_mirror = security ? security : cfg->security_mirror[0] ? cfg->security_mirror : default_security,
+        .keyring = cfg->archive_keyring,
+    };
     struct lock l;
-    if (resolve_lock(r, mirror, cfg->archive_keyring, cfg->cache_dir, &l, msg, sizeof(msg)) != ENGINE_OK) {
+    if (resolve_lock(r, &m, cfg->cache_dir, &l, msg, sizeof(msg)) != ENGINE_OK) {
         fprintf(stderr, "debate lock: %s\n", msg);
         return 1;
     }
@@ -44,11 +52,12 @@ static int lock_run(const struct config *cfg, const struct recipe *r, const char
 int cmd_lock(int argc, char **argv)
 {
     static const struct option opts[] = {{"mirror", required_argument, NULL, 'm'},
+                                         {"security-mirror", required_argument, NULL, 's'},
                                          {"config", required_argument, NULL, 'c'},
                                          {"fetch", no_argument, NULL, 'f'},
                                          CMD_OPTION_HELP,
                                          {NULL, 0, NULL, 0}};
-    const char *mirror = NULL, *file = NULL;
+    const char *mirror = NULL, *security = NULL, *file = NULL;
     bool fetch = false;
     int c;
     while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
@@ -56,6 +65,8 @@ int cmd_lock(int argc, char **argv)
             return cmd_help(&cmd_lock_usage);
         if (c == 'm')
             mirror = optarg;
+        else if (c == 's')
+            security = optarg;
         else if (c == 'f')
             fetch = true;
         else if (c == 'c')
@@ -72,7 +83,7 @@ int cmd_lock(int argc, char **argv)
         return CMD_EXIT_CONFIG;
     rc = 1;
     if (cmd_load_recipe("lock", argv[optind], &r) == 0) {
-        rc = lock_run(&cfg, &r, mirror, fetch);
+        rc = lock_run(&cfg, &r, mirror, security, fetch);
         recipe_release(&r);
     }
     config_release(&cfg);

@@ -54,6 +54,48 @@ static char *include_list(struct build *b)
     return include;
 }
 
+/*
+ * One sources.list line for each of the lock's suites, with its
+ * components: from the local mirror (signed-by the keyring) for
+ * mmdebstrap, or from the suites' own mirrors for the image. A format 1
+ * lock's is "deb MIRROR RELEASE main", as it always was.
+ */
+static char *lock_source(const struct lock *l, size_t i, const char *keyring)
+{
+    char *comps = xstrdup("");
+    for (size_t k = 0; k < l->ncomponents; k++) {
+        char *longer = xasprintf("%s %s", comps, l->components[k]);
+        free(comps);
+        comps = longer;
+    }
+    char *line = keyring ? xasprintf("deb [signed-by=%s] copy://" MIRROR " %s%s", keyring, l->suites[i].name, comps)
+                         : xasprintf("deb %s %s%s", l->suites[i].mirror, l->suites[i].name, comps);
+    free(comps);
+    return line;
+}
+
+static char *image_sources(const struct lock *l)
+{
+    char *text = xstrdup("");
+    for (size_t i = 0; i < l->nsuites; i++) {
+        _cleanup_free_ char *line = lock_source(l, i, NULL);
+        char *longer = xasprintf("%s%s\n", text, line);
+        free(text);
+        text = longer;
+    }
+    return text;
+}
+
+/*
+ * The busybox applets' links. A release with a merged /usr (trixie)
+ * ships busybox in /usr/bin alone and the extract variant makes no /bin
+ * link, so the hook finds it where it is.
+ */
+#define EXTRACT_HOOK                                                                                                   \
+    "--extract-hook=mkdir -p \"$1/bin\" \"$1/sbin\" \"$1/usr/bin\" \"$1/usr/sbin\" && "                              \
+    "if [ -e \"$1/bin/busybox\" ]; then chroot \"$1\" /bin/busybox --install -s; "                                   \
+    "else chroot \"$1\" /usr/bin/busybox --install -s; fi"
+
 static int rootfs(struct build *b)
 {
     const char *keyring = KEYRING;
@@ -62,21 +104,23 @@ static int rootfs(struct build *b)
     if (include == NULL && !build_is_live(b))
         return build_fail(b, ENGINE_E_FAILED, "packages: the busybox variant needs at least busybox-static");
     _cleanup_free_ char *inc = xasprintf("--include=%s", include ? include : "");
-    _cleanup_free_ char *source = xasprintf("deb [signed-by=%s] copy://" MIRROR " %s main", keyring,
-                                            b->lock.release);
-    if (build_is_live(b)) {
-        /* minbase plus the recipe's packages; maintainer scripts run (initramfs included). */
-        const char *argv[] = {"/usr/bin/mmdebstrap", "--quiet", "--variant=minbase", "--mode=root",
-                              "--architectures=amd64", inc, kr, "--aptopt=APT::Sandbox::User \"root\"",
-                              b->lock.release, WORK "/root", source, NULL};
-        return build_run_tool(b, "mmdebstrap", argv, true);
-    }
-    const char *argv[] = {"/usr/bin/mmdebstrap", "--quiet", "--variant=extract", "--mode=root",
-                          "--architectures=amd64", inc, kr, "--aptopt=APT::Sandbox::User \"root\"",
-                          "--extract-hook=mkdir -p \"$1/bin\" \"$1/sbin\" \"$1/usr/bin\" \"$1/usr/sbin\" && "
-                          "chroot \"$1\" /bin/busybox --install -s",
-                          b->lock.release, WORK "/root", source, NULL};
-    return build_run_tool(b, "mmdebstrap", argv, true);
+    bool live = build_is_live(b);
+    const char *argv[16] = {"/usr/bin/mmdebstrap", "--quiet", live ? "--variant=minbase" : "--variant=extract",
+                            "--mode=root", "--architectures=amd64", inc, kr, "--aptopt=APT::Sandbox::User \"root\""};
+    size_t argc = 8;
+    /* live: minbase plus the recipe's packages; maintainer scripts run (initramfs included). */
+    if (!live)
+        argv[argc++] = EXTRACT_HOOK;
+    argv[argc++] = b->lock.release;
+    argv[argc++] = WORK "/root";
+    char *sources[3] = {NULL, NULL, NULL};
+    for (size_t i = 0; i < b->lock.nsuites && i < ARRAY_SIZE(sources); i++)
+        argv[argc++] = sources[i] = lock_source(&b->lock, i, keyring);
+    argv[argc] = NULL;
+    int rc = build_run_tool(b, "mmdebstrap", argv, true);
+    for (size_t i = 0; i < ARRAY_SIZE(sources); i++)
+        free(sources[i]);
+    return rc;
 }
 
 /* ---- stage: customizing ----------------------------------------------------------------- */
@@ -174,7 +218,7 @@ static int customize(struct build *b)
     }
     unlinkat(rootfd, "etc/resolv.conf", 0); /* the host's must not leak in; absent is fine */
     /* mmdebstrap records the mirror it used: write the canonical one instead. */
-    _cleanup_free_ char *sources = xasprintf("deb %s %s main\n", b->lock.mirror, b->lock.release);
+    _cleanup_free_ char *sources = image_sources(&b->lock);
     _cleanup_free_ char *hostname = xasprintf("%s\n", r->hostname);
     _cleanup_free_ char *hosts = xasprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
                                            r->hostname);
