@@ -283,6 +283,67 @@ static char *kernel_version(const char *kdir)
     return kv;
 }
 
+static int copy_into(struct build *b, const char *from, const char *to, unsigned mode);
+
+/* A kernel whose modules are in /usr/lib/modules (trixie's): moved to lib/modules, where the rest looks. */
+static int usr_modules_to_lib(struct build *b)
+{
+    if (access(WORK "/kernel/usr/lib/modules", F_OK) != 0)
+        return 0;
+    int rc = mkdir_p(WORK "/kernel/lib", 0755);
+    if (rc < 0 || rename(WORK "/kernel/usr/lib/modules", WORK "/kernel/lib/modules") < 0)
+        return build_fail(b, engine_errno_cause(rc < 0 ? -rc : errno), "cannot move the kernel's modules: %s",
+                          strerror(rc < 0 ? -rc : errno));
+    return 0;
+}
+
+static bool ends_with_xz(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 3 && strcmp(s + n - 3, ".xz") == 0;
+}
+
+/*
+ * A module into the initramfs. Compressed ones (trixie's kernel ships
+ * .ko.xz) are decompressed: busybox's insmod then needs no xz of its own,
+ * and the bytes are xz's output, the same on every build.
+ */
+static int install_module(struct build *b, const char *from, const char *to)
+{
+    if (!ends_with_xz(from))
+        return copy_into(b, from, to, 0644);
+    _cleanup_free_ char *plain = xstrndup(to, strlen(to) - 3), *dir = xstrdup(to);
+    int rc = mkdir_p(dirname(dir), 0755);
+    if (rc < 0)
+        return build_fail(b, engine_errno_cause(-rc), "cannot create the directory of \"%s\": %s", plain,
+                          strerror(-rc));
+    const char *argv[] = {"/usr/bin/xz", "-d", "-c", from, NULL};
+    struct proc_opts o = {.stdout_path = plain};
+    if (build_tool(b, "xz", argv, &o, false) < 0)
+        return -1;
+    return chmod(plain, 0644) < 0 ? build_fail(b, ENGINE_E_FAILED, "cannot chmod \"%s\": %s", plain, strerror(errno))
+                                  : 0;
+}
+
+/* The module list's names as installed: ".xz" dropped at the end of each line. */
+static void strip_xz(char *list)
+{
+    char *out = list;
+    for (char *line = list, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        size_t n = next ? (size_t)(next - line) : strlen(line);
+        if (n > 3 && strncmp(line + n - 3, ".xz", 3) == 0)
+            n -= 3;
+        memmove(out, line, n);
+        out += n;
+        if (next == NULL)
+            break;
+        *out++ = '\n';
+        next++;
+    }
+    *out = '\0';
+}
+
 /* Appends the modules needed for name, in load order, to list (no duplicates). */
 static int module_closure(struct build *b, const char *kdir, const char *kv, const char *name, char **list)
 {
@@ -426,18 +487,19 @@ static int kernel(struct build *b)
 {
     if (build_is_live(b))
         return kernel_live(b);
+    /* A '*' before lib: bookworm's kernel has its modules in /lib, trixie's in /usr/lib (tar's '*' matches '/'). */
     static const char *const members[] = {
-        "./boot/vmlinuz-*", "./lib/modules/*/modules.order", "./lib/modules/*/modules.builtin",
-        "./lib/modules/*/modules.builtin.modinfo", "./lib/modules/*/kernel/drivers/ata/*",
-        "./lib/modules/*/kernel/drivers/scsi/*", "./lib/modules/*/kernel/drivers/cdrom/*",
-        "./lib/modules/*/kernel/drivers/block/loop.ko", "./lib/modules/*/kernel/block/*",
-        "./lib/modules/*/kernel/lib/*", "./lib/modules/*/kernel/crypto/*", "./lib/modules/*/kernel/arch/x86/crypto/*",
-        "./lib/modules/*/kernel/fs/isofs/*", "./lib/modules/*/kernel/fs/squashfs/*",
-        "./lib/modules/*/kernel/fs/overlayfs/*", NULL};
-    static const char *const bb_members[] = {"./bin/busybox", NULL};
+        "./boot/vmlinuz-*", "./*lib/modules/*/modules.order", "./*lib/modules/*/modules.builtin",
+        "./*lib/modules/*/modules.builtin.modinfo", "./*lib/modules/*/kernel/drivers/ata/*",
+        "./*lib/modules/*/kernel/drivers/scsi/*", "./*lib/modules/*/kernel/drivers/cdrom/*",
+        "./*lib/modules/*/kernel/drivers/block/loop.ko*", "./*lib/modules/*/kernel/block/*",
+        "./*lib/modules/*/kernel/lib/*", "./*lib/modules/*/kernel/crypto/*",
+        "./*lib/modules/*/kernel/arch/x86/crypto/*", "./*lib/modules/*/kernel/fs/isofs/*",
+        "./*lib/modules/*/kernel/fs/squashfs/*", "./*lib/modules/*/kernel/fs/overlayfs/*", NULL};
+    static const char *const bb_members[] = {"./*bin/busybox", NULL};
     if (b->kernel_pkg == NULL)
         return build_fail(b, ENGINE_E_FAILED, "packages: the image needs a kernel: add linux-image-amd64");
-    if (extract_deb(b, b->kernel_pkg, WORK "/kernel", members) < 0)
+    if (extract_deb(b, b->kernel_pkg, WORK "/kernel", members) < 0 || usr_modules_to_lib(b) < 0)
         return -1;
     _cleanup_free_ char *kv = kernel_version(WORK "/kernel");
     if (kv == NULL)
@@ -460,15 +522,19 @@ static int kernel(struct build *b)
         mkdir_p(d, 0755);
     }
     int rc = extract_deb(b, b->busybox_pkg, WORK "/busybox", bb_members);
-    rc = rc ?: copy_into(b, WORK "/busybox/bin/busybox", WORK "/initrd/bin/busybox", 0755);
+    /* busybox-static has it in /bin up to bookworm, in /usr/bin from trixie on. */
+    const char *bb = access(WORK "/busybox/bin/busybox", F_OK) == 0 ? WORK "/busybox/bin/busybox"
+                                                                     : WORK "/busybox/usr/bin/busybox";
+    rc = rc ?: copy_into(b, bb, WORK "/initrd/bin/busybox", 0755);
     for (char *m = list, *next; rc == 0 && m && *m; m = next) {
         next = strchr(m, '\n');
         *next++ = '\0';
         _cleanup_free_ char *from = xasprintf(WORK "/kernel/lib/modules/%s/%s", kv, m);
         _cleanup_free_ char *to = xasprintf("%s/lib/modules/%s/%s", I, kv, m);
-        rc = copy_into(b, from, to, 0644);
+        rc = install_module(b, from, to);
         next[-1] = '\n';
     }
+    strip_xz(list);
     _cleanup_free_ char *init = init_script(b->label, kv);
     _cleanup_free_ char *list_path = xasprintf("%s/modules.list", I), *init_path = xasprintf("%s/init", I);
     rc = rc ?: build_write_text(b, list_path, list, 0644);
