@@ -477,6 +477,33 @@ static enum engine_error package_suites(struct apt *a, struct lock *l, char *err
     return ENGINE_OK;
 }
 
+/*
+ * Why apt could not compute the closure, from its words: it names a
+ * package it has never heard of ("Unable to locate package x"), or one it
+ * knows only as a name other packages mention, which the suites and
+ * components resolved from do not carry ("Package 'x' has no installation
+ * candidate": a firmware package without non-free-firmware).
+ */
+static enum engine_error closure_failure(const struct recipe *r, const char *tail, char *err, size_t errlen)
+{
+    const char *missing = strstr(tail, "Unable to locate package ");
+    size_t len = 0;
+    if (missing != NULL) {
+        missing += strlen("Unable to locate package ");
+        len = strcspn(missing, "\n ");
+    } else if ((missing = strstr(tail, "E: Package '")) != NULL &&
+               strstr(missing, "' has no installation candidate") != NULL) {
+        missing += strlen("E: Package '");
+        len = strcspn(missing, "'\n");
+    }
+    if (missing == NULL) {
+        snprintf(err, errlen, "cannot resolve the packages: %s", tail);
+        return ENGINE_E_FAILED;
+    }
+    snprintf(err, errlen, "unknown package \"%.*s\" in %s %s", (int)len, missing, r->distribution, r->release);
+    return ENGINE_E_UNKNOWN_PACKAGE;
+}
+
 static enum engine_error closure(struct apt *a, const struct recipe *r, struct lock *l, char *err, size_t errlen)
 {
     size_t nes = 0;
@@ -505,18 +532,8 @@ static enum engine_error closure(struct apt *a, const struct recipe *r, struct l
     for (size_t i = 0; i < nes; i++)
         free(essential[i]);
     free(essential);
-    if (rc != 0) {
-        /* apt's words: it names the package it cannot find */
-        const char *missing = strstr(o.tail, "Unable to locate package ");
-        if (missing == NULL) {
-            snprintf(err, errlen, "cannot resolve the packages: %s", o.tail);
-            return ENGINE_E_FAILED;
-        }
-        missing += strlen("Unable to locate package ");
-        snprintf(err, errlen, "unknown package \"%.*s\" in %s %s", (int)strcspn(missing, "\n "), missing,
-                 r->distribution, r->release);
-        return ENGINE_E_UNKNOWN_PACKAGE;
-    }
+    if (rc != 0)
+        return closure_failure(r, o.tail, err, errlen);
     for (char *line = out, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next)
