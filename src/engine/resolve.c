@@ -319,9 +319,14 @@ static int cmp_pkg(const void *a, const void *b)
     return strcmp(((const struct lock_pkg *)a)->name, ((const struct lock_pkg *)b)->name);
 }
 
-/* Whether uri is below mirror. */
+/* Whether uri is below mirror. apt writes a file:///dir mirror's URIs as file:/dir/...: both are read as /dir. */
 static bool below(const char *uri, size_t urilen, const char *mirror)
 {
+    if (strncmp(mirror, "file://", 7) == 0 && strncmp(uri, "file:/", 6) == 0 && strncmp(uri, "file://", 7) != 0) {
+        mirror += 7;
+        uri += 5;
+        urilen -= 5;
+    }
     size_t mlen = strlen(mirror);
     return urilen > mlen + 1 && strncmp(uri, mirror, mlen) == 0 && uri[mlen] == '/';
 }
