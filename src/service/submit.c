@@ -120,6 +120,13 @@ static void compute_key(const struct service *svc, const struct recipe *r, const
                             lock_hash[0] ? json_string(lock_hash) : json_null(), "mirror",
                             lock_hash[0] ? json_null() : json_string(svc->mirror), "builder",
                             "debate " DEBATE_VERSION, "tools", svc->tools_digest);
+    /*
+     * An unlocked recipe with security fixes takes them from the security
+     * mirror: another one is another input. Left out otherwise, so that the
+     * keys of every other submission stay what they were.
+     */
+    if (!lock_hash[0] && r->security)
+        json_object_set_new(key, "security_mirror", json_string(svc->security_mirror));
     s->key_parts = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(key);
     sha256_hex(s->key_parts, strlen(s->key_parts), s->build_key);
