@@ -1108,7 +1108,7 @@ static int check_suites(const struct lock *l, const struct recipe *r, char *err,
     return rc;
 }
 
-int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen)
+int lock_read(const char *text, size_t len, struct lock *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     json_error_t je;
@@ -1127,18 +1127,12 @@ int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock
         snprintf(err, errlen, "lock: not a lock printed by debate lock");
         goto out;
     }
-    if (strcmp(release, r->release) != 0 || strcmp(arch, r->architecture) != 0) {
-        snprintf(err, errlen, "lock: it is for %s %s, the recipe for %s %s", release, arch, r->release,
-                 r->architecture);
-        goto out;
-    }
     out->format = number;
     out->mirror = xstrdup(mirror);
     out->release = xstrdup(release);
     out->arch = xstrdup(arch);
     out->date = xstrdup(date);
-    if ((number == 1 ? parse_suites_v1(doc, out, err, errlen) : parse_suites_v2(doc, out, err, errlen)) < 0 ||
-        check_suites(out, r, err, errlen) < 0)
+    if ((number == 1 ? parse_suites_v1(doc, out, err, errlen) : parse_suites_v2(doc, out, err, errlen)) < 0)
         goto out;
     out->pkgs = xcalloc(json_array_size(pkgs) + 1, sizeof(*out->pkgs));
     size_t i;
@@ -1150,13 +1144,6 @@ int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock
         out->npkgs++;
     }
     qsort(out->pkgs, out->npkgs, sizeof(*out->pkgs), cmp_pkg);
-    for (size_t k = 0; k < r->npackages; k++) {
-        struct lock_pkg key = {.name = r->packages[k]};
-        if (bsearch(&key, out->pkgs, out->npkgs, sizeof(*out->pkgs), cmp_pkg) == NULL) {
-            snprintf(err, errlen, "lock: it does not pin the recipe's package \"%s\"", r->packages[k]);
-            goto out;
-        }
-    }
     lock_to_json(out);
     rc = 0;
 out:
@@ -1164,6 +1151,37 @@ out:
     if (rc < 0)
         lock_release(out);
     return rc;
+}
+
+/* Whether the lock l can build r: its release, architecture, suites, components and packages. */
+static int check_for_recipe(const struct lock *l, const struct recipe *r, char *err, size_t errlen)
+{
+    if (strcmp(l->release, r->release) != 0 || strcmp(l->arch, r->architecture) != 0) {
+        snprintf(err, errlen, "lock: it is for %s %s, the recipe for %s %s", l->release, l->arch, r->release,
+                 r->architecture);
+        return -1;
+    }
+    if (check_suites(l, r, err, errlen) < 0)
+        return -1;
+    for (size_t k = 0; k < r->npackages; k++) {
+        struct lock_pkg key = {.name = r->packages[k]};
+        if (bsearch(&key, l->pkgs, l->npkgs, sizeof(*l->pkgs), cmp_pkg) == NULL) {
+            snprintf(err, errlen, "lock: it does not pin the recipe's package \"%s\"", r->packages[k]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen)
+{
+    if (lock_read(text, len, out, err, errlen) < 0)
+        return -1;
+    if (check_for_recipe(out, r, err, errlen) < 0) {
+        lock_release(out);
+        return -1;
+    }
+    return 0;
 }
 
 void lock_release(struct lock *l)

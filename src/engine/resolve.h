@@ -113,6 +113,9 @@ enum engine_error resolve_fetch(const struct lock *l, const char *cache_dir, int
  */
 int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen);
 
+/* Reads a lock (either format) as lock_parse does, for no recipe in particular. 0, or -1 with a message. */
+int lock_read(const char *text, size_t len, struct lock *out, char *err, size_t errlen);
+
 void lock_release(struct lock *l);
 
 /*

@@ -156,3 +156,31 @@ def test_a_format_1_recipe_locks_as_it_always_did(data_dir):
     assert sorted(lock["packages"][0]) == ["architecture", "filename", "name", "sha256", "size", "version"]
     r = debate(data_dir, "hash", str(ROOT / "examples" / "tiny-bookworm.json"))
     assert "debate hash: recipe format 1 (an earlier one, read as it always was): debian bookworm" in r.stderr
+
+
+def test_lock_against_an_older_lock_or_manifest_names_what_changed(data_dir, tmp_path):
+    tiny = str(ROOT / "examples" / "tiny.json")
+    r = debate(data_dir, "lock", tiny)
+    assert r.returncode == 0, r.stderr
+    now = json.loads(r.stdout)
+    # An older lock: one package at another version from another suite, one
+    # the new lock no longer has, one it did not have yet.
+    old = json.loads(r.stdout)
+    changed, added = old["packages"][0], old["packages"][1]
+    was = dict(changed, version=changed["version"] + "~old", suite="trixie-updates")
+    old["packages"] = [was] + old["packages"][2:] + [dict(changed, name="zz-gone", version="1")]
+    (tmp_path / "old.lock").write_text(json.dumps(old))
+    (tmp_path / "old.manifest.json").write_text(json.dumps({"recipe": {"name": "tiny"}, "lock": old}))
+    for against in ("old.lock", "old.manifest.json"):
+        path = str(tmp_path / against)
+        r = debate(data_dir, "lock", tiny, "--against", path)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == now
+        assert f'debate lock: 3 packages changed since "{path}":' in r.stderr, r.stderr
+        assert (f"  changed  {changed['name']} {was['version']} (trixie-updates) -> "
+                f"{changed['version']} ({changed['suite']})") in r.stderr, r.stderr
+        assert f"  added    {added['name']} {added['version']} ({added['suite']})" in r.stderr, r.stderr
+        assert f"  removed  zz-gone 1 ({changed['suite']})" in r.stderr, r.stderr
+    r = debate(data_dir, "lock", tiny, "--against", str(tmp_path / "nosuch.lock"))
+    assert r.returncode == 1 and r.stdout == ""
+    assert f'debate lock: --against cannot read "{tmp_path / "nosuch.lock"}": No such file or directory' in r.stderr
