@@ -59,6 +59,7 @@ static const struct setting settings[] = {
     S(ready_min_free_mb, T_UINT, "512", 0, 100000000),
     S(restore_test_max_age_days, T_UINT, "8", 1, 36500),
     S(mirror, T_STRING, "", 0, 0),
+    S(security_mirror, T_STRING, "", 0, 0),
     S(archive_keyring, T_PATH, "/usr/share/keyrings/debian-archive-keyring.gpg", 0, 0),
     S(cache_dir, T_PATH, "", 0, 0),
     S(sandbox_id_base, T_UINT, "100000", 1000, 2000000000),

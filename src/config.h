@@ -60,6 +60,7 @@ struct config {
     unsigned ready_min_free_mb;
     unsigned restore_test_max_age_days;
     char *mirror;
+    char *security_mirror;
     char *archive_keyring;
     char *cache_dir;
     unsigned sandbox_id_base;   /* root inside a sandbox is this uid/gid outside; 65536 ids from here */

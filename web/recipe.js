@@ -5,17 +5,17 @@
 // kept as it is, so that the JSON view, the export and the server's checks
 // see what the user wrote.
 
-export const RELEASES = ['bookworm'];
+export const RELEASES = ['trixie', 'bookworm'];
 export const VARIANTS = ['live', 'busybox'];
 export const COMPRESSIONS = ['zstd', 'xz'];
 
 const MANAGED = new Set(['name', 'release', 'variant', 'packages', 'overlays', 'hooks', 'boot',
   'hostname', 'compression']);
 
-// The form's values for an empty recipe (the format's defaults).
+// The form's values for an empty recipe (the current format's defaults: trixie).
 export function emptyValues() {
   return {
-    name: '', release: 'bookworm', variant: 'live', packages: [], overlays: [], hooks: [],
+    name: '', release: 'trixie', variant: 'live', packages: [], overlays: [], hooks: [],
     boot: {bios: true, uefi: true, cmdline: ''}, hostname: '', compression: 'zstd',
   };
 }
@@ -41,7 +41,7 @@ export function toForm(doc) {
   const boot = object(d.boot);
   const values = {
     name: text(d.name),
-    release: text(d.release, 'bookworm'),
+    release: text(d.release, d.format === 1 ? 'bookworm' : 'trixie'),
     variant: text(d.variant, 'live'),
     packages: list(d.packages).map((p) => text(p)),
     overlays: list(d.overlays).map((o) => ({

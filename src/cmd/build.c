@@ -11,8 +11,8 @@
 
 const struct cmd_usage cmd_build_usage = {
     .name = "build",
-    .synopsis = "RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--hook-timeout SECONDS] [--timeout SECONDS] "
-                "[--config FILE]",
+    .synopsis = "RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--security-mirror URL] [--hook-timeout SECONDS] "
+                "[--timeout SECONDS] [--config FILE]",
     .summary = "build the ISO and its manifest in the sandbox; needs root",
     .options = "  -o, --output FILE    write the ISO to FILE, its manifest to FILE.manifest.json\n"
                "                       (required)\n"
@@ -20,6 +20,9 @@ const struct cmd_usage cmd_build_usage = {
                "      --lock LOCK      install exactly the packages of this lock (debate lock)\n"
                "  -m, --mirror URL     the Debian mirror (default: the mirror setting, else\n"
                "                       apt's)\n"
+               "      --security-mirror URL\n"
+               "                       the security archive (default: the security_mirror\n"
+               "                       setting, else apt's)\n"
                "      --hook-timeout SECONDS\n"
                "                       time limit of each hook, 1 to 86400 (default: 300)\n"
                "      --timeout SECONDS\n"
@@ -68,6 +71,7 @@ int cmd_build(int argc, char **argv)
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
                                          {"config", required_argument, NULL, 'c'},
                                          {"mirror", required_argument, NULL, 'm'},
+                                         {"security-mirror", required_argument, NULL, 's'},
                                          {"hook-timeout", required_argument, NULL, 't'},
                                          {"lock", required_argument, NULL, 'l'},
                                          {"timeout", required_argument, NULL, 'T'},
@@ -86,6 +90,8 @@ int cmd_build(int argc, char **argv)
             file = optarg;
         else if (c == 'm')
             o.mirror = optarg;
+        else if (c == 's')
+            o.security_mirror = optarg;
         else if (c == 'l')
             o.lock_path = optarg;
         else if (c == 't' && !cmd_parse_uint(optarg, 86400, &o.hook_timeout_s))

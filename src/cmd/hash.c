@@ -11,6 +11,22 @@ const struct cmd_usage cmd_hash_usage = {
     .options = "",
 };
 
+/* Which format the recipe was read as, and what its defaults made of it: on standard error, beside the output. */
+static void hash_tell_format(const struct recipe *r)
+{
+    char comps[96] = "", suites[160];
+    for (size_t i = 0, n = 0; i < r->ncomponents; i++)
+        n += (size_t)snprintf(comps + n, sizeof(comps) - n, "%s%s", i ? " " : "", r->components[i]);
+    int n = snprintf(suites, sizeof(suites), "%s", r->release);
+    if (r->updates)
+        n += snprintf(suites + n, sizeof(suites) - (size_t)n, " %s-updates", r->release);
+    if (r->security)
+        snprintf(suites + n, sizeof(suites) - (size_t)n, " %s-security", r->release);
+    fprintf(stderr, "debate hash: recipe format %d%s: %s %s, suites %s, components %s\n", r->format,
+            r->format == RECIPE_FORMAT_CURRENT ? " (the current one)" : " (an earlier one, read as it always was)",
+            r->distribution, r->release, suites, comps);
+}
+
 int cmd_hash(int argc, char **argv)
 {
     static const struct option opts[] = {CMD_OPTION_HELP, {NULL, 0, NULL, 0}};
@@ -24,6 +40,7 @@ int cmd_hash(int argc, char **argv)
     if (cmd_load_recipe("hash", argv[optind], &r) < 0)
         return 1;
     printf("%s\n%s\n", r.canonical, r.config_hash);
+    hash_tell_format(&r);
     recipe_release(&r);
     return 0;
 }

@@ -182,17 +182,39 @@ static int open_up_one(const char *path, const struct stat *st, int type, struct
     return type == FTW_F && (st->st_mode & 0444) != 0444 && chmod(path, 0644) < 0 ? -1 : 0;
 }
 
+/*
+ * One suite's signed files in the local mirror: dists/SUITE/InRelease and
+ * each component's Packages.xz, from CACHE/indexes/<InRelease sha256>/.
+ * The security archive's pool (pool/updates/...) does not meet the main
+ * archive's (pool/main/...), so every suite shares one tree.
+ */
+static int mirror_suite(struct build *b, const struct lock_suite *s)
+{
+    const struct config *cfg = b->o->cfg;
+    const struct lock *l = &b->lock;
+    _cleanup_free_ char *idx = xasprintf("%s/indexes/%s", cfg->cache_dir, s->inrelease_sha256);
+    _cleanup_free_ char *dists = xasprintf("%s/dists/%s", b->mirror_dir, s->name);
+    _cleanup_free_ char *src_in = xasprintf("%s/InRelease", idx), *dst_in = xasprintf("%s/InRelease", dists);
+    if (link_or_copy(b, src_in, dst_in) < 0)
+        return -1;
+    for (size_t i = 0; i < l->ncomponents; i++) {
+        const char *c = l->components[i];
+        _cleanup_free_ char *src_xz = strcmp(c, "main") == 0 ? xasprintf("%s/Packages.xz", idx)
+                                                             : xasprintf("%s/%s.Packages.xz", idx, c);
+        _cleanup_free_ char *dst_xz = xasprintf("%s/%s/binary-%s/Packages.xz", dists, c, l->arch);
+        if (link_or_copy(b, src_xz, dst_xz) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int make_mirror(struct build *b)
 {
     const struct config *cfg = b->o->cfg;
     const struct lock *l = &b->lock;
-    _cleanup_free_ char *idx = xasprintf("%s/indexes/%s", cfg->cache_dir, l->inrelease_sha256);
-    _cleanup_free_ char *dists = xasprintf("%s/dists/%s", b->mirror_dir, l->release);
-    _cleanup_free_ char *bin = xasprintf("%s/main/binary-%s", dists, l->arch);
-    _cleanup_free_ char *src_in = xasprintf("%s/InRelease", idx), *dst_in = xasprintf("%s/InRelease", dists);
-    _cleanup_free_ char *src_xz = xasprintf("%s/Packages.xz", idx), *dst_xz = xasprintf("%s/Packages.xz", bin);
-    if (link_or_copy(b, src_in, dst_in) < 0 || link_or_copy(b, src_xz, dst_xz) < 0)
-        return -1;
+    for (size_t i = 0; i < l->nsuites; i++)
+        if (mirror_suite(b, &l->suites[i]) < 0)
+            return -1;
     for (size_t i = 0; i < l->npkgs; i++) {
         _cleanup_free_ char *from = xasprintf("%s/debs/%s.deb", cfg->cache_dir, l->pkgs[i].sha256);
         _cleanup_free_ char *to = xasprintf("%s/%s", b->mirror_dir, l->pkgs[i].filename);
@@ -402,6 +424,10 @@ static int write_manifest(struct build *b, const struct engine_result *res, cons
                             "source_date_epoch", (json_int_t)b->epoch, "squashfs_sha256", res->squashfs_sha256,
                             "iso_sha256", res->iso_sha256, "iso_size", (json_int_t)res->iso_size, "builder",
                             "debate " DEBATE_VERSION);
+    /* Where the security fixes came from, when they did (it is in the lock too, with every suite). */
+    const struct lock_suite *security = lock_security_suite(&b->lock);
+    if (security != NULL)
+        json_object_set_new(doc, "security_mirror", json_string(security->mirror));
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(doc);
     _cleanup_free_ char *with_nl = xasprintf("%s\n", text);
@@ -495,10 +521,17 @@ static int obtain_lock(struct build *b)
     const struct engine_opts *o = b->o;
     if (o->lock_path == NULL) {
         _cleanup_free_ char *host_mirror = resolve_default_mirror();
-        const char *mirror = o->mirror ? o->mirror : o->cfg->mirror[0] ? o->cfg->mirror : host_mirror;
-        build_progress(b, STAGE_RESOLVING, 0, "resolving %zu packages against %s", b->r->npackages, mirror);
-        return host_step(b, resolve_lock(b->r, mirror, o->cfg->archive_keyring, o->cfg->cache_dir, &b->lock, b->err,
-                                         b->errlen), "resolving");
+        _cleanup_free_ char *host_security = resolve_default_security_mirror();
+        struct resolve_mirrors m = {
+            .mirror = o->mirror ? o->mirror : o->cfg->mirror[0] ? o->cfg->mirror : host_mirror,
+            .security_mirror = o->security_mirror        ? o->security_mirror
+                               : o->cfg->security_mirror[0] ? o->cfg->security_mirror
+                                                            : host_security,
+            .keyring = o->cfg->archive_keyring,
+        };
+        build_progress(b, STAGE_RESOLVING, 0, "resolving %zu packages against %s%s%s", b->r->npackages, m.mirror,
+                       b->r->security ? " and " : "", b->r->security ? m.security_mirror : "");
+        return host_step(b, resolve_lock(b->r, &m, o->cfg->cache_dir, &b->lock, b->err, b->errlen), "resolving");
     }
     _cleanup_free_ char *text = NULL;
     size_t len;

@@ -58,6 +58,7 @@ struct engine_opts {
     const char *output;              /* the ISO's path (relative to the working directory, or absolute);
                                         the manifest goes to OUTPUT.manifest.json */
     const char *mirror;              /* NULL: cfg->mirror or the host's */
+    const char *security_mirror;     /* NULL: cfg->security_mirror or the host's */
     const char *lock_path;           /* a lock to build exactly (no resolution, offline when cached); or NULL */
     unsigned hook_timeout_s;         /* per hook */
     unsigned timeout_s;              /* the whole sandboxed part; 0: cfg->build_timeout */

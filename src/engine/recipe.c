@@ -357,41 +357,151 @@ static bool parse_boot(struct ctx *c, json_t *doc, struct recipe *r)
     return true;
 }
 
-static const char *const releases[] = {"bookworm", NULL};
+/*
+ * What a recipe means when it leaves a field out depends on its format,
+ * and a format's defaults never change: format 1 is bookworm's main suite
+ * alone, format 2 the current stable release with its updates and
+ * security fixes. When the next release comes, a format 3 will name it;
+ * a recipe that says "format": 2 keeps meaning trixie.
+ */
+struct recipe_format {
+    int number;
+    const char *release;     /* the default release */
+    bool updates, security;  /* the defaults of the suites beside the release */
+    bool has_suites;         /* the fields "updates", "security" and "components" exist */
+    const char *const *releases;
+    const char *releases_text; /* for the message */
+};
+
+static const char *const format1_releases[] = {"bookworm", NULL};
+static const char *const all_releases[] = {"trixie", "bookworm", NULL};
+
+static const struct recipe_format formats[] = {
+    {1, "bookworm", false, false, false, format1_releases, "only \"bookworm\""},
+    {2, "trixie", true, true, true, all_releases, "\"trixie\" or \"bookworm\""},
+};
+
+/* In the archive's order, which is the canonical form's. */
+static const char *const components[] = {"main", "contrib", "non-free", "non-free-firmware", NULL};
 
 const char *const *recipe_releases(void)
 {
-    return releases;
+    return all_releases;
 }
 
 const char *recipe_default_release(void)
 {
-    return releases[0];
+    return formats[RECIPE_FORMAT_CURRENT - 1].release;
+}
+
+static bool parse_format(struct ctx *c, json_t *doc, const struct recipe_format **out)
+{
+    json_t *format = json_object_get(doc, "format");
+    *out = &formats[RECIPE_FORMAT_CURRENT - 1];
+    if (format == NULL)
+        return true;
+    for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+        if (json_is_integer(format) && json_integer_value(format) == formats[i].number) {
+            *out = &formats[i];
+            return true;
+        }
+    }
+    return fail(c, "format", "must be 1 or 2 (leave it out for %d, the current one)", RECIPE_FORMAT_CURRENT);
+}
+
+static size_t component_rank(const char *name)
+{
+    size_t i = 0;
+    while (components[i] != NULL && strcmp(components[i], name) != 0)
+        i++;
+    return i;
+}
+
+static int cmp_component(const void *a, const void *b)
+{
+    size_t ra = component_rank(*(char *const *)a), rb = component_rank(*(char *const *)b);
+    return ra < rb ? -1 : ra > rb;
+}
+
+static bool parse_components(struct ctx *c, json_t *doc, struct recipe *r)
+{
+    json_t *arr;
+    if (!get_array(c, doc, "components", " of archive components", ARRAY_SIZE(components) - 1, &arr))
+        return false;
+    r->components = xcalloc(ARRAY_SIZE(components), sizeof(char *));
+    if (arr == NULL) {
+        r->components[r->ncomponents++] = xstrdup("main");
+        return true;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        char field[48];
+        snprintf(field, sizeof(field), "components[%zu]", i);
+        if (!json_is_string(v))
+            return fail(c, field, "must be a string, not %s", type_name(v));
+        const char *name = json_string_value(v);
+        if (!in_set(name, components))
+            return fail(c, field,
+                        "\"%.32s\" is not a Debian component (\"main\", \"contrib\", \"non-free\" or "
+                        "\"non-free-firmware\")",
+                        name);
+        for (size_t k = 0; k < r->ncomponents; k++)
+            if (strcmp(r->components[k], name) == 0)
+                return fail(c, field, "\"%s\" is listed twice", name);
+        r->components[r->ncomponents++] = xstrdup(name);
+    }
+    if (!in_set("main", (const char *const *)r->components))
+        return fail(c, "components", "must include \"main\" (the release's own packages)");
+    qsort(r->components, r->ncomponents, sizeof(char *), cmp_component);
+    return true;
+}
+
+/* Format 2's fields: which suites and components the packages come from. */
+static bool parse_suites(struct ctx *c, json_t *doc, const struct recipe_format *f, struct recipe *r)
+{
+    if (!f->has_suites) {
+        r->components = xcalloc(2, sizeof(char *));
+        r->components[r->ncomponents++] = xstrdup("main");
+        return true;
+    }
+    return get_bool(c, doc, "updates", "updates", f->updates, &r->updates) &&
+           get_bool(c, doc, "security", "security", f->security, &r->security) && parse_components(c, doc, r);
 }
 
 static bool parse_top(struct ctx *c, json_t *doc, struct recipe *r)
 {
-    static const char *const keys[] = {"format",   "name",     "distribution", "release",  "architecture",
-                                       "variant",  "packages", "overlays",     "hooks",    "boot",
-                                       "hostname", "compression", NULL};
+    static const char *const keys1[] = {"format",   "name",     "distribution", "release",  "architecture",
+                                        "variant",  "packages", "overlays",     "hooks",    "boot",
+                                        "hostname", "compression", NULL};
+    static const char *const keys2[] = {"format",   "name",        "distribution", "release",  "architecture",
+                                        "variant",  "packages",    "overlays",     "hooks",    "boot",
+                                        "hostname", "compression", "components",   "updates",  "security",
+                                        NULL};
     static const char *const distributions[] = {"debian", NULL};
     static const char *const architectures[] = {"amd64", NULL};
     static const char *const variants[] = {"live", "busybox", NULL};
     static const char *const compressions[] = {"zstd", "xz", NULL};
+    const struct recipe_format *f;
     if (!json_is_object(doc))
         return fail(c, "", "a recipe must be a JSON object, not %s", type_name(doc));
-    if (!only_keys(c, doc, "", keys))
+    if (!parse_format(c, doc, &f))
         return false;
-    json_t *format = json_object_get(doc, "format");
-    if (format != NULL && !(json_is_integer(format) && json_integer_value(format) == 1))
-        return fail(c, "format", "must be 1, the only recipe format there is");
+    r->format = f->number;
+    if (!only_keys(c, doc, "", f->has_suites ? keys2 : keys1)) {
+        if (!f->has_suites && in_set(c->err->field, keys2))
+            snprintf(c->err->message, sizeof(c->err->message), "is not a field of recipe format 1 (leave out "
+                     "\"format\" to use it)");
+        return false;
+    }
     if (!get_string(c, doc, "name", "name", NULL, &r->name))
         return false;
     if (!is_token(r->name, "-", 1, 63) || r->name[strlen(r->name) - 1] == '-')
         return fail(c, "name", "\"%.64s\" must be 1-63 of a-z, 0-9 and inner '-', starting with a letter or digit",
                     r->name);
     if (!get_string(c, doc, "distribution", "distribution", "debian", &r->distribution) ||
-        !get_string(c, doc, "release", "release", recipe_default_release(), &r->release) ||
+        !get_string(c, doc, "release", "release", f->release, &r->release) ||
         !get_string(c, doc, "architecture", "architecture", "amd64", &r->architecture) ||
         !get_string(c, doc, "variant", "variant", "live", &r->variant) ||
         !get_string(c, doc, "compression", "compression", "zstd", &r->compression) ||
@@ -399,8 +509,8 @@ static bool parse_top(struct ctx *c, json_t *doc, struct recipe *r)
         return false;
     if (!in_set(r->distribution, distributions))
         return fail(c, "distribution", "\"%.32s\" is not supported (only \"debian\")", r->distribution);
-    if (!in_set(r->release, releases))
-        return fail(c, "release", "\"%.32s\" is not supported (only \"bookworm\")", r->release);
+    if (!in_set(r->release, f->releases))
+        return fail(c, "release", "\"%.32s\" is not supported (%s)", r->release, f->releases_text);
     if (!in_set(r->architecture, architectures))
         return fail(c, "architecture", "\"%.32s\" is not supported (only \"amd64\")", r->architecture);
     if (!in_set(r->variant, variants))
@@ -410,8 +520,8 @@ static bool parse_top(struct ctx *c, json_t *doc, struct recipe *r)
     if (!is_token(r->hostname, "-", 1, 63) || r->hostname[strlen(r->hostname) - 1] == '-')
         return fail(c, "hostname", "\"%.64s\" must be a host name label: 1-63 of a-z, 0-9 and inner '-'",
                     r->hostname);
-    return parse_packages(c, doc, r) && parse_overlays(c, doc, r) && parse_hooks(c, doc, r) &&
-           parse_boot(c, doc, r);
+    return parse_suites(c, doc, f, r) && parse_packages(c, doc, r) && parse_overlays(c, doc, r) &&
+           parse_hooks(c, doc, r) && parse_boot(c, doc, r);
 }
 
 static json_t *canonical_doc(const struct recipe *r)
@@ -428,10 +538,20 @@ static json_t *canonical_doc(const struct recipe *r)
     for (size_t i = 0; i < r->nhooks; i++)
         json_array_append_new(hooks, json_pack("{s:s, s:s}", "name", r->hooks[i].name, "script", r->hooks[i].script));
     json_t *boot = json_pack("{s:b, s:b, s:s}", "bios", r->boot_bios, "uefi", r->boot_uefi, "cmdline", r->cmdline);
-    return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:s}", "format", 1, "name", r->name,
-                     "distribution", r->distribution, "release", r->release, "architecture", r->architecture,
-                     "variant", r->variant, "packages", packages, "overlays", overlays, "hooks", hooks, "boot", boot,
-                     "hostname", r->hostname, "compression", r->compression);
+    json_t *doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:s}", "format", r->format,
+                            "name", r->name, "distribution", r->distribution, "release", r->release, "architecture",
+                            r->architecture, "variant", r->variant, "packages", packages, "overlays", overlays,
+                            "hooks", hooks, "boot", boot, "hostname", r->hostname, "compression", r->compression);
+    /* Format 1 has none of these: its canonical form, and so its config_hash, stay what they were. */
+    if (r->format >= 2) {
+        json_t *comps = json_array();
+        for (size_t i = 0; i < r->ncomponents; i++)
+            json_array_append_new(comps, json_string(r->components[i]));
+        json_object_set_new(doc, "components", comps);
+        json_object_set_new(doc, "updates", json_boolean(r->updates));
+        json_object_set_new(doc, "security", json_boolean(r->security));
+    }
+    return doc;
 }
 
 int recipe_parse(const char *text, size_t len, struct recipe *r, struct recipe_error *err)
@@ -504,6 +624,9 @@ void recipe_release(struct recipe *r)
     free(r->cmdline);
     free(r->hostname);
     free(r->compression);
+    for (size_t i = 0; i < r->ncomponents; i++)
+        free(r->components[i]);
+    free(r->components);
     free(r->canonical);
     memset(r, 0, sizeof(*r));
 }

@@ -1,6 +1,14 @@
 /*
- * Recipes, format version 1: strict parsing, validation, canonical form
- * and config_hash. See docs/recipes.md for the format.
+ * Recipes: strict parsing, validation, canonical form and config_hash. See
+ * docs/recipes.md for the format.
+ *
+ * Formats: a recipe's "format" says what the fields it leaves out mean,
+ * and a format keeps its meaning forever. Format 1 is Debian 12 bookworm,
+ * the main component, the release's own suite alone; its canonical form
+ * (and so its config_hash) has none of the later fields. Format 2, the
+ * current one and what a recipe without "format" is read as, adds
+ * "components", "updates" and "security", and defaults to trixie with the
+ * updates and security suites.
  *
  * Strict: unknown fields, wrong types, duplicate keys, non-integer numbers
  * and oversized values are errors. Every error names the field
@@ -26,6 +34,7 @@
 #define RECIPE_MAX_OVERLAYS 1024
 #define RECIPE_MAX_HOOKS 64
 #define RECIPE_MAX_HOOK_BYTES (64u << 10)
+#define RECIPE_FORMAT_CURRENT 2
 
 struct recipe_error {
     char field[128];   /* "" for the document as a whole */
@@ -46,6 +55,7 @@ struct recipe_hook {
 };
 
 struct recipe {
+    int format; /* 1 or 2, as read (RECIPE_FORMAT_CURRENT when left out) */
     char *name;
     char *distribution;
     char *release;
@@ -61,6 +71,9 @@ struct recipe {
     char *cmdline;
     char *hostname;
     char *compression; /* "zstd" or "xz" */
+    char **components; /* in the archive's order, "main" first; format 1: "main" alone */
+    size_t ncomponents;
+    bool updates, security; /* RELEASE-updates and RELEASE-security too; format 1: neither */
     char *canonical;   /* canonical JSON */
     char config_hash[65];
 };
@@ -71,9 +84,9 @@ int recipe_parse(const char *text, size_t len, struct recipe *r, struct recipe_e
 int recipe_load(const char *path, struct recipe *r, struct recipe_error *err);
 void recipe_release(struct recipe *r);
 
-/* The releases a recipe may name, NULL-terminated ("bookworm"); the first is the default. */
+/* The releases a recipe may name, NULL-terminated ("trixie", "bookworm"; static). */
 const char *const *recipe_releases(void);
-/* The release of a recipe that names none (static). */
+/* The release of a current-format recipe that names none (static). */
 const char *recipe_default_release(void);
 
 /* "field: message" or "line L, column C: message" into buf. */

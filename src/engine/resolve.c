@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -18,7 +19,6 @@
 /* A private apt: its own configuration, state and lists, under dir. */
 struct apt {
     char *dir, *conf;
-    char inrelease_name[256]; /* in state/lists, once update has run */
 };
 
 static void apt_release(struct apt *a)
@@ -33,8 +33,8 @@ static void apt_release(struct apt *a)
     free(a->conf);
 }
 
-static enum engine_error apt_init(struct apt *a, const char *cache_dir, const char *mirror, const char *keyring,
-                                  const char *release, const char *arch, char *err, size_t errlen)
+static enum engine_error apt_init(struct apt *a, const char *cache_dir, const char *src, const char *arch, char *err,
+                                  size_t errlen)
 {
     memset(a, 0, sizeof(*a));
     _cleanup_free_ char *base = xasprintf("%s/apt", cache_dir);
@@ -66,7 +66,6 @@ static enum engine_error apt_init(struct apt *a, const char *cache_dir, const ch
     }
     _cleanup_free_ char *status = xasprintf("%s/state/status", a->dir);
     _cleanup_free_ char *sources = xasprintf("%s/etc/sources.list", a->dir);
-    _cleanup_free_ char *src = xasprintf("deb [signed-by=%s] %s %s main\n", keyring, mirror, release);
     _cleanup_free_ char *conf = xasprintf(
         "Dir \"%1$s/\";\n"
         "Dir::State \"%1$s/state/\";\n"
@@ -119,7 +118,8 @@ static int apt_run(struct apt *a, const char *const *args, char **out, struct pr
     return rc;
 }
 
-char *resolve_default_mirror(void)
+/* The first http(s) URL of the host's apt sources that is (or is not) the security archive's, or NULL. */
+static char *host_source(bool security)
 {
     const char *files[] = {"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"};
     for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
@@ -147,11 +147,24 @@ char *resolve_default_mirror(void)
                     url++;
             }
             size_t n = strcspn(url, " \t");
-            if (n > 7 && strncmp(url, "http", 4) == 0 && strstr(url, "security") == NULL)
-                return xstrndup(url, n);
+            url[n] = '\0';
+            if (n > 7 && strncmp(url, "http", 4) == 0 && (strstr(url, "security") != NULL) == security)
+                return xstrdup(url);
         }
     }
-    return xstrdup("http://deb.debian.org/debian");
+    return NULL;
+}
+
+char *resolve_default_mirror(void)
+{
+    char *url = host_source(false);
+    return url ? url : xstrdup("http://deb.debian.org/debian");
+}
+
+char *resolve_default_security_mirror(void)
+{
+    char *url = host_source(true);
+    return url ? url : xstrdup("http://deb.debian.org/debian-security");
 }
 
 /*
@@ -190,36 +203,62 @@ static enum engine_error apt_failure(const char *output, const char *otherwise, 
     return ENGINE_E_FAILED;
 }
 
-/* True when apt kept the release file: the definitive sign that update worked. */
-static bool has_inrelease(struct apt *a)
+/*
+ * The name of the file in which apt keeps suite's release file
+ * ("deb.debian.org_debian_dists_trixie-updates_InRelease"): 0 with name
+ * filled, or -1 when it kept none. Suite names differ from one another, so
+ * the end of the name is enough whatever apt made of the mirror's URL.
+ */
+static int find_inrelease(struct apt *a, const char *suite, char *name, size_t namelen)
 {
     _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
+    _cleanup_free_ char *tail = xasprintf("_dists_%s_InRelease", suite);
+    size_t tl = strlen(tail);
     DIR *d = opendir(lists);
-    bool found = false;
+    int rc = -1;
     struct dirent *e;
-    while (d != NULL && !found && (e = readdir(d)) != NULL) {
+    while (d != NULL && rc < 0 && (e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
-        found = n >= 10 && strcmp(e->d_name + n - 10, "_InRelease") == 0;
+        if (n > tl && strcmp(e->d_name + n - tl, tail) == 0 && strlen(e->d_name) < namelen) {
+            snprintf(name, namelen, "%s", e->d_name);
+            rc = 0;
+        }
     }
     if (d != NULL)
         closedir(d);
-    return found;
+    return rc;
 }
 
-static enum engine_error apt_update(struct apt *a, const char *mirror, char *err, size_t errlen)
+/* The first suite of l whose release file apt did not keep, or NULL when it kept them all. */
+static const struct lock_suite *missing_suite(struct apt *a, const struct lock *l)
+{
+    for (size_t i = 0; i < l->nsuites; i++) {
+        char name[256];
+        if (find_inrelease(a, l->suites[i].name, name, sizeof(name)) < 0)
+            return &l->suites[i];
+    }
+    return NULL;
+}
+
+/* apt-get update of every suite: each one's InRelease fetched and verified, or the first that is not named. */
+static enum engine_error apt_update(struct apt *a, const struct lock *l, char *err, size_t errlen)
 {
     const char *args[] = {"/usr/bin/apt-get", "-q", "update", NULL};
     struct proc_opts o = {0};
     _cleanup_free_ char *out = NULL;
     int rc = apt_run(a, args, &out, &o, err, errlen);
     /* apt-get update exits 0 when a fetch fails ("W: Failed to fetch"): check what it kept. */
-    if (rc == 0 && has_inrelease(a) && strstr(o.tail, "E: ") == NULL)
+    const struct lock_suite *missing = missing_suite(a, l);
+    if (rc == 0 && missing == NULL && strstr(o.tail, "E: ") == NULL)
         return ENGINE_OK;
+    if (missing == NULL)
+        missing = &l->suites[0];
     _cleanup_free_ char *all = xasprintf("%s\n%s", out, o.tail);
     const char *why;
     enum engine_error cause = apt_failure(all, "apt-get update failed", &why);
     size_t tl = strlen(o.tail);
-    snprintf(err, errlen, "%s (%s): %s", why, mirror, tl > 400 ? o.tail + tl - 400 : o.tail);
+    snprintf(err, errlen, "%s (%s %s): %s", why, missing->mirror, missing->name,
+             tl > 400 ? o.tail + tl - 400 : o.tail);
     return cause;
 }
 
@@ -280,8 +319,20 @@ static int cmp_pkg(const void *a, const void *b)
     return strcmp(((const struct lock_pkg *)a)->name, ((const struct lock_pkg *)b)->name);
 }
 
+/* Whether uri is below mirror. apt writes a file:///dir mirror's URIs as file:/dir/...: both are read as /dir. */
+static bool below(const char *uri, size_t urilen, const char *mirror)
+{
+    if (strncmp(mirror, "file://", 7) == 0 && strncmp(uri, "file:/", 6) == 0 && strncmp(uri, "file://", 7) != 0) {
+        mirror += 7;
+        uri += 5;
+        urilen -= 5;
+    }
+    size_t mlen = strlen(mirror);
+    return urilen > mlen + 1 && strncmp(uri, mirror, mlen) == 0 && uri[mlen] == '/';
+}
+
 /* 'URI' name_version_arch.deb SIZE HASH: the closure; hashes come from the index. */
-static int parse_uri_line(const char *line, const char *mirror, struct lock_pkg *p)
+static int parse_uri_line(const char *line, const struct lock *l, struct lock_pkg *p)
 {
     memset(p, 0, sizeof(*p));
     if (line[0] != '\'')
@@ -289,9 +340,11 @@ static int parse_uri_line(const char *line, const char *mirror, struct lock_pkg 
     const char *uri_end = strchr(line + 1, '\'');
     if (uri_end == NULL)
         return -1;
-    size_t mlen = strlen(mirror);
     const char *uri = line + 1;
-    if ((size_t)(uri_end - uri) <= mlen + 1 || strncmp(uri, mirror, mlen) != 0)
+    bool known = false;
+    for (size_t i = 0; i < l->nsuites && !known; i++)
+        known = below(uri, (size_t)(uri_end - uri), l->suites[i].mirror);
+    if (!known)
         return -1;
     char file[512];
     long long size;
@@ -364,10 +417,99 @@ static void lock_pkg_release(struct lock_pkg *p)
     free(p->version);
     free(p->arch);
     free(p->filename);
+    free(p->suite);
+    free(p->component);
 }
 
-static enum engine_error closure(struct apt *a, const struct recipe *r, const char *mirror, struct lock *l, char *err,
-                                 size_t errlen)
+static size_t suite_rank(const struct lock *l, const char *name)
+{
+    size_t i = 0;
+    while (i < l->nsuites && strcmp(l->suites[i].name, name) != 0)
+        i++;
+    return i;
+}
+
+/*
+ * Which suite and component each package of the closure came from, by
+ * apt's own account (apt-cache madison: "name | version | URL
+ * SUITE/COMPONENT arch Packages"). A version that several suites carry is
+ * the same file in each; it is counted to the first of them (the release,
+ * then updates, then security).
+ */
+static enum engine_error package_suites(struct apt *a, struct lock *l, char *err, size_t errlen)
+{
+    const char **args = xcalloc(l->npkgs + 3, sizeof(*args));
+    size_t argc = 0;
+    args[argc++] = "/usr/bin/apt-cache";
+    args[argc++] = "madison";
+    for (size_t i = 0; i < l->npkgs; i++)
+        args[argc++] = l->pkgs[i].name;
+    struct proc_opts o = {0};
+    _cleanup_free_ char *out = NULL;
+    int rc = apt_run(a, args, &out, &o, err, errlen);
+    free(args);
+    if (rc != 0) {
+        snprintf(err, errlen, "apt-cache madison failed: %s", o.tail);
+        return ENGINE_E_FAILED;
+    }
+    for (char *line = out, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char name[256], version[256], url[1024], where[256];
+        if (sscanf(line, " %255s | %255s | %1023s %255s", name, version, url, where) != 4)
+            continue;
+        struct lock_pkg key = {.name = name};
+        struct lock_pkg *p = bsearch(&key, l->pkgs, l->npkgs, sizeof(*l->pkgs), cmp_pkg);
+        char *slash = strchr(where, '/');
+        if (p == NULL || slash == NULL || strcmp(p->version, version) != 0)
+            continue;
+        *slash = '\0';
+        size_t rank = suite_rank(l, where);
+        if (rank == l->nsuites || (p->suite != NULL && suite_rank(l, p->suite) <= rank))
+            continue;
+        free(p->suite);
+        free(p->component);
+        p->suite = xstrdup(where);
+        p->component = xstrdup(slash + 1);
+    }
+    for (size_t i = 0; i < l->npkgs; i++) {
+        if (l->pkgs[i].suite == NULL) {
+            snprintf(err, errlen, "apt names no suite for \"%s\" %s", l->pkgs[i].name, l->pkgs[i].version);
+            return ENGINE_E_FAILED;
+        }
+    }
+    return ENGINE_OK;
+}
+
+/*
+ * Why apt could not compute the closure, from its words: it names a
+ * package it has never heard of ("Unable to locate package x"), or one it
+ * knows only as a name other packages mention, which the suites and
+ * components resolved from do not carry ("Package 'x' has no installation
+ * candidate": a firmware package without non-free-firmware).
+ */
+static enum engine_error closure_failure(const struct recipe *r, const char *tail, char *err, size_t errlen)
+{
+    const char *missing = strstr(tail, "Unable to locate package ");
+    size_t len = 0;
+    if (missing != NULL) {
+        missing += strlen("Unable to locate package ");
+        len = strcspn(missing, "\n ");
+    } else if ((missing = strstr(tail, "E: Package '")) != NULL &&
+               strstr(missing, "' has no installation candidate") != NULL) {
+        missing += strlen("E: Package '");
+        len = strcspn(missing, "'\n");
+    }
+    if (missing == NULL) {
+        snprintf(err, errlen, "cannot resolve the packages: %s", tail);
+        return ENGINE_E_FAILED;
+    }
+    snprintf(err, errlen, "unknown package \"%.*s\" in %s %s", (int)len, missing, r->distribution, r->release);
+    return ENGINE_E_UNKNOWN_PACKAGE;
+}
+
+static enum engine_error closure(struct apt *a, const struct recipe *r, struct lock *l, char *err, size_t errlen)
 {
     size_t nes = 0;
     char **essential = NULL;
@@ -395,24 +537,14 @@ static enum engine_error closure(struct apt *a, const struct recipe *r, const ch
     for (size_t i = 0; i < nes; i++)
         free(essential[i]);
     free(essential);
-    if (rc != 0) {
-        /* apt's words: it names the package it cannot find */
-        const char *missing = strstr(o.tail, "Unable to locate package ");
-        if (missing == NULL) {
-            snprintf(err, errlen, "cannot resolve the packages: %s", o.tail);
-            return ENGINE_E_FAILED;
-        }
-        missing += strlen("Unable to locate package ");
-        snprintf(err, errlen, "unknown package \"%.*s\" in %s %s", (int)strcspn(missing, "\n "), missing,
-                 r->distribution, r->release);
-        return ENGINE_E_UNKNOWN_PACKAGE;
-    }
+    if (rc != 0)
+        return closure_failure(r, o.tail, err, errlen);
     for (char *line = out, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next)
             *next++ = '\0';
         struct lock_pkg p;
-        if (parse_uri_line(line, mirror, &p) < 0) {
+        if (parse_uri_line(line, l, &p) < 0) {
             lock_pkg_release(&p);
             snprintf(err, errlen, "unexpected line from apt-get: \"%.200s\"", line);
             return ENGINE_E_FAILED;
@@ -421,43 +553,62 @@ static enum engine_error closure(struct apt *a, const struct recipe *r, const ch
         l->pkgs[l->npkgs++] = p;
     }
     qsort(l->pkgs, l->npkgs, sizeof(*l->pkgs), cmp_pkg);
-    return index_metadata(a, l, err, errlen);
+    cause = index_metadata(a, l, err, errlen);
+    return cause ?: package_suites(a, l, err, errlen);
 }
 
-/* The saved InRelease: its hash and Date. */
-static enum engine_error read_inrelease(struct apt *a, struct lock *l, char *err, size_t errlen)
+/* A release file's Date ("Sat, 21 Nov 2026 09:15:44 UTC") as a time, or -1. */
+static time_t release_time(const char *date)
 {
-    _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
-    DIR *d = opendir(lists);
-    if (d == NULL) {
-        snprintf(err, errlen, "cannot read \"%s\": %s", lists, strerror(errno));
-        return ENGINE_E_FAILED;
-    }
-    struct dirent *e;
-    enum engine_error rc = ENGINE_E_FAILED;
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (n < 10 || strcmp(e->d_name + n - 10, "_InRelease") != 0)
-            continue;
-        snprintf(a->inrelease_name, sizeof(a->inrelease_name), "%s", e->d_name);
-        _cleanup_free_ char *path = xasprintf("%s/%s", lists, e->d_name);
+    struct tm tm = {0};
+    const char *end = strptime(date, "%a, %d %b %Y %H:%M:%S UTC", &tm);
+    return end == NULL || *end != '\0' ? (time_t)-1 : timegm(&tm);
+}
+
+/* Every suite's saved InRelease: its hash and Date; the lock's date is the newest. */
+static enum engine_error read_inreleases(struct apt *a, struct lock *l, char *err, size_t errlen)
+{
+    time_t newest = -1;
+    for (size_t i = 0; i < l->nsuites; i++) {
+        struct lock_suite *s = &l->suites[i];
+        char name[256];
         _cleanup_free_ char *text = NULL;
         size_t len;
-        if (read_file(path, 16 << 20, &text, &len) < 0)
-            break;
-        sha256_hex(text, len, l->inrelease_sha256);
+        if (find_inrelease(a, s->name, name, sizeof(name)) < 0) {
+            snprintf(err, errlen, "apt kept no InRelease of \"%s\"", s->name);
+            return ENGINE_E_FAILED;
+        }
+        _cleanup_free_ char *path = xasprintf("%s/state/lists/%s", a->dir, name);
+        if (read_file(path, 16 << 20, &text, &len) < 0) {
+            snprintf(err, errlen, "cannot read \"%s\"", path);
+            return ENGINE_E_FAILED;
+        }
+        sha256_hex(text, len, s->inrelease_sha256);
         const char *date = strstr(text, "\nDate: ");
-        l->date = date ? xstrndup(date + 7, strcspn(date + 7, "\n")) : xstrdup("");
-        rc = ENGINE_OK;
-        break;
+        s->date = date ? xstrndup(date + 7, strcspn(date + 7, "\n")) : xstrdup("");
+        time_t when = release_time(s->date);
+        if (i == 0 || when > newest) {
+            free(l->date);
+            l->date = xstrdup(s->date);
+            newest = when;
+        }
     }
-    closedir(d);
-    if (rc != ENGINE_OK)
-        snprintf(err, errlen, "apt kept no InRelease in \"%s\"", lists);
-    return rc;
+    return ENGINE_OK;
 }
 
-static void lock_to_json(struct lock *l)
+static json_t *string_array(char *const *strs, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(strs[i]));
+    return arr;
+}
+
+/*
+ * Format 1, a format 1 recipe's: the release alone, main, its InRelease at
+ * the top level, exactly the text debate wrote before suites existed.
+ */
+static json_t *lock_doc_v1(const struct lock *l)
 {
     json_t *pkgs = json_array();
     for (size_t i = 0; i < l->npkgs; i++) {
@@ -466,14 +617,51 @@ static void lock_to_json(struct lock *l)
                                               p->version, "architecture", p->arch, "size", (json_int_t)p->size,
                                               "sha256", p->sha256, "filename", p->filename));
     }
-    json_t *doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:o}", "format", 1, "mirror", l->mirror, "release",
-                            l->release, "architecture", l->arch, "inrelease_sha256", l->inrelease_sha256, "date",
-                            l->date, "packages", pkgs);
+    return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:o}", "format", 1, "mirror", l->mirror, "release", l->release,
+                     "architecture", l->arch, "inrelease_sha256", l->suites[0].inrelease_sha256, "date", l->date,
+                     "packages", pkgs);
+}
+
+static json_t *lock_doc_v2(const struct lock *l)
+{
+    json_t *pkgs = json_array(), *suites = json_array();
+    for (size_t i = 0; i < l->npkgs; i++) {
+        struct lock_pkg *p = &l->pkgs[i];
+        json_array_append_new(pkgs, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "name", p->name,
+                                              "version", p->version, "architecture", p->arch, "size",
+                                              (json_int_t)p->size, "sha256", p->sha256, "filename", p->filename,
+                                              "suite", p->suite, "component", p->component));
+    }
+    for (size_t i = 0; i < l->nsuites; i++)
+        json_array_append_new(suites, json_pack("{s:s, s:s, s:s, s:s}", "suite", l->suites[i].name, "mirror",
+                                                l->suites[i].mirror, "inrelease_sha256",
+                                                l->suites[i].inrelease_sha256, "date", l->suites[i].date));
+    return json_pack("{s:i, s:s, s:s, s:s, s:o, s:o, s:s, s:o}", "format", 2, "mirror", l->mirror, "release",
+                     l->release, "architecture", l->arch, "components",
+                     string_array(l->components, l->ncomponents), "suites", suites, "date", l->date, "packages",
+                     pkgs);
+}
+
+static void lock_to_json(struct lock *l)
+{
+    json_t *doc = l->format == 1 ? lock_doc_v1(l) : lock_doc_v2(l);
     l->json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
     json_decref(doc);
     if (l->json == NULL)
         abort();
     sha256_hex(l->json, strlen(l->json), l->hash);
+}
+
+const struct lock_suite *lock_suite_find(const struct lock *l, const char *name)
+{
+    size_t i = suite_rank(l, name);
+    return i < l->nsuites ? &l->suites[i] : NULL;
+}
+
+const struct lock_suite *lock_security_suite(const struct lock *l)
+{
+    _cleanup_free_ char *name = xasprintf("%s-security", l->release);
+    return lock_suite_find(l, name);
 }
 
 int resolve_release_hash(const char *inrelease, const char *path, char out[65])
@@ -522,36 +710,28 @@ static enum engine_error download(const char *const *triples, size_t n, char *er
     return cause;
 }
 
-/*
- * Stores the signed indexes for offline builds: CACHE/indexes/<InRelease
- * sha256>/ holds the InRelease (text) and the exact Packages.xz it names,
- * fetched by hash: what a local mirror needs.
- */
-static enum engine_error store_indexes(const struct lock *l, const char *cache_dir, const char *inrelease, size_t len,
-                                       char *err, size_t errlen)
+/* The name of component's index in an index directory: main's is "Packages.xz", as it always was. */
+static char *index_name(const char *dir, const char *component)
 {
-    _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, l->inrelease_sha256);
-    _cleanup_free_ char *xz = xasprintf("%s/Packages.xz", dest);
+    return strcmp(component, "main") == 0 ? xasprintf("%s/Packages.xz", dir)
+                                          : xasprintf("%s/%s.Packages.xz", dir, component);
+}
+
+/* Fetches component's Packages.xz that the release file inrelease names, by its hash, into dest. */
+static enum engine_error fetch_component(const struct lock *l, const struct lock_suite *s, const char *component,
+                                         const char *inrelease, const char *dest, char *err, size_t errlen)
+{
+    _cleanup_free_ char *xz = index_name(dest, component);
     if (access(xz, F_OK) == 0)
         return ENGINE_OK;
-    int rc = mkdir_p(dest, 0700);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot create \"%s\": %s", dest, strerror(-rc));
-        return engine_errno_cause(-rc);
-    }
-    _cleanup_free_ char *in_path = xasprintf("%s/InRelease", dest);
-    if ((rc = write_file_atomic(in_path, inrelease, len, 0644)) < 0) {
-        snprintf(err, errlen, "cannot write \"%s\": %s", in_path, strerror(-rc));
-        return engine_errno_cause(-rc);
-    }
     char hash[65];
-    _cleanup_free_ char *index = xasprintf("main/binary-%s/Packages.xz", l->arch);
+    _cleanup_free_ char *index = xasprintf("%s/binary-%s/Packages.xz", component, l->arch);
     if (resolve_release_hash(inrelease, index, hash) < 0) {
-        snprintf(err, errlen, "the release file does not list \"%s\"", index);
+        snprintf(err, errlen, "the release file of \"%s\" does not list \"%s\"", s->name, index);
         return ENGINE_E_FAILED;
     }
-    _cleanup_free_ char *uri = xasprintf("%s/dists/%s/main/binary-%s/by-hash/SHA256/%s", l->mirror, l->release,
-                                         l->arch, hash);
+    _cleanup_free_ char *uri = xasprintf("%s/dists/%s/%s/binary-%s/by-hash/SHA256/%s", s->mirror, s->name,
+                                         component, l->arch, hash);
     _cleanup_free_ char *tmp = xasprintf("%s.tmp.%ld", xz, (long)getpid());
     _cleanup_free_ char *sum = xasprintf("SHA256:%s", hash);
     const char *triple[] = {uri, tmp, sum};
@@ -567,29 +747,76 @@ static enum engine_error store_indexes(const struct lock *l, const char *cache_d
     return ENGINE_OK;
 }
 
-/* After resolution: the InRelease apt verified is in its lists. */
+/*
+ * Stores one suite's signed indexes for offline builds: CACHE/indexes/
+ * <InRelease sha256>/ holds the InRelease (text) and the exact Packages.xz
+ * of each of the lock's components it names, fetched by hash: what a local
+ * mirror needs.
+ */
+static enum engine_error store_indexes(const struct lock *l, const struct lock_suite *s, const char *cache_dir,
+                                       const char *inrelease, size_t len, char *err, size_t errlen)
+{
+    _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, s->inrelease_sha256);
+    int rc = mkdir_p(dest, 0700);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create \"%s\": %s", dest, strerror(-rc));
+        return engine_errno_cause(-rc);
+    }
+    _cleanup_free_ char *in_path = xasprintf("%s/InRelease", dest);
+    if (access(in_path, F_OK) != 0 && (rc = write_file_atomic(in_path, inrelease, len, 0644)) < 0) {
+        snprintf(err, errlen, "cannot write \"%s\": %s", in_path, strerror(-rc));
+        return engine_errno_cause(-rc);
+    }
+    enum engine_error cause = ENGINE_OK;
+    for (size_t i = 0; i < l->ncomponents && cause == ENGINE_OK; i++)
+        cause = fetch_component(l, s, l->components[i], inrelease, dest, err, errlen);
+    return cause;
+}
+
+/* Whether a suite's indexes are all in the cache already. */
+static bool indexes_cached(const struct lock *l, const struct lock_suite *s, const char *cache_dir)
+{
+    _cleanup_free_ char *dir = xasprintf("%s/indexes/%s", cache_dir, s->inrelease_sha256);
+    _cleanup_free_ char *in = xasprintf("%s/InRelease", dir);
+    bool all = access(in, F_OK) == 0;
+    for (size_t i = 0; i < l->ncomponents && all; i++) {
+        _cleanup_free_ char *xz = index_name(dir, l->components[i]);
+        all = access(xz, F_OK) == 0;
+    }
+    return all;
+}
+
+/* After resolution: the InRelease of every suite apt verified is in its lists. */
 static enum engine_error keep_indexes(struct apt *a, const char *cache_dir, const struct lock *l, char *err,
                                       size_t errlen)
 {
-    _cleanup_free_ char *src = xasprintf("%s/state/lists/%s", a->dir, a->inrelease_name);
-    _cleanup_free_ char *text = NULL;
-    size_t len;
-    if (read_file(src, 16 << 20, &text, &len) < 0) {
-        snprintf(err, errlen, "cannot read \"%s\"", src);
-        return ENGINE_E_FAILED;
+    enum engine_error cause = ENGINE_OK;
+    for (size_t i = 0; i < l->nsuites && cause == ENGINE_OK; i++) {
+        const struct lock_suite *s = &l->suites[i];
+        char name[256];
+        if (indexes_cached(l, s, cache_dir) || find_inrelease(a, s->name, name, sizeof(name)) < 0)
+            continue;
+        _cleanup_free_ char *src = xasprintf("%s/state/lists/%s", a->dir, name);
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        if (read_file(src, 16 << 20, &text, &len) < 0) {
+            snprintf(err, errlen, "cannot read \"%s\"", src);
+            return ENGINE_E_FAILED;
+        }
+        cause = store_indexes(l, s, cache_dir, text, len, err, errlen);
     }
-    return store_indexes(l, cache_dir, text, len, err, errlen);
+    return cause;
 }
 
 /*
- * For a lock made elsewhere: fetch the very InRelease it pins (apt-helper
- * checks its SHA-256; apt checks its signature when the build reads the
- * local mirror), then the index it names.
+ * For a lock made elsewhere: fetch the very InRelease a suite pins
+ * (apt-helper checks its SHA-256; apt checks its signature when the build
+ * reads the local mirror), then the indexes it names.
  */
-static enum engine_error fetch_indexes(const struct lock *l, const char *cache_dir, char *err, size_t errlen)
+static enum engine_error fetch_suite_indexes(const struct lock *l, const struct lock_suite *s, const char *cache_dir,
+                                             char *err, size_t errlen)
 {
-    _cleanup_free_ char *xz = xasprintf("%s/indexes/%s/Packages.xz", cache_dir, l->inrelease_sha256);
-    if (access(xz, F_OK) == 0)
+    if (indexes_cached(l, s, cache_dir))
         return ENGINE_OK;
     _cleanup_free_ char *dir = xasprintf("%s/indexes", cache_dir);
     int rc = mkdir_p(dir, 0700);
@@ -598,17 +825,17 @@ static enum engine_error fetch_indexes(const struct lock *l, const char *cache_d
         return engine_errno_cause(-rc);
     }
     _cleanup_free_ char *tmp = xasprintf("%s/.InRelease.%ld", dir, (long)getpid());
-    _cleanup_free_ char *uri = xasprintf("%s/dists/%s/InRelease", l->mirror, l->release);
-    _cleanup_free_ char *sum = xasprintf("SHA256:%s", l->inrelease_sha256);
+    _cleanup_free_ char *uri = xasprintf("%s/dists/%s/InRelease", s->mirror, s->name);
+    _cleanup_free_ char *sum = xasprintf("SHA256:%s", s->inrelease_sha256);
     const char *triple[] = {uri, tmp, sum};
     enum engine_error cause = download(triple, 3, err, errlen);
     if (cause != ENGINE_OK) {
         char why[512];
         snprintf(why, sizeof(why), "%s", err);
         snprintf(err, errlen,
-                 "the lock pins a release file (InRelease %.12s) that is not in the cache and that the mirror no "
-                 "longer serves: %s",
-                 l->inrelease_sha256, why);
+                 "the lock pins a release file of \"%s\" (InRelease %.12s) that is not in the cache and that the "
+                 "mirror no longer serves: %s",
+                 s->name, s->inrelease_sha256, why);
         return cause;
     }
     _cleanup_free_ char *text = NULL;
@@ -619,7 +846,15 @@ static enum engine_error fetch_indexes(const struct lock *l, const char *cache_d
         snprintf(err, errlen, "cannot read the fetched release file: %s", strerror(-rc));
         return ENGINE_E_FAILED;
     }
-    return store_indexes(l, cache_dir, text, len, err, errlen);
+    return store_indexes(l, s, cache_dir, text, len, err, errlen);
+}
+
+static enum engine_error fetch_indexes(const struct lock *l, const char *cache_dir, char *err, size_t errlen)
+{
+    enum engine_error cause = ENGINE_OK;
+    for (size_t i = 0; i < l->nsuites && cause == ENGINE_OK; i++)
+        cause = fetch_suite_indexes(l, &l->suites[i], cache_dir, err, errlen);
+    return cause;
 }
 
 /* Moves the verified downloads (every triple's target) into the cache; rename makes concurrent builds safe. */
@@ -659,7 +894,8 @@ enum engine_error resolve_fetch(const struct lock *l, const char *cache_dir, int
         struct stat st;
         if (stat(final, &st) == 0 && st.st_size == p->size)
             continue;
-        strs[n++] = xasprintf("%s/%s", l->mirror, p->filename);
+        const struct lock_suite *s = lock_suite_find(l, p->suite);
+        strs[n++] = xasprintf("%s/%s", s ? s->mirror : l->mirror, p->filename);
         strs[n++] = xasprintf("%s/%s.deb", tmp, p->sha256);
         strs[n++] = xasprintf("SHA256:%s", p->sha256);
     }
@@ -677,20 +913,68 @@ enum engine_error resolve_fetch(const struct lock *l, const char *cache_dir, int
     return cause;
 }
 
-enum engine_error resolve_lock(const struct recipe *r, const char *mirror, const char *keyring, const char *cache_dir,
+/* The suites r is resolved from, in order: the release, then updates, then security. */
+static void recipe_suites(const struct recipe *r, const struct resolve_mirrors *m, struct lock *l)
+{
+    l->suites = xcalloc(3, sizeof(*l->suites));
+    l->suites[l->nsuites].name = xstrdup(r->release);
+    l->suites[l->nsuites++].mirror = xstrdup(m->mirror);
+    if (r->updates) {
+        l->suites[l->nsuites].name = xasprintf("%s-updates", r->release);
+        l->suites[l->nsuites++].mirror = xstrdup(m->mirror);
+    }
+    if (r->security) {
+        l->suites[l->nsuites].name = xasprintf("%s-security", r->release);
+        l->suites[l->nsuites++].mirror = xstrdup(m->security_mirror);
+    }
+}
+
+/* apt's sources: one line a suite, with the components; a format 1 lock's is the line it always was. */
+static char *sources_list(const struct lock *l, const char *keyring)
+{
+    char *comps = xstrdup("");
+    for (size_t i = 0; i < l->ncomponents; i++) {
+        char *longer = xasprintf("%s %s", comps, l->components[i]);
+        free(comps);
+        comps = longer;
+    }
+    char *text = xstrdup("");
+    for (size_t i = 0; i < l->nsuites; i++) {
+        char *longer = xasprintf("%sdeb [signed-by=%s] %s %s%s\n", text, keyring, l->suites[i].mirror,
+                                 l->suites[i].name, comps);
+        free(text);
+        text = longer;
+    }
+    free(comps);
+    return text;
+}
+
+/* The lock's frame before resolution: its format, mirror, release, components and suites. */
+static void lock_frame(const struct recipe *r, const struct resolve_mirrors *m, struct lock *l)
+{
+    l->format = r->format == 1 ? 1 : 2;
+    l->mirror = xstrdup(m->mirror);
+    l->release = xstrdup(r->release);
+    l->arch = xstrdup(r->architecture);
+    l->components = xcalloc(r->ncomponents + 1, sizeof(char *));
+    for (size_t i = 0; i < r->ncomponents; i++)
+        l->components[l->ncomponents++] = xstrdup(r->components[i]);
+    recipe_suites(r, m, l);
+}
+
+enum engine_error resolve_lock(const struct recipe *r, const struct resolve_mirrors *m, const char *cache_dir,
                                struct lock *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
+    lock_frame(r, m, out);
+    _cleanup_free_ char *sources = sources_list(out, m->keyring);
     struct apt a;
-    enum engine_error cause = apt_init(&a, cache_dir, mirror, keyring, r->release, r->architecture, err, errlen);
+    enum engine_error cause = apt_init(&a, cache_dir, sources, r->architecture, err, errlen);
     if (cause != ENGINE_OK)
         goto done;
-    out->mirror = xstrdup(mirror);
-    out->release = xstrdup(r->release);
-    out->arch = xstrdup(r->architecture);
-    cause = apt_update(&a, mirror, err, errlen);
-    cause = cause ?: read_inrelease(&a, out, err, errlen);
-    cause = cause ?: closure(&a, r, mirror, out, err, errlen);
+    cause = apt_update(&a, out, err, errlen);
+    cause = cause ?: read_inreleases(&a, out, err, errlen);
+    cause = cause ?: closure(&a, r, out, err, errlen);
     cause = cause ?: keep_indexes(&a, cache_dir, out, err, errlen);
     if (cause == ENGINE_OK)
         lock_to_json(out);
@@ -707,26 +991,124 @@ static const char *get_str(json_t *obj, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static int parse_lock_pkg(json_t *v, size_t i, struct lock_pkg *p, char *err, size_t errlen)
+static int parse_lock_pkg(const struct lock *l, json_t *v, size_t i, struct lock_pkg *p, char *err, size_t errlen)
 {
     const char *name = get_str(v, "name"), *version = get_str(v, "version"), *arch = get_str(v, "architecture");
     const char *sha = get_str(v, "sha256"), *file = get_str(v, "filename");
+    const char *suite = l->format == 1 ? l->release : get_str(v, "suite");
+    const char *component = l->format == 1 ? "main" : get_str(v, "component");
     json_t *size = json_object_get(v, "size");
     if (name == NULL || version == NULL || arch == NULL || file == NULL || !is_sha256_hex(sha) || !json_is_integer(size) ||
-        strstr(file, "..") != NULL || file[0] == '/') {
+        strstr(file, "..") != NULL || file[0] == '/' || suite == NULL || component == NULL) {
         snprintf(err, errlen, "lock: packages[%zu] is malformed", i);
+        return -1;
+    }
+    if (lock_suite_find(l, suite) == NULL) {
+        snprintf(err, errlen, "lock: packages[%zu] comes from \"%.64s\", a suite the lock does not pin", i, suite);
         return -1;
     }
     p->name = xstrdup(name);
     p->version = xstrdup(version);
     p->arch = xstrdup(arch);
     p->filename = xstrdup(file);
+    p->suite = xstrdup(suite);
+    p->component = xstrdup(component);
     p->size = (long long)json_integer_value(size);
     memcpy(p->sha256, sha, 65);
     return 0;
 }
 
-int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen)
+/* A format 1 lock's one suite: the release, from the top level. */
+static int parse_suites_v1(json_t *doc, struct lock *l, char *err, size_t errlen)
+{
+    const char *inrel = get_str(doc, "inrelease_sha256");
+    if (!is_sha256_hex(inrel)) {
+        snprintf(err, errlen, "lock: not a lock printed by debate lock");
+        return -1;
+    }
+    l->suites = xcalloc(1, sizeof(*l->suites));
+    l->suites[0] = (struct lock_suite){xstrdup(l->release), xstrdup(l->mirror), "", xstrdup(l->date)};
+    memcpy(l->suites[0].inrelease_sha256, inrel, 65);
+    l->nsuites = 1;
+    l->components = xcalloc(2, sizeof(char *));
+    l->components[l->ncomponents++] = xstrdup("main");
+    return 0;
+}
+
+static int parse_suites_v2(json_t *doc, struct lock *l, char *err, size_t errlen)
+{
+    json_t *suites = json_object_get(doc, "suites"), *comps = json_object_get(doc, "components");
+    if (!json_is_array(suites) || json_array_size(suites) == 0 || json_array_size(suites) > 3 ||
+        !json_is_array(comps) || json_array_size(comps) == 0 || json_array_size(comps) > 4) {
+        snprintf(err, errlen, "lock: not a lock printed by debate lock");
+        return -1;
+    }
+    l->suites = xcalloc(json_array_size(suites), sizeof(*l->suites));
+    l->components = xcalloc(json_array_size(comps) + 1, sizeof(char *));
+    size_t i;
+    json_t *v;
+    json_array_foreach(suites, i, v)
+    {
+        const char *name = get_str(v, "suite"), *mirror = get_str(v, "mirror"), *date = get_str(v, "date");
+        const char *inrel = get_str(v, "inrelease_sha256");
+        if (name == NULL || mirror == NULL || date == NULL || !is_sha256_hex(inrel)) {
+            snprintf(err, errlen, "lock: suites[%zu] is malformed", i);
+            return -1;
+        }
+        l->suites[i] = (struct lock_suite){xstrdup(name), xstrdup(mirror), "", xstrdup(date)};
+        memcpy(l->suites[i].inrelease_sha256, inrel, 65);
+        l->nsuites++;
+    }
+    json_array_foreach(comps, i, v)
+    {
+        if (!json_is_string(v)) {
+            snprintf(err, errlen, "lock: components[%zu] is malformed", i);
+            return -1;
+        }
+        l->components[l->ncomponents++] = xstrdup(json_string_value(v));
+    }
+    return 0;
+}
+
+/* Names of what l and r resolve from, "trixie trixie-updates trixie-security (main contrib)", to compare. */
+static char *suites_text(char *const *suites, size_t nsuites, char *const *comps, size_t ncomps)
+{
+    char *out = xstrdup("");
+    for (size_t i = 0; i < nsuites + ncomps; i++) {
+        const char *word = i < nsuites ? suites[i] : comps[i - nsuites];
+        const char *sep = i == 0 ? "" : i == nsuites ? " (" : " ";
+        char *longer = xasprintf("%s%s%s%s", out, sep, word, i + 1 == nsuites + ncomps ? ")" : "");
+        free(out);
+        out = longer;
+    }
+    return out;
+}
+
+/* Whether the lock resolves from exactly the suites and components the recipe asks for. */
+static int check_suites(const struct lock *l, const struct recipe *r, char *err, size_t errlen)
+{
+    struct resolve_mirrors none = {"", "", ""};
+    struct lock want = {0};
+    lock_frame(r, &none, &want);
+    char **have_names = xcalloc(l->nsuites + 1, sizeof(char *)), **want_names = xcalloc(want.nsuites + 1, sizeof(char *));
+    for (size_t i = 0; i < l->nsuites; i++)
+        have_names[i] = l->suites[i].name;
+    for (size_t i = 0; i < want.nsuites; i++)
+        want_names[i] = want.suites[i].name;
+    _cleanup_free_ char *have = suites_text(have_names, l->nsuites, l->components, l->ncomponents);
+    _cleanup_free_ char *wanted = suites_text(want_names, want.nsuites, want.components, want.ncomponents);
+    int rc = 0;
+    if (strcmp(have, wanted) != 0) {
+        snprintf(err, errlen, "lock: it resolves from %s, the recipe from %s", have, wanted);
+        rc = -1;
+    }
+    free(have_names);
+    free(want_names);
+    lock_release(&want);
+    return rc;
+}
+
+int lock_read(const char *text, size_t len, struct lock *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     json_error_t je;
@@ -737,40 +1119,31 @@ int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock
     }
     int rc = -1;
     const char *mirror = get_str(doc, "mirror"), *release = get_str(doc, "release"), *arch = get_str(doc, "architecture");
-    const char *inrel = get_str(doc, "inrelease_sha256"), *date = get_str(doc, "date");
-    json_t *pkgs = json_object_get(doc, "packages");
-    if (mirror == NULL || release == NULL || arch == NULL || !is_sha256_hex(inrel) || date == NULL ||
-        !json_is_array(pkgs)) {
+    const char *date = get_str(doc, "date");
+    json_t *pkgs = json_object_get(doc, "packages"), *format = json_object_get(doc, "format");
+    int number = json_is_integer(format) ? (int)json_integer_value(format) : 0;
+    if (mirror == NULL || release == NULL || arch == NULL || date == NULL || !json_is_array(pkgs) ||
+        (number != 1 && number != 2)) {
         snprintf(err, errlen, "lock: not a lock printed by debate lock");
         goto out;
     }
-    if (strcmp(release, r->release) != 0 || strcmp(arch, r->architecture) != 0) {
-        snprintf(err, errlen, "lock: it is for %s %s, the recipe for %s %s", release, arch, r->release,
-                 r->architecture);
-        goto out;
-    }
+    out->format = number;
     out->mirror = xstrdup(mirror);
     out->release = xstrdup(release);
     out->arch = xstrdup(arch);
     out->date = xstrdup(date);
-    memcpy(out->inrelease_sha256, inrel, 65);
+    if ((number == 1 ? parse_suites_v1(doc, out, err, errlen) : parse_suites_v2(doc, out, err, errlen)) < 0)
+        goto out;
     out->pkgs = xcalloc(json_array_size(pkgs) + 1, sizeof(*out->pkgs));
     size_t i;
     json_t *v;
     json_array_foreach(pkgs, i, v)
     {
-        if (parse_lock_pkg(v, i, &out->pkgs[i], err, errlen) < 0)
+        if (parse_lock_pkg(out, v, i, &out->pkgs[i], err, errlen) < 0)
             goto out;
         out->npkgs++;
     }
     qsort(out->pkgs, out->npkgs, sizeof(*out->pkgs), cmp_pkg);
-    for (size_t k = 0; k < r->npackages; k++) {
-        struct lock_pkg key = {.name = r->packages[k]};
-        if (bsearch(&key, out->pkgs, out->npkgs, sizeof(*out->pkgs), cmp_pkg) == NULL) {
-            snprintf(err, errlen, "lock: it does not pin the recipe's package \"%s\"", r->packages[k]);
-            goto out;
-        }
-    }
     lock_to_json(out);
     rc = 0;
 out:
@@ -780,11 +1153,51 @@ out:
     return rc;
 }
 
+/* Whether the lock l can build r: its release, architecture, suites, components and packages. */
+static int check_for_recipe(const struct lock *l, const struct recipe *r, char *err, size_t errlen)
+{
+    if (strcmp(l->release, r->release) != 0 || strcmp(l->arch, r->architecture) != 0) {
+        snprintf(err, errlen, "lock: it is for %s %s, the recipe for %s %s", l->release, l->arch, r->release,
+                 r->architecture);
+        return -1;
+    }
+    if (check_suites(l, r, err, errlen) < 0)
+        return -1;
+    for (size_t k = 0; k < r->npackages; k++) {
+        struct lock_pkg key = {.name = r->packages[k]};
+        if (bsearch(&key, l->pkgs, l->npkgs, sizeof(*l->pkgs), cmp_pkg) == NULL) {
+            snprintf(err, errlen, "lock: it does not pin the recipe's package \"%s\"", r->packages[k]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int lock_parse(const char *text, size_t len, const struct recipe *r, struct lock *out, char *err, size_t errlen)
+{
+    if (lock_read(text, len, out, err, errlen) < 0)
+        return -1;
+    if (check_for_recipe(out, r, err, errlen) < 0) {
+        lock_release(out);
+        return -1;
+    }
+    return 0;
+}
+
 void lock_release(struct lock *l)
 {
     for (size_t i = 0; i < l->npkgs; i++)
         lock_pkg_release(&l->pkgs[i]);
     free(l->pkgs);
+    for (size_t i = 0; i < l->nsuites; i++) {
+        free(l->suites[i].name);
+        free(l->suites[i].mirror);
+        free(l->suites[i].date);
+    }
+    free(l->suites);
+    for (size_t i = 0; i < l->ncomponents; i++)
+        free(l->components[i]);
+    free(l->components);
     free(l->mirror);
     free(l->release);
     free(l->arch);

@@ -54,6 +54,48 @@ static char *include_list(struct build *b)
     return include;
 }
 
+/*
+ * One sources.list line for each of the lock's suites, with its
+ * components: from the local mirror (signed-by the keyring) for
+ * mmdebstrap, or from the suites' own mirrors for the image. A format 1
+ * lock's is "deb MIRROR RELEASE main", as it always was.
+ */
+static char *lock_source(const struct lock *l, size_t i, const char *keyring)
+{
+    char *comps = xstrdup("");
+    for (size_t k = 0; k < l->ncomponents; k++) {
+        char *longer = xasprintf("%s %s", comps, l->components[k]);
+        free(comps);
+        comps = longer;
+    }
+    char *line = keyring ? xasprintf("deb [signed-by=%s] copy://" MIRROR " %s%s", keyring, l->suites[i].name, comps)
+                         : xasprintf("deb %s %s%s", l->suites[i].mirror, l->suites[i].name, comps);
+    free(comps);
+    return line;
+}
+
+static char *image_sources(const struct lock *l)
+{
+    char *text = xstrdup("");
+    for (size_t i = 0; i < l->nsuites; i++) {
+        _cleanup_free_ char *line = lock_source(l, i, NULL);
+        char *longer = xasprintf("%s%s\n", text, line);
+        free(text);
+        text = longer;
+    }
+    return text;
+}
+
+/*
+ * The busybox applets' links. A release with a merged /usr (trixie)
+ * ships busybox in /usr/bin alone and the extract variant makes no /bin
+ * link, so the hook finds it where it is.
+ */
+#define EXTRACT_HOOK                                                                                                   \
+    "--extract-hook=mkdir -p \"$1/bin\" \"$1/sbin\" \"$1/usr/bin\" \"$1/usr/sbin\" && "                              \
+    "if [ -e \"$1/bin/busybox\" ]; then chroot \"$1\" /bin/busybox --install -s; "                                   \
+    "else chroot \"$1\" /usr/bin/busybox --install -s; fi"
+
 static int rootfs(struct build *b)
 {
     const char *keyring = KEYRING;
@@ -62,21 +104,23 @@ static int rootfs(struct build *b)
     if (include == NULL && !build_is_live(b))
         return build_fail(b, ENGINE_E_FAILED, "packages: the busybox variant needs at least busybox-static");
     _cleanup_free_ char *inc = xasprintf("--include=%s", include ? include : "");
-    _cleanup_free_ char *source = xasprintf("deb [signed-by=%s] copy://" MIRROR " %s main", keyring,
-                                            b->lock.release);
-    if (build_is_live(b)) {
-        /* minbase plus the recipe's packages; maintainer scripts run (initramfs included). */
-        const char *argv[] = {"/usr/bin/mmdebstrap", "--quiet", "--variant=minbase", "--mode=root",
-                              "--architectures=amd64", inc, kr, "--aptopt=APT::Sandbox::User \"root\"",
-                              b->lock.release, WORK "/root", source, NULL};
-        return build_run_tool(b, "mmdebstrap", argv, true);
-    }
-    const char *argv[] = {"/usr/bin/mmdebstrap", "--quiet", "--variant=extract", "--mode=root",
-                          "--architectures=amd64", inc, kr, "--aptopt=APT::Sandbox::User \"root\"",
-                          "--extract-hook=mkdir -p \"$1/bin\" \"$1/sbin\" \"$1/usr/bin\" \"$1/usr/sbin\" && "
-                          "chroot \"$1\" /bin/busybox --install -s",
-                          b->lock.release, WORK "/root", source, NULL};
-    return build_run_tool(b, "mmdebstrap", argv, true);
+    bool live = build_is_live(b);
+    const char *argv[16] = {"/usr/bin/mmdebstrap", "--quiet", live ? "--variant=minbase" : "--variant=extract",
+                            "--mode=root", "--architectures=amd64", inc, kr, "--aptopt=APT::Sandbox::User \"root\""};
+    size_t argc = 8;
+    /* live: minbase plus the recipe's packages; maintainer scripts run (initramfs included). */
+    if (!live)
+        argv[argc++] = EXTRACT_HOOK;
+    argv[argc++] = b->lock.release;
+    argv[argc++] = WORK "/root";
+    char *sources[3] = {NULL, NULL, NULL};
+    for (size_t i = 0; i < b->lock.nsuites && i < ARRAY_SIZE(sources); i++)
+        argv[argc++] = sources[i] = lock_source(&b->lock, i, keyring);
+    argv[argc] = NULL;
+    int rc = build_run_tool(b, "mmdebstrap", argv, true);
+    for (size_t i = 0; i < ARRAY_SIZE(sources); i++)
+        free(sources[i]);
+    return rc;
 }
 
 /* ---- stage: customizing ----------------------------------------------------------------- */
@@ -174,7 +218,7 @@ static int customize(struct build *b)
     }
     unlinkat(rootfd, "etc/resolv.conf", 0); /* the host's must not leak in; absent is fine */
     /* mmdebstrap records the mirror it used: write the canonical one instead. */
-    _cleanup_free_ char *sources = xasprintf("deb %s %s main\n", b->lock.mirror, b->lock.release);
+    _cleanup_free_ char *sources = image_sources(&b->lock);
     _cleanup_free_ char *hostname = xasprintf("%s\n", r->hostname);
     _cleanup_free_ char *hosts = xasprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
                                            r->hostname);
@@ -237,6 +281,67 @@ static char *kernel_version(const char *kdir)
     if (d)
         closedir(d);
     return kv;
+}
+
+static int copy_into(struct build *b, const char *from, const char *to, unsigned mode);
+
+/* A kernel whose modules are in /usr/lib/modules (trixie's): moved to lib/modules, where the rest looks. */
+static int usr_modules_to_lib(struct build *b)
+{
+    if (access(WORK "/kernel/usr/lib/modules", F_OK) != 0)
+        return 0;
+    int rc = mkdir_p(WORK "/kernel/lib", 0755);
+    if (rc < 0 || rename(WORK "/kernel/usr/lib/modules", WORK "/kernel/lib/modules") < 0)
+        return build_fail(b, engine_errno_cause(rc < 0 ? -rc : errno), "cannot move the kernel's modules: %s",
+                          strerror(rc < 0 ? -rc : errno));
+    return 0;
+}
+
+static bool ends_with_xz(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 3 && strcmp(s + n - 3, ".xz") == 0;
+}
+
+/*
+ * A module into the initramfs. Compressed ones (trixie's kernel ships
+ * .ko.xz) are decompressed: busybox's insmod then needs no xz of its own,
+ * and the bytes are xz's output, the same on every build.
+ */
+static int install_module(struct build *b, const char *from, const char *to)
+{
+    if (!ends_with_xz(from))
+        return copy_into(b, from, to, 0644);
+    _cleanup_free_ char *plain = xstrndup(to, strlen(to) - 3), *dir = xstrdup(to);
+    int rc = mkdir_p(dirname(dir), 0755);
+    if (rc < 0)
+        return build_fail(b, engine_errno_cause(-rc), "cannot create the directory of \"%s\": %s", plain,
+                          strerror(-rc));
+    const char *argv[] = {"/usr/bin/xz", "-d", "-c", from, NULL};
+    struct proc_opts o = {.stdout_path = plain};
+    if (build_tool(b, "xz", argv, &o, false) < 0)
+        return -1;
+    return chmod(plain, 0644) < 0 ? build_fail(b, ENGINE_E_FAILED, "cannot chmod \"%s\": %s", plain, strerror(errno))
+                                  : 0;
+}
+
+/* The module list's names as installed: ".xz" dropped at the end of each line. */
+static void strip_xz(char *list)
+{
+    char *out = list;
+    for (char *line = list, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        size_t n = next ? (size_t)(next - line) : strlen(line);
+        if (n > 3 && strncmp(line + n - 3, ".xz", 3) == 0)
+            n -= 3;
+        memmove(out, line, n);
+        out += n;
+        if (next == NULL)
+            break;
+        *out++ = '\n';
+        next++;
+    }
+    *out = '\0';
 }
 
 /* Appends the modules needed for name, in load order, to list (no duplicates). */
@@ -382,18 +487,19 @@ static int kernel(struct build *b)
 {
     if (build_is_live(b))
         return kernel_live(b);
+    /* A '*' before lib: bookworm's kernel has its modules in /lib, trixie's in /usr/lib (tar's '*' matches '/'). */
     static const char *const members[] = {
-        "./boot/vmlinuz-*", "./lib/modules/*/modules.order", "./lib/modules/*/modules.builtin",
-        "./lib/modules/*/modules.builtin.modinfo", "./lib/modules/*/kernel/drivers/ata/*",
-        "./lib/modules/*/kernel/drivers/scsi/*", "./lib/modules/*/kernel/drivers/cdrom/*",
-        "./lib/modules/*/kernel/drivers/block/loop.ko", "./lib/modules/*/kernel/block/*",
-        "./lib/modules/*/kernel/lib/*", "./lib/modules/*/kernel/crypto/*", "./lib/modules/*/kernel/arch/x86/crypto/*",
-        "./lib/modules/*/kernel/fs/isofs/*", "./lib/modules/*/kernel/fs/squashfs/*",
-        "./lib/modules/*/kernel/fs/overlayfs/*", NULL};
-    static const char *const bb_members[] = {"./bin/busybox", NULL};
+        "./boot/vmlinuz-*", "./*lib/modules/*/modules.order", "./*lib/modules/*/modules.builtin",
+        "./*lib/modules/*/modules.builtin.modinfo", "./*lib/modules/*/kernel/drivers/ata/*",
+        "./*lib/modules/*/kernel/drivers/scsi/*", "./*lib/modules/*/kernel/drivers/cdrom/*",
+        "./*lib/modules/*/kernel/drivers/block/loop.ko*", "./*lib/modules/*/kernel/block/*",
+        "./*lib/modules/*/kernel/lib/*", "./*lib/modules/*/kernel/crypto/*",
+        "./*lib/modules/*/kernel/arch/x86/crypto/*", "./*lib/modules/*/kernel/fs/isofs/*",
+        "./*lib/modules/*/kernel/fs/squashfs/*", "./*lib/modules/*/kernel/fs/overlayfs/*", NULL};
+    static const char *const bb_members[] = {"./*bin/busybox", NULL};
     if (b->kernel_pkg == NULL)
         return build_fail(b, ENGINE_E_FAILED, "packages: the image needs a kernel: add linux-image-amd64");
-    if (extract_deb(b, b->kernel_pkg, WORK "/kernel", members) < 0)
+    if (extract_deb(b, b->kernel_pkg, WORK "/kernel", members) < 0 || usr_modules_to_lib(b) < 0)
         return -1;
     _cleanup_free_ char *kv = kernel_version(WORK "/kernel");
     if (kv == NULL)
@@ -416,15 +522,19 @@ static int kernel(struct build *b)
         mkdir_p(d, 0755);
     }
     int rc = extract_deb(b, b->busybox_pkg, WORK "/busybox", bb_members);
-    rc = rc ?: copy_into(b, WORK "/busybox/bin/busybox", WORK "/initrd/bin/busybox", 0755);
+    /* busybox-static has it in /bin up to bookworm, in /usr/bin from trixie on. */
+    const char *bb = access(WORK "/busybox/bin/busybox", F_OK) == 0 ? WORK "/busybox/bin/busybox"
+                                                                     : WORK "/busybox/usr/bin/busybox";
+    rc = rc ?: copy_into(b, bb, WORK "/initrd/bin/busybox", 0755);
     for (char *m = list, *next; rc == 0 && m && *m; m = next) {
         next = strchr(m, '\n');
         *next++ = '\0';
         _cleanup_free_ char *from = xasprintf(WORK "/kernel/lib/modules/%s/%s", kv, m);
         _cleanup_free_ char *to = xasprintf("%s/lib/modules/%s/%s", I, kv, m);
-        rc = copy_into(b, from, to, 0644);
+        rc = install_module(b, from, to);
         next[-1] = '\n';
     }
+    strip_xz(list);
     _cleanup_free_ char *init = init_script(b->label, kv);
     _cleanup_free_ char *list_path = xasprintf("%s/modules.list", I), *init_path = xasprintf("%s/init", I);
     rc = rc ?: build_write_text(b, list_path, list, 0644);

@@ -159,6 +159,8 @@ static void submit_done(struct db_job *job, h2o_req_t *req)
                                 "miss", "merged", merged, "differs", r->differs ? r->differs : json_array());
         if (!merged)
             json_object_set_new(doc, "cancel_token", json_string(s->sub.cancel_token));
+        if (r->lock_changes != NULL)
+            json_object_set(doc, "lock_changes", r->lock_changes);
         http_send_json(req, 202, doc);
     }
 }

@@ -30,6 +30,7 @@
 struct service {
     const struct config *cfg;
     char *mirror;          /* where unlocked recipes' packages come from */
+    char *security_mirror; /* where their RELEASE-security suite comes from */
     char tools_digest[65]; /* SHA-256 of the host tool versions: part of every cache key */
     struct finished *finished;
     struct packages *packages; /* the package indexes for the page's completion */

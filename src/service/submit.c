@@ -10,6 +10,7 @@
 
 #include "digest.h"
 #include "engine/recipe.h"
+#include "engine/lockdiff.h"
 #include "engine/resolve.h"
 #include "service/artifacts.h"
 #include "util.h"
@@ -120,6 +121,13 @@ static void compute_key(const struct service *svc, const struct recipe *r, const
                             lock_hash[0] ? json_string(lock_hash) : json_null(), "mirror",
                             lock_hash[0] ? json_null() : json_string(svc->mirror), "builder",
                             "debate " DEBATE_VERSION, "tools", svc->tools_digest);
+    /*
+     * An unlocked recipe with security fixes takes them from the security
+     * mirror: another one is another input. Left out otherwise, so that the
+     * keys of every other submission stay what they were.
+     */
+    if (!lock_hash[0] && r->security)
+        json_object_set_new(key, "security_mirror", json_string(svc->security_mirror));
     s->key_parts = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(key);
     sha256_hex(s->key_parts, strlen(s->key_parts), s->build_key);
@@ -240,7 +248,9 @@ void submit_result_release(struct submit_result *r)
     build_record_release(&r->rec);
     if (r->differs != NULL)
         json_decref(r->differs);
-    r->differs = NULL;
+    if (r->lock_changes != NULL)
+        json_decref(r->lock_changes);
+    r->differs = r->lock_changes = NULL;
 }
 
 /* The parts of the key that differ from the newest earlier build of the same recipe. */
@@ -258,6 +268,39 @@ static json_t *key_differences(const char *mine, const char *theirs)
         }
     json_decref(a);
     json_decref(b);
+    return out;
+}
+
+/*
+ * The packages that changed from the earlier build's lock to this
+ * submission's, when both pinned one and the locks are what differs; else
+ * NULL. An earlier lock this debate cannot read any more names nothing.
+ */
+static json_t *lock_changes(const json_t *differs, const char *mine, const char *theirs)
+{
+    bool lock_differs = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(differs, i, v)
+    {
+        if (strcmp(json_string_value(v), "lock_hash") == 0)
+            lock_differs = true;
+    }
+    if (!lock_differs || mine == NULL || theirs == NULL)
+        return NULL;
+    struct lock now, before;
+    char err[256];
+    if (lock_read(theirs, strlen(theirs), &before, err, sizeof(err)) < 0)
+        return NULL;
+    json_t *out = NULL;
+    if (lock_read(mine, strlen(mine), &now, err, sizeof(err)) == 0) {
+        struct lock_change *changes;
+        size_t n = lock_diff(&before, &now, &changes);
+        out = lock_diff_json(changes, n);
+        free(changes);
+        lock_release(&now);
+    }
+    lock_release(&before);
     return out;
 }
 
@@ -305,6 +348,7 @@ static void describe(const struct submission *s, PGconn *c, struct submit_result
     struct build_record prev;
     enum db_status st = store_build_find_previous(c, s->config_hash, r->rec.id, &prev, err, sizeof(err));
     r->differs = key_differences(s->key_parts, st == DB_OK ? prev.key_parts : NULL);
+    r->lock_changes = lock_changes(r->differs, s->lock, st == DB_OK ? prev.lock : NULL);
     if (st == DB_OK)
         build_record_release(&prev);
     store_queue_position(c, r->rec.id, &r->queue_position, err, sizeof(err));

@@ -118,6 +118,8 @@ struct submit_result {
     struct build_record rec; /* the build, as it is now */
     int queue_position;      /* 1 = next to run; 0 when not queued */
     json_t *differs;         /* queued or merged: the key parts that differ from the recipe's newest earlier build */
+    json_t *lock_changes;    /* when lock_hash differs and both pinned a lock: the packages that changed
+                                (lock_diff_json), else NULL */
     enum db_status db;       /* SUBMIT_DATABASE: what the database said (message in err) */
 };
 

@@ -143,7 +143,7 @@ def test_cancel_answers_match(api, doc, submitted):
 
 
 def test_editor_answers_match(api, doc):
-    answer(doc, api, "/api/v1/packages", "GET", api.get("/api/v1/packages?q=vi"), 200)
+    answer(doc, api, "/api/v1/packages", "GET", api.get("/api/v1/packages?release=bookworm&q=vi"), 200)
     answer(doc, api, "/api/v1/packages", "GET", api.get("/api/v1/packages?q=%3C"), 400)
     recipe = json.loads((REPO / "examples" / "tiny.json").read_text())
     answer(doc, api, "/api/v1/recipes/validate", "POST", post(api, "/api/v1/recipes/validate", {"recipe": recipe}), 200)

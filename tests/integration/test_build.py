@@ -1,5 +1,6 @@
 """debate build: the tiny example built for real, offline, twice under a
-hostile environment (same bytes), booted under QEMU with BIOS and UEFI, and
+hostile environment (same bytes), booted under QEMU with BIOS and UEFI, on
+trixie (the current recipe format) and on bookworm (a format 1 recipe), and
 every way a build can fail leaving no ISO behind.
 
 The package cache is shared by the module, so only the first build
@@ -24,6 +25,7 @@ from conftest import file_sha256
 ROOT = Path(__file__).resolve().parents[2]
 DEBATE = os.environ.get("DEBATE_BIN", str(ROOT / "build" / "debate"))
 TINY = ROOT / "examples" / "tiny.json"
+TINY_BOOKWORM = ROOT / "examples" / "tiny-bookworm.json"
 MINIMAL = ROOT / "examples" / "minimal.json"
 # The live example takes minutes to build and boot: tests/run.py runs it
 # once, with the release binary (the sanitizer build runs the same tools).
@@ -31,6 +33,12 @@ heavy = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
                            reason="the live image is built once, in the release run")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="debate build runs as root")
+
+# The tiny image on each release a recipe may name: trixie in both runs,
+# bookworm (format 1: the meaning recipes had before format 2) once, in the
+# release run.
+TINY_OF = {"trixie": TINY, "bookworm": TINY_BOOKWORM}
+RELEASES = ["trixie", pytest.param("bookworm", marks=heavy)]
 
 
 
@@ -92,8 +100,24 @@ def assert_same_bytes_when_hostile(data_dir, recipe, reference, out_dir):
     assert file_sha256(out) == file_sha256(reference)
 
 
-def test_tiny_is_byte_identical_under_a_hostile_environment(data_dir, tiny_iso, out_dir):
-    assert_same_bytes_when_hostile(data_dir, TINY, tiny_iso, out_dir)
+@pytest.fixture(scope="module")
+def tiny_bookworm_iso(data_dir):
+    """examples/tiny-bookworm.json, the format 1 recipe, built once."""
+    d = Path(tempfile.mkdtemp(prefix="debate-build-ref-"))
+    out = d / "tiny.iso"
+    r = build(data_dir, TINY_BOOKWORM, out)
+    assert r.returncode == 0, r.stderr
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def tiny_built(request, release):
+    return request.getfixturevalue("tiny_iso" if release == "trixie" else "tiny_bookworm_iso")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_tiny_is_byte_identical_under_a_hostile_environment(request, data_dir, out_dir, release):
+    assert_same_bytes_when_hostile(data_dir, TINY_OF[release], tiny_built(request, release), out_dir)
 
 
 def test_manifest_describes_the_build(data_dir, tiny_iso):
@@ -108,6 +132,11 @@ def test_manifest_describes_the_build(data_dir, tiny_iso):
     assert hashlib.sha256(lock_canonical.encode()).hexdigest() == m["lock_hash"]
     names = {p["name"] for p in m["lock"]["packages"]}
     assert {"busybox-static", "linux-image-amd64"} <= names
+    # trixie with its updates and security suites, each package from one of them.
+    suites = [s["suite"] for s in m["lock"]["suites"]]
+    assert suites == ["trixie", "trixie-updates", "trixie-security"]
+    assert {p["suite"] for p in m["lock"]["packages"]} <= set(suites)
+    assert m["security_mirror"] == m["lock"]["suites"][2]["mirror"]
     # SOURCE_DATE_EPOCH is the Date of the signed release file the lock pins.
     date = m["lock"]["date"]
     assert m["source_date_epoch"] == calendar.timegm(time.strptime(date, "%a, %d %b %Y %H:%M:%S UTC"))
@@ -148,9 +177,10 @@ def boot(iso, firmware, markers=(b"DEBATE-BOOTED tiny", b"debate tiny image"), m
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.parametrize("release", RELEASES)
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
-def test_tiny_boots(tiny_iso, firmware):
-    console = boot(tiny_iso, firmware)
+def test_tiny_boots(request, release, firmware):
+    console = boot(tiny_built(request, release), firmware)
     # The hook ran inside the image, the overlay is there, the host name is the recipe's.
     assert "marker: DEBATE-TINY-BOOTED" in console
     assert "debate tiny image" in console
@@ -375,9 +405,13 @@ def test_hooks_run_unprivileged_and_confined(data_dir, tiny_iso, out_dir):
     ext = out_dir / "x"
     subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(out), "-extract", "/live/filesystem.squashfs",
                     str(out_dir / "fs.sqfs")], check=True, capture_output=True)
-    subprocess.run(["unsquashfs", "-q", "-d", str(ext), str(out_dir / "fs.sqfs"), "etc/debate-probe"],
-                   check=True, capture_output=True)
+    subprocess.run(["unsquashfs", "-q", "-d", str(ext), str(out_dir / "fs.sqfs"), "etc/debate-probe",
+                    "etc/apt/sources.list"], check=True, capture_output=True)
     probe = (ext / "etc" / "debate-probe").read_text()
+    # The image's apt sources are the lock's suites, each from its own mirror.
+    sources = (ext / "etc" / "apt" / "sources.list").read_text().splitlines()
+    assert [line.split()[2] for line in sources] == ["trixie", "trixie-updates", "trixie-security"], sources
+    assert sources[2].startswith("deb http") and "/debian-security trixie-security main" in sources[2], sources
     # The hook's /etc is the image's: the host's shadow is nowhere in reach.
     host_root = Path("/etc/shadow").read_text().splitlines()[0][:40]
     assert host_root not in probe, probe
@@ -395,7 +429,7 @@ def test_hooks_run_unprivileged_and_confined(data_dir, tiny_iso, out_dir):
 
 # The examples the tests above build already (and boot); every other recipe
 # in examples/ is built here, so an example nobody builds cannot rot.
-BUILT_ABOVE = {TINY.name, MINIMAL.name}
+BUILT_ABOVE = {TINY.name, TINY_BOOKWORM.name, MINIMAL.name}
 OTHER_EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.json") if p.name not in BUILT_ABOVE)
 
 

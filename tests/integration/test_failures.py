@@ -16,7 +16,7 @@ from test_service import Api, Service, cache_dir, tiny_unique  # noqa: F401 - ca
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the build service runs builds as root")
 
 UNKNOWN = "no-such-package-zz"
-MESSAGE = f'unknown package "{UNKNOWN}" in debian bookworm'
+MESSAGE = f'unknown package "{UNKNOWN}" in debian trixie'
 
 
 @pytest.fixture

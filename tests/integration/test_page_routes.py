@@ -222,17 +222,21 @@ def test_packages_prefix_first_then_contains(page_server, doc):
 
 
 def test_packages_defaults_and_limit(page_server):
+    # The default release is the current recipe format's: trixie.
     r = page_server.get("/api/v1/packages")
     assert r.status == 200, r
+    assert r.json()["release"] == "trixie"
+    assert [p["name"] for p in r.json()["packages"]] == ["trixie-only"]
+    r = page_server.get("/api/v1/packages?release=bookworm")
     names = [p["name"] for p in r.json()["packages"]]
     assert names == sorted(names) and len(names) == 5 and "trixie-only" not in names
-    r = page_server.get("/api/v1/packages?q=VIM&limit=1")
+    r = page_server.get("/api/v1/packages?release=bookworm&q=VIM&limit=1")
     assert [p["name"] for p in r.json()["packages"]] == ["vim"]
 
 
 @pytest.mark.parametrize("query,field", [
     ("release=sid", "release"),
-    ("release=trixie", "release"),
+    ("release=buster", "release"),
     ("q=" + "a" * 65, "q"),
     ("q=%3Cscript%3E", "q"),
     ("q=vim%00", "q"),
@@ -277,12 +281,12 @@ def test_packages_with_an_index_date_that_is_not_utf8_is_a_500(request):
     try:
         make_index(srv.data_dir, date="Sat, 11 Jul 2026 10:16:37 UTC \udce9")
         srv.start()
-        r = srv.get("/api/v1/packages?q=vim")
+        r = srv.get("/api/v1/packages?release=bookworm&q=vim")
         for _ in range(50):  # the loader's first pass may still be running
             if r.status != 503:
                 break
             time.sleep(0.1)
-            r = srv.get("/api/v1/packages?q=vim")
+            r = srv.get("/api/v1/packages?release=bookworm&q=vim")
         assert r.status == 500, r
         assert r.json()["error"]["code"] == "internal_error"
         assert srv.get("/health").status == 200

@@ -1052,6 +1052,50 @@ def test_submission_limit_and_full_queue(service, pg_cluster):
     assert r.status == 202, r
 
 
+def fake_lock(packages):
+    """A trixie lock (format 2: the release, updates and security suites,
+    main) of (name, version, suite) packages. A submission's lock is only
+    parsed: nothing is fetched while no worker runs."""
+    date = "Sat, 21 Nov 2026 09:15:44 UTC"
+    suites = [{"suite": s, "mirror": "http://deb.debian.org/debian" + ("-security" if s.endswith("security") else ""),
+               "inrelease_sha256": c * 64, "date": date}
+              for s, c in (("trixie", "a"), ("trixie-updates", "b"), ("trixie-security", "c"))]
+    pkgs = [{"name": n, "version": v, "architecture": "amd64", "size": 1, "sha256": "d" * 64,
+             "filename": f"pool/main/x/{n}_{v}_amd64.deb", "suite": s, "component": "main"} for n, v, s in packages]
+    return {"format": 2, "mirror": "http://deb.debian.org/debian", "release": "trixie", "architecture": "amd64",
+            "components": ["main"], "date": date, "suites": suites, "packages": pkgs}
+
+
+def test_a_miss_for_another_lock_names_the_packages_that_changed(service, pg_cluster):
+    # A database of its own: the builds stay queued (no workers).
+    pg_cluster.psql("CREATE DATABASE debate_locks", dbname="postgres")
+    srv = service.server(DEBATE_DATABASE_URL=pg_cluster.url_for("debate_locks"), DEBATE_WORKERS=0)
+    api = Api(srv)
+    recipe = tiny_unique()
+    kernel = ("linux-image-amd64", "6.12.41-1", "trixie")
+    r = api.submit(recipe, lock=fake_lock([("busybox-static", "1:1.37.0-6+b9", "trixie"), kernel,
+                                           ("gone", "1", "trixie")]))
+    assert r.status == 202, r
+    assert "lock_changes" not in r.json(), r.json()      # the first build of this recipe
+    r = api.submit(recipe, lock=fake_lock([("busybox-static", "1:1.37.0-6+b9", "trixie"),
+                                           ("linux-image-amd64", "6.12.118-1", "trixie-security"),
+                                           ("new", "2", "trixie-updates")]))
+    assert r.status == 202, r
+    body = r.json()
+    assert body["differs"] == ["lock_hash"], body
+    assert body["lock_changes"] == [
+        {"name": "gone", "old": {"version": "1", "suite": "trixie"}, "new": None},
+        {"name": "linux-image-amd64", "old": {"version": "6.12.41-1", "suite": "trixie"},
+         "new": {"version": "6.12.118-1", "suite": "trixie-security"}},
+        {"name": "new", "old": None, "new": {"version": "2", "suite": "trixie-updates"}},
+    ], body
+    from apidoc import check_answer, load_doc
+    check_answer(load_doc(), "/api/v1/builds", "POST", r)
+    # The same recipe without a lock: the lock is not what differs, and nothing is named.
+    r = api.submit(recipe)
+    assert r.status == 202 and "lock_changes" not in r.json(), r
+
+
 # --------------------------------------------------------------------------
 # 10. listing
 # --------------------------------------------------------------------------

@@ -23,9 +23,18 @@
 
 #define CLOSED_PORT_MIRROR "http://127.0.0.1:9/debian"
 
-/* A file:// mirror of bookworm holding busybox-static alone, its keyring and a package cache, in a scratch dir. */
+/*
+ * File:// mirrors of trixie in a scratch dir: m/ holds trixie (busybox-static
+ * in main, firmware-test in non-free-firmware) and an empty trixie-updates;
+ * s/, the security archive, holds trixie-security with a newer
+ * busybox-static. Each suite is signed as the test says; the keyring holds
+ * the key of SIGNED alone, so FOREIGN is a valid signature by a key the
+ * archive does not trust. A package cache beside.
+ */
+enum signing { UNSIGNED, SIGNED, FOREIGN };
+
 struct mirror {
-    char *dir, *url, *keyring, *cache;
+    char *dir, *url, *security_url, *keyring, *cache;
 };
 
 static void run(const char *cmd)
@@ -34,32 +43,70 @@ static void run(const char *cmd)
         harness_fail(__FILE__, __LINE__, "command failed: %s", cmd);
 }
 
-/* Writes the mirror's Release (with the SHA-256 of its indexes), signed as InRelease when sign. */
-static void mirror_make(struct mirror *m, bool sign)
+#define SECURITY_BUSYBOX "1:1.35.0-4+deb13u1"
+#define SECURITY_DATE "Mon, 02 Jan 2023 00:00:00 UTC"
+
+static const char mirror_script[] =
+    "set -e; top=$1; cd \"$top\"; mkdir -m 700 g g2; export GNUPGHOME=\"$top/g\"\n"
+    "gpg --batch --quiet --passphrase '' --quick-gen-key 'debate test <test@invalid>' ed25519 sign never\n"
+    "gpg --batch --quiet --export > keyring.gpg\n"
+    "GNUPGHOME=\"$top/g2\" gpg --batch --quiet --passphrase '' --quick-gen-key 'other <o@invalid>' ed25519 sign "
+    "never\n"
+    "stanza() { printf 'Package: %s\\nVersion: %s\\nArchitecture: amd64\\nMaintainer: t <t@invalid>\\n"
+    "Filename: %s\\nSize: 1\\nSHA256: 1111111111111111111111111111111111111111111111111111111111111111\\n"
+    "Description: t\\n\\n' \"$1\" \"$2\" \"$3\"; }\n"
+    "suite() {\n"
+    "  d=\"$top/$1/dists/$2\"; date=$3; sign=$4; shift 4\n"
+    "  for c in main non-free-firmware; do mkdir -p \"$d/$c/binary-amd64\"; : > \"$d/$c/binary-amd64/Packages\"; done\n"
+    "  while [ $# -ge 4 ]; do stanza \"$2\" \"$3\" \"$4\" >> \"$d/$1/binary-amd64/Packages\"; shift 4; done\n"
+    "  cd \"$d\"\n"
+    "  for c in main non-free-firmware; do f=$c/binary-amd64/Packages; xz -k $f; mkdir -p $c/binary-amd64/by-hash/SHA256\n"
+    "    cp $f.xz $c/binary-amd64/by-hash/SHA256/$(sha256sum $f.xz | cut -d' ' -f1); done\n"
+    "  { printf 'Origin: debate-test\\nSuite: %s\\nCodename: %s\\nDate: %s\\nArchitectures: amd64\\n' \"${d##*/}\" "
+    "\"${d##*/}\" \"$date\"\n"
+    "    printf 'Components: main non-free-firmware\\nSHA256:\\n'\n"
+    "    for f in */binary-amd64/Packages */binary-amd64/Packages.xz; do\n"
+    "      printf ' %s %s %s\\n' $(sha256sum $f | cut -d' ' -f1) $(stat -c %s $f) $f; done; } > Release\n"
+    "  case $sign in 1) gpg --batch --quiet --clearsign -o InRelease Release;;\n"
+    "    2) GNUPGHOME=\"$top/g2\" gpg --batch --quiet --clearsign -o InRelease Release;; esac\n"
+    "  cd \"$top\"\n"
+    "}\n"
+    "suite m trixie 'Sun, 01 Jan 2023 00:00:00 UTC' $2 main busybox-static 1.35.0-4 "
+    "pool/main/b/busybox/busybox-static_1.35.0-4_amd64.deb non-free-firmware firmware-test 1.0 "
+    "pool/non-free-firmware/f/firmware-test/firmware-test_1.0_amd64.deb\n"
+    "suite m trixie-updates 'Sun, 01 Jan 2023 00:00:00 UTC' $2\n"
+    "suite s trixie-security '" SECURITY_DATE "' $3 main busybox-static '" SECURITY_BUSYBOX "' "
+    "pool/updates/main/b/busybox/busybox-static_1.35.0-4+deb13u1_amd64.deb\n"
+    "gpgconf --kill gpg-agent; GNUPGHOME=\"$top/g2\" gpgconf --kill gpg-agent\n";
+
+static void mirror_make_signed(struct mirror *m, enum signing main_suites, enum signing security)
 {
     m->dir = xstrdup("/tmp/debate-engine-unit-XXXXXX");
     if (mkdtemp(m->dir) == NULL)
         harness_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
     m->url = xasprintf("file://%s/m", m->dir);
+    m->security_url = xasprintf("file://%s/s", m->dir);
     m->keyring = xasprintf("%s/keyring.gpg", m->dir);
     m->cache = xasprintf("%s/cache", m->dir);
-    _cleanup_free_ char *cmd = xasprintf(
-        "set -e; cd '%1$s'; mkdir -m 700 g; export GNUPGHOME=\"$PWD/g\"\n"
-        "mkdir -p m/dists/bookworm/main/binary-amd64 && cd m/dists/bookworm\n"
-        "printf 'Package: busybox-static\\nVersion: 1.35.0-4\\nArchitecture: amd64\\nMaintainer: t <t@invalid>\\n"
-        "Filename: pool/main/b/busybox/busybox-static_1.35.0-4_amd64.deb\\nSize: 1\\n"
-        "SHA256: 1111111111111111111111111111111111111111111111111111111111111111\\nDescription: t\\n'"
-        " > main/binary-amd64/Packages && xz -k main/binary-amd64/Packages\n"
-        "{ printf 'Origin: debate-test\\nSuite: bookworm\\nCodename: bookworm\\n'\n"
-        "  printf 'Date: Sun, 01 Jan 2023 00:00:00 UTC\\nArchitectures: amd64\\nComponents: main\\nSHA256:\\n'\n"
-        "  for f in main/binary-amd64/Packages main/binary-amd64/Packages.xz; do\n"
-        "    printf ' %%s %%s %%s\\n' $(sha256sum $f | cut -d' ' -f1) $(stat -c %%s $f) $f; done; } > Release\n"
-        "gpg --batch --quiet --passphrase '' --quick-gen-key 'debate test <test@invalid>' ed25519 sign never\n"
-        "gpg --batch --quiet --export > '%1$s/keyring.gpg'\n"
-        "if [ %2$d = 1 ]; then gpg --batch --quiet --clearsign -o InRelease Release; fi\n"
-        "gpgconf --kill gpg-agent\n",
-        m->dir, sign ? 1 : 0);
+    _cleanup_free_ char *script = xasprintf("%s/make-mirror.sh", m->dir);
+    if (write_file_atomic(script, mirror_script, strlen(mirror_script), 0700) < 0)
+        harness_fail(__FILE__, __LINE__, "cannot write %s", script);
+    _cleanup_free_ char *cmd = xasprintf("sh '%s' '%s' %d %d", script, m->dir, main_suites, security);
     run(cmd);
+}
+
+/* Every suite signed (sign) or unsigned. */
+static void mirror_make(struct mirror *m, bool sign)
+{
+    mirror_make_signed(m, sign ? SIGNED : UNSIGNED, sign ? SIGNED : UNSIGNED);
+}
+
+static enum engine_error resolve(const struct mirror *m, const char *mirror, const char *security_mirror,
+                                 const char *keyring, const struct recipe *r, struct lock *l, char *err,
+                                 size_t errlen)
+{
+    struct resolve_mirrors mirrors = {mirror, security_mirror, keyring};
+    return resolve_lock(r, &mirrors, m->cache, l, err, errlen);
 }
 
 static void mirror_remove(struct mirror *m)
@@ -68,6 +115,7 @@ static void mirror_remove(struct mirror *m)
     run(cmd);
     free(m->dir);
     free(m->url);
+    free(m->security_url);
     free(m->keyring);
     free(m->cache);
 }
@@ -99,6 +147,7 @@ static enum engine_error build(const struct mirror *m, const char *mirror, const
     config_init(&cfg);
     set(&cfg.archive_keyring, m->keyring);
     set(&cfg.cache_dir, m->cache);
+    set(&cfg.security_mirror, m->security_url);
     struct recipe r;
     recipe_of(recipe, &r);
     struct engine_opts o = {.cfg = &cfg, .output = output, .mirror = mirror, .hook_timeout_s = 10,
@@ -148,8 +197,8 @@ TEST(resolving_an_unknown_package_names_it)
     recipe_of(unknown_recipe, &r);
     struct lock l;
     char err[2048] = "";
-    CHECK_INT(resolve_lock(&r, m.url, m.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_UNKNOWN_PACKAGE);
-    CHECK_STR(err, "unknown package \"nosuch\" in debian bookworm");
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_E_UNKNOWN_PACKAGE);
+    CHECK_STR(err, "unknown package \"nosuch\" in debian trixie");
     recipe_release(&r);
     mirror_remove(&m);
 }
@@ -162,7 +211,7 @@ TEST(an_unsigned_mirror_is_a_bad_signature)
     recipe_of(unknown_recipe, &r);
     struct lock l;
     char err[2048] = "";
-    CHECK_INT(resolve_lock(&r, m.url, m.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_SIGNATURE);
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_E_SIGNATURE);
     CHECK(strncmp(err, "the signature of the mirror's index is not valid", 48) == 0);
     recipe_release(&r);
     mirror_remove(&m);
@@ -177,7 +226,7 @@ TEST(a_mirror_signed_by_a_key_not_in_the_keyring_is_a_bad_signature)
     recipe_of(unknown_recipe, &r);
     struct lock l;
     char err[2048] = "";
-    CHECK_INT(resolve_lock(&r, m.url, other.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_SIGNATURE);
+    CHECK_INT(resolve(&m, m.url, m.security_url, other.keyring, &r, &l, err, sizeof(err)), ENGINE_E_SIGNATURE);
     CHECK(strstr(err, "NO_PUBKEY") != NULL);
     recipe_release(&r);
     mirror_remove(&other);
@@ -192,9 +241,89 @@ TEST(a_closed_port_is_an_unreachable_mirror)
     recipe_of(unknown_recipe, &r);
     struct lock l;
     char err[2048] = "";
-    CHECK_INT(resolve_lock(&r, CLOSED_PORT_MIRROR, m.keyring, m.cache, &l, err, sizeof(err)), ENGINE_E_MIRROR);
-    static const char want[] = "the mirror is unreachable (" CLOSED_PORT_MIRROR "): ";
+    CHECK_INT(resolve(&m, CLOSED_PORT_MIRROR, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_E_MIRROR);
+    static const char want[] = "the mirror is unreachable (" CLOSED_PORT_MIRROR " trixie): ";
     CHECK(strncmp(err, want, strlen(want)) == 0);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+/* The release and updates are signed by the archive's key, the security suite by another: that suite is named. */
+TEST(a_bad_signature_on_the_security_suite_alone_names_that_suite)
+{
+    struct mirror m;
+    mirror_make_signed(&m, SIGNED, FOREIGN);
+    struct recipe r;
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"]}", &r);
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_E_SIGNATURE);
+    _cleanup_free_ char *want = xasprintf("the signature of the mirror's index is not valid (%s trixie-security): ",
+                                          m.security_url);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+TEST(an_unreachable_security_mirror_fails_unless_security_is_off)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"]}", &r);
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(resolve(&m, m.url, CLOSED_PORT_MIRROR "-security", m.keyring, &r, &l, err, sizeof(err)),
+              ENGINE_E_MIRROR);
+    static const char want[] = "the mirror is unreachable (" CLOSED_PORT_MIRROR "-security trixie-security): ";
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    recipe_release(&r);
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"],\"security\":false}", &r);
+    CHECK_INT(resolve(&m, m.url, CLOSED_PORT_MIRROR "-security", m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    CHECK_INT((int)l.nsuites, 2);
+    CHECK_STR(l.pkgs[0].version, "1.35.0-4");
+    CHECK_STR(l.pkgs[0].suite, "trixie");
+    lock_release(&l);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+/*
+ * apt's rule across the suites: the security suite's newer busybox-static
+ * wins, and the lock says where it came from; a firmware package comes
+ * from non-free-firmware. The lock reads back to the same hash, and only
+ * for a recipe with the same suites and components.
+ */
+TEST(the_highest_version_wins_and_the_lock_names_its_suite)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r, other;
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\",\"firmware-test\"],"
+              "\"components\":[\"non-free-firmware\",\"main\"]}",
+              &r);
+    struct lock l, again;
+    char err[2048] = "";
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    CHECK_INT((int)l.npkgs, 2);
+    CHECK_STR(l.pkgs[0].name, "busybox-static");
+    CHECK_STR(l.pkgs[0].version, SECURITY_BUSYBOX);
+    CHECK_STR(l.pkgs[0].suite, "trixie-security");
+    CHECK_STR(l.pkgs[0].component, "main");
+    CHECK_STR(l.pkgs[1].name, "firmware-test");
+    CHECK_STR(l.pkgs[1].component, "non-free-firmware");
+    CHECK_STR(l.pkgs[1].suite, "trixie");
+    CHECK_STR(l.date, SECURITY_DATE); /* the newest suite's: SOURCE_DATE_EPOCH */
+    CHECK(strstr(l.json, "\"suite\":\"trixie-security\"") != NULL);
+    CHECK_INT(lock_parse(l.json, strlen(l.json), &r, &again, err, sizeof(err)), 0);
+    CHECK_STR(again.hash, l.hash);
+    lock_release(&again);
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"],\"security\":false}", &other);
+    CHECK_INT(lock_parse(l.json, strlen(l.json), &other, &again, err, sizeof(err)), -1);
+    CHECK_STR(err, "lock: it resolves from trixie trixie-updates trixie-security (main non-free-firmware), the recipe "
+                   "from trixie trixie-updates (main)");
+    recipe_release(&other);
+    lock_release(&l);
     recipe_release(&r);
     mirror_remove(&m);
 }
@@ -204,7 +333,7 @@ TEST(fetching_a_lock_from_a_closed_port_is_an_unreachable_mirror)
     struct mirror m;
     mirror_make(&m, true);
     struct recipe r;
-    recipe_of(unknown_recipe, &r);
+    recipe_of("{\"format\":1,\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\",\"nosuch\"]}", &r);
     static const char lock_json[] =
         "{\"format\":1,\"mirror\":\"" CLOSED_PORT_MIRROR "\",\"release\":\"bookworm\",\"architecture\":\"amd64\","
         "\"inrelease_sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\","
@@ -233,7 +362,7 @@ TEST(a_build_with_an_unknown_package_fails_with_that_cause)
     _cleanup_free_ char *output = xasprintf("%s/x.iso", m.dir);
     char err[4096] = "";
     CHECK_INT(build(&m, m.url, unknown_recipe, output, NULL, err, sizeof(err)), ENGINE_E_UNKNOWN_PACKAGE);
-    CHECK_STR(err, "unknown package \"nosuch\" in debian bookworm");
+    CHECK_STR(err, "unknown package \"nosuch\" in debian trixie");
     CHECK_STR(engine_error_code(ENGINE_E_UNKNOWN_PACKAGE), "unknown_package");
     struct stat st;
     CHECK(stat(output, &st) < 0 && errno == ENOENT);

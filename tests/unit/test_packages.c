@@ -280,21 +280,23 @@ TEST(an_unknown_release_is_named_with_the_ones_there_are)
     /* 31 bytes of 'x', then a two-byte character across the 32-byte cut: the quote stops before it. */
     CHECK_INT(packages_query(p, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xc3\xa9z", "vim", 3, &r, msg, sizeof(msg)),
               PACKAGES_BAD_RELEASE);
-    CHECK_STR(msg, "release \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" is not one a recipe may name (\"bookworm\")");
+    CHECK_STR(msg, "release \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" is not one a recipe may name (\"trixie\" or "
+                   "\"bookworm\")");
     packages_free(p);
     remove_cache(cache);
 }
 
+/* The default is the release of a current-format recipe that names none: trixie. */
 TEST(no_release_means_the_default_one)
 {
     _cleanup_free_ char *cache = temp_cache();
-    _cleanup_free_ char *dir = make_index(cache, "bookworm", "Sat, 11 Jul 2026 10:16:37 UTC", packages_text);
+    _cleanup_free_ char *dir = make_index(cache, "trixie", "Sat, 11 Jul 2026 10:16:37 UTC", packages_text);
     struct packages *p = packages_new(cache, "amd64");
     packages_refresh(p);
     struct packages_result r;
     char msg[512];
     CHECK_INT(packages_query(p, NULL, "busy", 3, &r, msg, sizeof(msg)), PACKAGES_OK);
-    CHECK_STR(r.release, "bookworm");
+    CHECK_STR(r.release, "trixie");
     packages_result_release(&r);
     packages_free(p);
     remove_cache(cache);

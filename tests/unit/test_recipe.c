@@ -6,6 +6,9 @@
 #include "digest.h"
 #include "util.h"
 
+/* config_hash of examples/tiny.json as debate computed it before recipe format 2 existed. */
+#define TINY_FORMAT_1_HASH "eb473152524efebf775135c2a4ba73dbe4b72533be380c67b763c2fdc42b389d"
+
 struct fixture {
     const char *name;
     const char *json;
@@ -31,9 +34,32 @@ static const struct fixture fixtures[] = {
     {"name wrong type", "{\"name\":42}", "name: must be a string, not an integer"},
     {"bad name", "{\"name\":\"My Image\"}",
      "name: \"My Image\" must be 1-63 of a-z, 0-9 and inner '-', starting with a letter or digit"},
-    {"format 2", "{\"name\":\"x\",\"format\":2}", "format: must be 1, the only recipe format there is"},
+    {"format 2", "{\"name\":\"x\",\"format\":2}", NULL},
+    {"format 3", "{\"name\":\"x\",\"format\":3}", "format: must be 1 or 2 (leave it out for 2, the current one)"},
     {"unsupported release", "{\"name\":\"x\",\"release\":\"sid\"}",
-     "release: \"sid\" is not supported (only \"bookworm\")"},
+     "release: \"sid\" is not supported (\"trixie\" or \"bookworm\")"},
+    {"format 1 has bookworm alone", "{\"name\":\"x\",\"format\":1,\"release\":\"trixie\"}",
+     "release: \"trixie\" is not supported (only \"bookworm\")"},
+    {"format 1 has no components", "{\"name\":\"x\",\"format\":1,\"components\":[\"main\"]}",
+     "components: is not a field of recipe format 1 (leave out \"format\" to use it)"},
+    {"format 1 has no security", "{\"name\":\"x\",\"format\":1,\"security\":false}",
+     "security: is not a field of recipe format 1 (leave out \"format\" to use it)"},
+    {"bookworm in format 2", "{\"name\":\"x\",\"release\":\"bookworm\",\"updates\":false}", NULL},
+    {"all components",
+     "{\"name\":\"x\",\"components\":[\"non-free-firmware\",\"main\",\"contrib\",\"non-free\"]}", NULL},
+    {"unknown component", "{\"name\":\"x\",\"components\":[\"main\",\"restricted\"]}",
+     "components[1]: \"restricted\" is not a Debian component (\"main\", \"contrib\", \"non-free\" or "
+     "\"non-free-firmware\")"},
+    {"duplicate component", "{\"name\":\"x\",\"components\":[\"main\",\"contrib\",\"main\"]}",
+     "components[2]: \"main\" is listed twice"},
+    {"components without main", "{\"name\":\"x\",\"components\":[\"non-free-firmware\"]}",
+     "components: must include \"main\" (the release's own packages)"},
+    {"components not an array", "{\"name\":\"x\",\"components\":\"main\"}",
+     "components: must be an array of archive components, not a string"},
+    {"component not a string", "{\"name\":\"x\",\"components\":[\"main\",1]}",
+     "components[1]: must be a string, not an integer"},
+    {"security not a boolean", "{\"name\":\"x\",\"security\":\"no\"}",
+     "security: must be true or false, not a string"},
     {"packages not array", "{\"name\":\"x\",\"packages\":\"vim\"}",
      "packages: must be an array of package names, not a string"},
     {"package wrong type", "{\"name\":\"x\",\"packages\":[\"vim\",3]}", "packages[1]: must be a string, not an integer"},
@@ -66,7 +92,7 @@ static const struct fixture fixtures[] = {
     {"cmdline injection", "{\"name\":\"x\",\"boot\":{\"cmdline\":\"quiet'; reboot\"}}",
      "boot.cmdline: must be printable ASCII without quotes, backslashes or ';'"},
     {"bad compression", "{\"name\":\"x\",\"compression\":\"lz4\"}", "compression: \"lz4\" must be \"zstd\" or \"xz\""},
-    {"real number", "{\"name\":\"x\",\"format\":1.0}", "format: must be 1, the only recipe format there is"},
+    {"real number", "{\"name\":\"x\",\"format\":1.0}", "format: must be 1 or 2 (leave it out for 2, the current one)"},
 };
 
 TEST(valid_and_invalid_recipes)
@@ -149,8 +175,9 @@ TEST(hash_ignores_key_order_whitespace_and_package_order)
              hash_of("{\n  \"compression\": \"zstd\",\n  \"packages\": [\"bash\", \"vim\", \"bash\"],\n  \"name\": \"x\"\n}"));
     /* Defaults written out hash the same as defaults left out. */
     snprintf(c, 65, "%s",
-             hash_of("{\"name\":\"x\",\"packages\":[\"bash\",\"vim\"],\"release\":\"bookworm\",\"hostname\":\"x\","
-                     "\"boot\":{\"bios\":true}}"));
+             hash_of("{\"name\":\"x\",\"packages\":[\"bash\",\"vim\"],\"release\":\"trixie\",\"hostname\":\"x\","
+                     "\"boot\":{\"bios\":true},\"format\":2,\"updates\":true,\"security\":true,"
+                     "\"components\":[\"main\"]}"));
     CHECK_STR(a, b);
     CHECK_STR(a, c);
     /* A real difference changes it. */
@@ -160,9 +187,48 @@ TEST(hash_ignores_key_order_whitespace_and_package_order)
     CHECK(strcmp(a, d) != 0);
 }
 
+/*
+ * A format 1 recipe keeps the canonical form, and so the config_hash, it
+ * always had: the hash of examples/tiny.json before format 2 existed.
+ */
+TEST(format_1_keeps_its_meaning_and_its_hash)
+{
+    static const char tiny[] =
+        "{\"name\":\"tiny\",\"format\":1,\"variant\":\"busybox\",\"packages\":[\"busybox-static\","
+        "\"linux-image-amd64\"],\"overlays\":[{\"path\":\"/etc/motd\",\"mode\":\"0644\",\"content\":"
+        "\"debate tiny image\\n\"}],\"hooks\":[{\"name\":\"10-marker\",\"script\":\"#!/bin/sh\\nset -e\\n"
+        "echo 'DEBATE-TINY-BOOTED' > /etc/debate-marker\\n\"}],\"boot\":{\"bios\":true,\"uefi\":true,"
+        "\"cmdline\":\"console=ttyS0\"},\"compression\":\"zstd\"}";
+    struct recipe r;
+    struct recipe_error e;
+    CHECK_INT(recipe_parse(tiny, strlen(tiny), &r, &e), 0);
+    CHECK_INT(r.format, 1);
+    CHECK_STR(r.release, "bookworm");
+    CHECK(!r.updates && !r.security);
+    CHECK_INT((int)r.ncomponents, 1);
+    CHECK_STR(r.components[0], "main");
+    CHECK_STR(r.config_hash, TINY_FORMAT_1_HASH);
+    recipe_release(&r);
+}
+
+TEST(format_2_defaults_to_trixie_with_updates_and_security)
+{
+    const char *json = "{\"name\":\"x\",\"components\":[\"non-free-firmware\",\"main\"]}";
+    struct recipe r;
+    struct recipe_error e;
+    CHECK_INT(recipe_parse(json, strlen(json), &r, &e), 0);
+    CHECK_INT(r.format, 2);
+    CHECK_STR(r.release, "trixie");
+    CHECK(r.updates && r.security);
+    CHECK(strstr(r.canonical, "\"components\":[\"main\",\"non-free-firmware\"]") != NULL);
+    CHECK(strstr(r.canonical, "\"format\":2,") != NULL);
+    CHECK(strstr(r.canonical, "\"security\":true") != NULL && strstr(r.canonical, "\"updates\":true") != NULL);
+    recipe_release(&r);
+}
+
 TEST(canonical_form_is_sorted_and_complete)
 {
-    const char *json = "{\"name\":\"x\",\"hooks\":[{\"name\":\"b\",\"script\":\"#!/bin/sh\"},{\"name\":\"a\",\"script\":"
+    const char *json = "{\"name\":\"x\",\"format\":1,\"hooks\":[{\"name\":\"b\",\"script\":\"#!/bin/sh\"},{\"name\":\"a\",\"script\":"
                        "\"#!/bin/sh\"}],\"overlays\":[{\"path\":\"/z\",\"content\":\"\\u00e9\"},{\"path\":\"/a\","
                        "\"content\":\"1\"}]}";
     struct recipe r;

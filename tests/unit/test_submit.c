@@ -16,8 +16,9 @@ static struct service svc(void)
 {
     struct service s;
     memset(&s, 0, sizeof(s));
-    static char mirror[] = "http://deb.debian.org/debian";
+    static char mirror[] = "http://deb.debian.org/debian", security[] = "http://deb.debian.org/debian-security";
     s.mirror = mirror;
+    s.security_mirror = security;
     memset(s.tools_digest, 'a', 64);
     return s;
 }
@@ -79,6 +80,30 @@ TEST(the_key_names_every_input_and_hashes_to_the_build_key)
     CHECK_INT(strlen(json_string_value(json_object_get(key, "tools"))), 64);
     json_decref(key);
     CHECK(is_sha256_hex(sub.build_key));
+    submission_release(&sub);
+}
+
+/*
+ * The security mirror is an input of an unlocked recipe that takes
+ * security fixes; a format 1 recipe takes none, and its key has the fields
+ * it always had.
+ */
+TEST(the_security_mirror_is_in_the_key_when_the_recipe_uses_it)
+{
+    struct submission sub;
+    struct submit_problem p;
+    json_error_t je;
+    CHECK_INT(parse("{\"recipe\": " TINY "}", &sub, &p), SUBMIT_OK);
+    json_t *key = json_loads(sub.key_parts, 0, &je);
+    CHECK_STR(json_string_value(json_object_get(key, "security_mirror")), "http://deb.debian.org/debian-security");
+    json_decref(key);
+    submission_release(&sub);
+    CHECK_INT(parse("{\"recipe\": {\"format\": 1, \"name\": \"tiny\", \"variant\": \"busybox\"}}", &sub, &p),
+              SUBMIT_OK);
+    key = json_loads(sub.key_parts, 0, &je);
+    CHECK(json_object_get(key, "security_mirror") == NULL);
+    CHECK_INT((int)json_object_size(key), 5);
+    json_decref(key);
     submission_release(&sub);
 }
 
