@@ -534,7 +534,8 @@ static enum engine_error store_indexes(const struct lock *l, const char *cache_d
     _cleanup_free_ char *xz = xasprintf("%s/Packages.xz", dest);
     if (access(xz, F_OK) == 0)
         return ENGINE_OK;
-    int rc = mkdir_p(dest, 0700);
+    /* Public, signed data that serve's unprivileged front door reads for the page's completion. */
+    int rc = mkdir_p(dest, 0755);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", dest, strerror(-rc));
         return engine_errno_cause(-rc);
@@ -592,7 +593,7 @@ static enum engine_error fetch_indexes(const struct lock *l, const char *cache_d
     if (access(xz, F_OK) == 0)
         return ENGINE_OK;
     _cleanup_free_ char *dir = xasprintf("%s/indexes", cache_dir);
-    int rc = mkdir_p(dir, 0700);
+    int rc = mkdir_p(dir, 0755); /* readable by serve's front door, as store_indexes says */
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", dir, strerror(-rc));
         return engine_errno_cause(-rc);

@@ -7,8 +7,8 @@
  * unprivileged user with no capabilities and no_new_privs (privdrop.h);
  * this list takes away what such a user could still do to the machine:
  * no execve (no shell, no helper), no ptrace, no new listening socket, no
- * file creation, renaming or removal, no mount or namespace calls, no
- * keyring, bpf or perf. A call outside the list fails with EPERM (the
+ * file opened for writing, no file created, renamed or removed, no mount
+ * or namespace calls, no keyring, bpf or perf. A call outside the list fails with EPERM (the
  * process goes on, and a rare path shows up as a failed request, not an
  * outage); clone3 fails with ENOSYS so that glibc falls back to clone.
  * Only the native x86-64 ABI passes: the 32-bit and x32 entry points kill
