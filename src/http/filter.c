@@ -34,7 +34,7 @@ static const char *const allowed[] = {
 
 #if defined(__SANITIZE_ADDRESS__)
 /* LeakSanitizer's exit check: a tracer task stops and reads this process's threads. */
-static const char *const sanitizer[] = {"ptrace", "wait4", "waitid", "kill", "tkill", "sched_getparam",
+static const char *const sanitizer[] = {"ptrace", "getdents", "wait4", "waitid", "kill", "tkill", "sched_getparam",
                                         "process_vm_readv"};
 #endif
 
