@@ -177,3 +177,32 @@ def test_a_dead_front_door_stops_the_server_with_an_error(debate_factory):
     assert not os.path.exists(f"/proc/{worker}")
     # The embedded PostgreSQL went with it: its socket is gone.
     assert not list((srv.data_dir / "pg" / "run").glob(".s.PGSQL.*"))
+
+
+def test_started_as_another_user_serve_is_one_unprivileged_process(monkeypatch):
+    """systemd User=debate with workers = 0: nothing to drop, no worker process."""
+    workdir = _own_tmpdir("debate-unprivileged-")
+    os.chown(workdir, 65534, 65534)
+    srv = DebateServer(workdir, {"DEBATE_WORKERS": 0})
+    popen = subprocess.Popen
+
+    def as_nobody(argv, **kw):
+        return popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                      "--bounding-set=-all"] + list(argv), **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", as_nobody)
+    try:
+        srv.start()
+        monkeypatch.undo()
+        assert front_door(srv) == srv.proc.pid
+        assert status(srv.proc.pid)["Uid"].split() == ["65534"] * 4
+        assert not [p for p in children(srv.proc.pid) if "debate" in open(f"/proc/{p}/cmdline").read()]
+        ready = srv.get("/ready").json()
+        assert ready["checks"]["workers"] == {"in_process": 0}
+        assert "front door running as user" not in srv.stderr()
+    finally:
+        monkeypatch.undo()
+        try:
+            _finish([srv])
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
