@@ -15,10 +15,13 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 
-from conftest import DebateServer, _finish, _own_tmpdir
+from conftest import DebateServer, _finish, _own_tmpdir, metric_value
+
+RESTORED_AT = int(time.time()) - 3600
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="debate serve drops privileges only when started as root")
 
@@ -58,6 +61,11 @@ def privsep(request):
     """One server with a worker process, for the checks that leave it running."""
     workdir = _own_tmpdir("debate-privsep-")
     srv = DebateServer(workdir, {"DEBATE_WORKERS": 1})
+    # A restore test's record, private to root as `debate restore-test` writes it.
+    backups = srv.data_dir / "backups"
+    backups.mkdir(mode=0o700, parents=True)
+    (backups / "restore-test.json").write_text(json.dumps({"last_success": RESTORED_AT, "dump": "x"}) + "\n")
+    (backups / "restore-test.json").chmod(0o600)
     srv.start()
     yield srv
     try:
@@ -159,6 +167,18 @@ def test_the_front_doors_identity_cannot_read_secrets_write_artifacts_or_trace_t
     assert got == {"tls_key": "EACCES", "csrf_key": "EACCES", "artifact_write": "EACCES",
                    "artifact_list": "ok", "ptrace_worker": "EPERM"}, got
     assert oct(artifacts.stat().st_mode & 0o777) == "0o755"
+
+
+def test_the_front_door_sees_the_last_restore_test_it_cannot_read(privsep):
+    """backup_dir is root's; the supervisor shares the time of the last success alone."""
+    metrics = privsep.get("/metrics").text
+    assert metric_value(metrics, "debate_backup_last_restore_test_success_timestamp_seconds") == RESTORED_AT
+    ready = privsep.get("/ready").json()
+    assert ready["checks"]["restore_test"]["ok"] is True, ready
+    assert ready["checks"]["restore_test"]["last_success"] == RESTORED_AT
+    shared = privsep.data_dir / "restore-test-success.json"
+    assert json.loads(shared.read_text()) == {"last_success": RESTORED_AT}
+    assert oct(shared.stat().st_mode & 0o777) == "0o644"
 
 
 def test_a_dead_front_door_stops_the_server_with_an_error(debate_factory):
