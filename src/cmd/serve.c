@@ -212,16 +212,14 @@ static int check_reach(struct supervisor *sup, char *err, size_t errlen)
     return 0;
 }
 
-/* Forks a child running fn; the parent gets its pid, or -1. */
-static pid_t spawn(struct supervisor *sup, int (*fn)(struct supervisor *), const sigset_t *orig, bool *child,
-                   int *child_rc)
+/* Forks a child that runs fn: the parent gets its pid (or -1), the child 0 and fn's result in *child_rc. */
+static pid_t spawn(struct supervisor *sup, int (*fn)(struct supervisor *), const sigset_t *orig, int *child_rc)
 {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         log_warn("cannot fork");
     } else if (pid == 0) {
-        *child = true;
         sigset_t set;
         term_signals(&set);
         pthread_sigmask(SIG_SETMASK, orig, NULL);
@@ -288,8 +286,8 @@ static void supervise(struct supervisor *sup)
     }
 }
 
-/* As root: the supervisor. *child is set in a forked child, whose result is the return value. */
-static int serve_privsep(struct server *srv, bool *child)
+/* As root: the supervisor's exit status; in a forked child, the child's. */
+static int serve_privsep(struct server *srv)
 {
     struct supervisor sup = {.srv = srv, .parent = getpid()};
     char err[1024];
@@ -307,9 +305,9 @@ static int serve_privsep(struct server *srv, bool *child)
     sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, &orig);
     int rc = 0;
-    if (srv->cfg->nworkers > 0 && (sup.worker = spawn(&sup, worker_main, &orig, child, &rc)) == 0)
+    if (srv->cfg->nworkers > 0 && (sup.worker = spawn(&sup, worker_main, &orig, &rc)) == 0)
         return rc;
-    if (sup.worker >= 0 && (sup.frontdoor = spawn(&sup, frontdoor_main, &orig, child, &rc)) == 0)
+    if (sup.worker >= 0 && (sup.frontdoor = spawn(&sup, frontdoor_main, &orig, &rc)) == 0)
         return rc;
     server_close_listeners(srv);
     if (sup.worker < 0 || sup.frontdoor < 0) {
@@ -337,13 +335,12 @@ static int serve_run(const struct config *cfg)
     struct server srv;
     char err[2048];
     int rc = 1;
-    bool child = false;
     if (server_init(&srv, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "debate serve: %s\n", err);
         goto out;
     }
     banner(&srv);
-    rc = geteuid() == 0 ? serve_privsep(&srv, &child) : serve_unprivileged(&srv);
+    rc = geteuid() == 0 ? serve_privsep(&srv) : serve_unprivileged(&srv);
 out:
     /* In a child, server_release leaves the embedded PostgreSQL running: the supervisor stops it last. */
     server_release(&srv);
