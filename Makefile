@@ -77,15 +77,18 @@ test: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) build/debate build/asan/debate unit build/tools/queue_worker
 	@$(PYTHON) tests/run.py
 
-# As root, the embedded PostgreSQL runs as user postgres, which must be able
-# to reach the data directory; a checkout under a private home (/root) falls
-# back to /var/lib/debate.
+# As root, the embedded PostgreSQL runs as user postgres and the front door
+# as user debate (or nobody when there is no such user), which must both be
+# able to reach the data directory; a checkout under a private home (/root)
+# falls back to /var/lib/debate.
 run: deps
 	@$(MAKE) --no-print-directory build/debate
 	@dir=$${DEBATE_DATA_DIR:-$(DATA_DIR)}; \
-	if [ "$$(id -u)" = 0 ] && [ -z "$$DEBATE_DATABASE_URL" ] && \
-	   ! runuser -u postgres -- test -x "$$(dirname "$$dir")" 2>/dev/null; then \
-		echo "make run: user postgres cannot reach $$dir; using /var/lib/debate instead"; \
+	front=$${DEBATE_USER:-$$(id -u debate >/dev/null 2>&1 && echo debate || echo nobody)}; \
+	if [ "$$(id -u)" = 0 ] && \
+	   { { [ -z "$$DEBATE_DATABASE_URL" ] && ! runuser -u postgres -- test -x "$$(dirname "$$dir")" 2>/dev/null; } || \
+	     ! runuser -u "$$front" -- test -x "$$(dirname "$$dir")" 2>/dev/null; }; then \
+		echo "make run: user postgres or $$front cannot reach $$dir; using /var/lib/debate instead"; \
 		dir=/var/lib/debate; \
 	fi; \
 	DEBATE_DATA_DIR=$$dir exec build/debate serve

@@ -54,6 +54,7 @@ static const struct setting settings[] = {
     S(db_statement_timeout_ms, T_UINT, "10000", 0, 3600000),
     S(pg_bindir, T_PATH, "", 0, 0),
     S(embedded_db_user, T_STRING, "postgres", 0, 0),
+    S(user, T_STRING, "", 0, 0),
     S(backup_dir, T_PATH, "", 0, 0),
     S(backup_retention_days, T_UINT, "30", 1, 36500),
     S(ready_min_free_mb, T_UINT, "512", 0, 100000000),

@@ -55,6 +55,7 @@ struct config {
     unsigned db_statement_timeout_ms;
     char *pg_bindir;
     char *embedded_db_user;
+    char *user; /* serve as root: the front door's user; empty: "debate" if it exists, else "nobody" */
     char *backup_dir;
     unsigned backup_retention_days;
     unsigned ready_min_free_mb;

@@ -42,6 +42,8 @@
 #define LOCK_WAIT_SECONDS 600
 #define SCRATCH_PREFIX "debate_restore_test_"
 #define RESTORE_RECORD "restore-test.json"
+/* In DATA_DIR, 0644: the time of the last success alone, for a front door that cannot read backup_dir. */
+#define RESTORE_SUCCESS "restore-test-success.json"
 
 /* The three files of a set, in the order they are published. */
 enum set_file { F_DUMP, F_SHA, F_MANIFEST, F_COUNT };
@@ -1113,10 +1115,14 @@ int backup_restore_test(const struct config *cfg, struct db *db, char *err, size
         log_errorx("restore test of \"%s\" failed after %llu ms: %s", t.dump, (unsigned long long)ms, err);
     }
     char rec_err[1024];
-    if (record_result(cfg->backup_dir, name, ms, t.ntables, rc == 0 ? NULL : err, rec_err, sizeof(rec_err)) < 0 &&
-        rc == 0) {
+    int recorded = record_result(cfg->backup_dir, name, ms, t.ntables, rc == 0 ? NULL : err, rec_err, sizeof(rec_err));
+    if (recorded < 0 && rc == 0) {
         snprintf(err, errlen, "%s", rec_err);
         rc = -1;
+    } else if (recorded == 0 && rc == 0 && backup_share_restore_success(cfg) < 0) {
+        log_warnx("cannot write \"%s/" RESTORE_SUCCESS "\": /metrics and /ready of a server started as root will "
+                  "not see this restore test",
+                  cfg->data_dir);
     }
 out:
     PQfinish(t.maint);
@@ -1126,9 +1132,8 @@ out:
     return rc;
 }
 
-long long backup_last_restore_test(const struct config *cfg)
+static long long read_last_success(const char *path)
 {
-    _cleanup_free_ char *path = xasprintf("%s/" RESTORE_RECORD, cfg->backup_dir);
     json_error_t e;
     json_t *doc = json_load_file(path, 0, &e);
     if (doc == NULL)
@@ -1136,4 +1141,25 @@ long long backup_last_restore_test(const struct config *cfg)
     json_int_t t = json_integer_value(json_object_get(doc, "last_success"));
     json_decref(doc);
     return (long long)t;
+}
+
+long long backup_last_restore_test(const struct config *cfg)
+{
+    _cleanup_free_ char *path = xasprintf("%s/" RESTORE_RECORD, cfg->backup_dir);
+    if (access(path, R_OK) == 0 || errno != EACCES)
+        return read_last_success(path);
+    /* serve's unprivileged front door: backup_dir is root's alone. */
+    _cleanup_free_ char *shared = xasprintf("%s/" RESTORE_SUCCESS, cfg->data_dir);
+    return read_last_success(shared);
+}
+
+int backup_share_restore_success(const struct config *cfg)
+{
+    _cleanup_free_ char *path = xasprintf("%s/" RESTORE_RECORD, cfg->backup_dir);
+    _cleanup_free_ char *shared = xasprintf("%s/" RESTORE_SUCCESS, cfg->data_dir);
+    long long t = read_last_success(path);
+    if (t <= 0)
+        return 0;
+    _cleanup_free_ char *text = xasprintf("{\"last_success\": %lld}\n", t);
+    return write_file_atomic(shared, text, strlen(text), 0644);
 }

@@ -34,7 +34,17 @@ int backup_run(const struct config *cfg, struct db *db, long long now, char *err
 int backup_prune(const struct config *cfg, long long now, int *deleted, char *err, size_t errlen);
 /* Restores the newest set into a scratch database and compares. */
 int backup_restore_test(const struct config *cfg, struct db *db, char *err, size_t errlen);
-/* Seconds since the epoch of the last successful restore test; 0 if none. */
+/*
+ * Seconds since the epoch of the last successful restore test; 0 if none.
+ * Read from backup_dir, or, by a process that may not read there (serve's
+ * unprivileged front door), from DATA_DIR/restore-test-success.json.
+ */
 long long backup_last_restore_test(const struct config *cfg);
+/*
+ * Copies the time of the last success (nothing else of the record) to
+ * DATA_DIR/restore-test-success.json, 0644. restore-test calls it after a
+ * success, serve at start. 0 (also when there is none yet) or -errno.
+ */
+int backup_share_restore_success(const struct config *cfg);
 
 #endif

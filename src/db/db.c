@@ -70,3 +70,16 @@ void db_close(struct db *db)
     free(db->conninfo);
     memset(db, 0, sizeof(*db));
 }
+
+void db_forget_cluster(struct db *db)
+{
+    db->own_cluster = false;
+    db->pg.started = false;
+}
+
+int db_grant_client(struct db *db, gid_t gid, char *err, size_t errlen)
+{
+    if (!db->embedded || db->pg.user == NULL)
+        return 0; /* a cluster elsewhere, or one of our own user: nothing to open */
+    return embedded_grant(&db->pg, gid, err, errlen);
+}

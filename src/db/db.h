@@ -9,6 +9,7 @@
 #define DEBATE_DB_DB_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "db/embedded.h"
@@ -33,5 +34,13 @@ enum db_open_flags {
 int db_open(struct db *db, const struct config *cfg, unsigned flags, char *err, size_t errlen);
 /* Closes the pool and stops the embedded cluster if this process started it. */
 void db_close(struct db *db);
+/*
+ * In a child forked after db_open: the cluster is the parent's to stop, so
+ * this process's db_close leaves it running. The pool must be empty (it
+ * is after db_open; connections are never shared across a fork).
+ */
+void db_forget_cluster(struct db *db);
+/* Lets processes of group gid reach the embedded cluster's socket (no-op with database_url). 0 or -1. */
+int db_grant_client(struct db *db, gid_t gid, char *err, size_t errlen);
 
 #endif

@@ -168,7 +168,7 @@ static int start_cluster(struct embedded_pg *pg, char *err, size_t errlen)
 {
     _cleanup_free_ char *bin = xasprintf("%s/pg_ctl", pg->bindir);
     _cleanup_free_ char *opts = xasprintf(
-        "-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0700", pg->sockdir);
+        "-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0777", pg->sockdir);
     const char *argv[] = {bin, "start", "-D", pg->datadir, "-l", pg->logfile, "-w", "-t", "120", "-o", opts, NULL};
     char why[1024];
     off_t before = log_length(pg->logfile);
@@ -288,6 +288,15 @@ int embedded_stop(struct embedded_pg *pg, bool stop_adopted, char *err, size_t e
     const char *argv[] = {bin, "stop", "-D", pg->datadir, "-m", "fast", "-w", "-t", "60", NULL};
     pg->started = false;
     return run(pg, argv, err, errlen);
+}
+
+int embedded_grant(struct embedded_pg *pg, gid_t gid, char *err, size_t errlen)
+{
+    if (chmod(pg->root, 0711) < 0 || chown(pg->sockdir, (uid_t)-1, gid) < 0 || chmod(pg->sockdir, 0750) < 0) {
+        snprintf(err, errlen, "cannot open \"%s\" to group %ld: %s", pg->sockdir, (long)gid, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 void embedded_release(struct embedded_pg *pg)

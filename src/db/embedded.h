@@ -5,6 +5,10 @@
  * that private socket). When debate runs as root the cluster runs as
  * embedded_db_user (PostgreSQL refuses to run as root).
  *
+ * The socket is made 0777 and its directory (DATA_DIR/pg/run, the
+ * cluster user's, 0700) is the gate: embedded_grant opens the directory
+ * to one more group, the one serve's unprivileged front door runs in.
+ *
  * A cluster left running by a process that died (kill -9) is adopted; a
  * stale postmaster.pid whose process is gone or is not a postgres is
  * removed before starting.
@@ -16,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "config.h"
 
@@ -45,6 +50,11 @@ int embedded_start(struct embedded_pg *pg, const struct config *cfg, char *err, 
  * command-line tool running beside a live server must leave it alone).
  */
 int embedded_stop(struct embedded_pg *pg, bool stop_adopted, char *err, size_t errlen);
+/*
+ * Lets processes of group gid connect: DATA_DIR/pg searchable (0711), the
+ * socket directory group gid and 0750. Call as root. Returns 0 or -1.
+ */
+int embedded_grant(struct embedded_pg *pg, gid_t gid, char *err, size_t errlen);
 void embedded_release(struct embedded_pg *pg);
 
 /* The libpq connection string for the cluster (malloc'd). */

@@ -757,7 +757,8 @@ static enum engine_error store_indexes(const struct lock *l, const struct lock_s
                                        const char *inrelease, size_t len, char *err, size_t errlen)
 {
     _cleanup_free_ char *dest = xasprintf("%s/indexes/%s", cache_dir, s->inrelease_sha256);
-    int rc = mkdir_p(dest, 0700);
+    /* Public, signed data that serve's unprivileged front door reads for the page's completion. */
+    int rc = mkdir_p(dest, 0755);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", dest, strerror(-rc));
         return engine_errno_cause(-rc);
@@ -819,7 +820,7 @@ static enum engine_error fetch_suite_indexes(const struct lock *l, const struct 
     if (indexes_cached(l, s, cache_dir))
         return ENGINE_OK;
     _cleanup_free_ char *dir = xasprintf("%s/indexes", cache_dir);
-    int rc = mkdir_p(dir, 0700);
+    int rc = mkdir_p(dir, 0755); /* readable by serve's front door, as store_indexes says */
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", dir, strerror(-rc));
         return engine_errno_cause(-rc);

@@ -36,7 +36,8 @@ struct loop {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_https, accept_http;
     struct listener https, http;
-    int https_fd, http_fd;
+    int https_fd, http_fd; /* bound by server_init; closed by the loop once started */
+    bool started;
     size_t open_connections; /* touched by this loop's thread only */
     struct executor_loop db;
 };
@@ -232,6 +233,38 @@ static void globalconf_init(struct server *srv)
     request_register(srv, &host->fallback_path, false);
 }
 
+static size_t loop_count(const struct config *cfg)
+{
+    if (cfg->threads > 0)
+        return cfg->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
+
+/*
+ * Every loop's listeners, bound now: server_init runs with the privileges
+ * a port below 1024 needs, and the loops may start after they are gone.
+ * The first loop takes the listeners that claimed the ports.
+ */
+static int loops_listen(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    srv->nloops = loop_count(cfg);
+    srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
+    for (size_t i = 0; i < srv->nloops; i++)
+        srv->loops[i].https_fd = srv->loops[i].http_fd = -1;
+    srv->loops[0].https_fd = srv->https_fd;
+    srv->loops[0].http_fd = srv->http_fd;
+    srv->https_fd = srv->http_fd = -1; /* owned by the loops now */
+    for (size_t i = 1; i < srv->nloops; i++) {
+        struct loop *lp = &srv->loops[i];
+        if ((lp->https_fd = listen_socket(cfg->listen, srv->https_port, false, err, errlen)) < 0 ||
+            (lp->http_fd = listen_socket(cfg->listen, srv->http_port, false, err, errlen)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int server_init(struct server *srv, const struct config *cfg, char *err, size_t errlen)
 {
     memset(srv, 0, sizeof(*srv));
@@ -265,32 +298,18 @@ int server_init(struct server *srv, const struct config *cfg, char *err, size_t 
     if (db_open(&srv->db, cfg, DB_OPEN_MIGRATE | DB_OPEN_WAIT | DB_OPEN_OWN, err, errlen) < 0)
         return -1;
     srv->db_ready = true;
-    /*
-     * As many database threads as kept connections: more threads than that
-     * only add context switches on a small machine (bench/db); the
-     * overflow is headroom for bursts of other users (workers, tools).
-     */
-    srv->executor = executor_new(srv->db.pool, cfg->db_pool_size, cfg->db_acquire_timeout_ms, 4096);
     srv->https_port = bound_port(srv->https_fd);
     if ((srv->http_fd = listen_socket(cfg->listen, cfg->http_port, true, err, errlen)) < 0)
         return -1;
     srv->http_port = bound_port(srv->http_fd);
+    if (loops_listen(srv, err, errlen) < 0)
+        return -1;
     globalconf_init(srv);
     return 0;
 }
 
-static size_t loop_count(const struct config *cfg)
-{
-    if (cfg->threads > 0)
-        return cfg->threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (size_t)n : 1;
-}
-
 int server_run(struct server *srv)
 {
-    char err[256];
-    int rc = 0;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -298,25 +317,20 @@ int server_run(struct server *srv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    srv->nloops = loop_count(srv->cfg);
-    srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
+    /*
+     * As many database threads as kept connections: more threads than that
+     * only add context switches on a small machine (bench/db); the
+     * overflow is headroom for bursts of other users (workers, tools).
+     */
+    srv->executor = executor_new(srv->db.pool, srv->cfg->db_pool_size, srv->cfg->db_acquire_timeout_ms, 4096);
     for (size_t i = 0; i < srv->nloops; i++) {
         struct loop *lp = &srv->loops[i];
         lp->srv = srv;
         lp->index = (unsigned)i;
-        lp->https_fd = i == 0 ? srv->https_fd : listen_socket(srv->cfg->listen, srv->https_port, false, err, sizeof(err));
-        lp->http_fd = i == 0 ? srv->http_fd : listen_socket(srv->cfg->listen, srv->http_port, false, err, sizeof(err));
-        if (lp->https_fd < 0 || lp->http_fd < 0) {
-            log_errorx("%s", err);
-            rc = 1;
-            atomic_store(&srv->stopping, 1);
-            srv->nloops = i;
-            break;
-        }
         pthread_create(&lp->thread, NULL, loop_main, lp);
+        lp->started = true;
     }
-    srv->https_fd = srv->http_fd = -1; /* owned by the loops now */
-    service_start(&srv->service, srv->db.conninfo);
+    service_start(&srv->service);
 
     while (!atomic_load(&srv->stopping)) {
         struct timespec tick = {5, 0};
@@ -334,7 +348,19 @@ int server_run(struct server *srv)
     executor_free(srv->executor);
     srv->executor = NULL;
     log_infox("stopped");
-    return rc;
+    return 0;
+}
+
+void server_close_listeners(struct server *srv)
+{
+    for (size_t i = 0; srv->loops != NULL && i < srv->nloops; i++) {
+        struct loop *lp = &srv->loops[i];
+        if (!lp->started && lp->https_fd >= 0)
+            close(lp->https_fd);
+        if (!lp->started && lp->http_fd >= 0)
+            close(lp->http_fd);
+        lp->https_fd = lp->http_fd = -1;
+    }
 }
 
 void server_release(struct server *srv)
@@ -346,6 +372,7 @@ void server_release(struct server *srv)
     executor_free(srv->executor);
     if (srv->db_ready)
         db_close(&srv->db);
+    server_close_listeners(srv);
     free(srv->loops);
     if (srv->globalconf_ready)
         h2o_config_dispose(&srv->globalconf);

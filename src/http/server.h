@@ -9,10 +9,16 @@
  * read-only after server_init except the atomics, the thread-safe rate
  * limiters and the service's finished-builds table (which locks itself).
  *
- * The build service (what a submission means, the workers) is the
- * service/ layer's: server_init makes it (service_init), server_run starts
- * it once the loops run and stops it after they have drained,
- * server_release releases it.
+ * The build service (what a submission means) is the service/ layer's:
+ * server_init makes it (service_init), server_run starts it once the
+ * loops run and stops it after they have drained, server_release
+ * releases it. The build workers are not in this process (see
+ * docs/security.md: `debate serve` runs them in a process of its own).
+ *
+ * Privileges: server_init does everything that needs root (the TLS key,
+ * the secrets in the data directory, every loop's listening socket, the
+ * embedded PostgreSQL) and starts no thread, so that its caller may fork
+ * and drop privileges before server_run.
  */
 #ifndef DEBATE_HTTP_SERVER_H
 #define DEBATE_HTTP_SERVER_H
@@ -66,10 +72,12 @@ extern _Thread_local unsigned server_loop_index;
 /* The database completion queue of the loop serving req. */
 struct executor_loop *server_db_loop(h2o_req_t *req);
 
-/* Sets up TLS, secrets, listeners. Returns 0, or -1 with a message in err. */
+/* Sets up TLS, secrets, listeners, the database. Returns 0, or -1 with a message in err. */
 int server_init(struct server *srv, const struct config *cfg, char *err, size_t errlen);
-/* Runs the loops until SIGTERM or SIGINT, drains, returns 0. */
+/* Starts the loops and the database threads, runs until SIGTERM or SIGINT, drains, returns 0. */
 int server_run(struct server *srv);
+/* Closes the listeners server_init bound, in a process that will not run the loops. */
+void server_close_listeners(struct server *srv);
 void server_release(struct server *srv);
 
 /* The rate-limit identity of the client of req (the peer, or X-Forwarded-For from a trusted proxy). */

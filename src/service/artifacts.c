@@ -75,6 +75,11 @@ int artifact_publish(const char *dir, const char *iso, const char *manifest, con
             unlink(manifest);
         return 0;
     }
+    /* Readable by serve's unprivileged front door, whatever umask the worker runs with. */
+    if (chmod(iso, 0644) < 0 || chmod(manifest, 0644) < 0) {
+        snprintf(err, errlen, "cannot make \"%s\" readable: %s", iso, strerror(errno));
+        return -1;
+    }
     /* The manifest first: an ISO in the store always has its manifest beside it. */
     int rc = file_publish(manifest, final_manifest);
     if (rc == 0)
@@ -112,9 +117,10 @@ bool artifact_verify(const char *dir, const char *sha256, long long size)
         write_stamp(dir, sha256, &st);
         return true;
     }
-    log_warnx("artifact %s is damaged (its bytes hash to %s): removed from the store", path,
-              rc == 0 ? got : "(unreadable)");
-    unlink(path);
+    /* serve's front door reads the store and cannot remove: the next worker to publish these bytes replaces them. */
+    bool removed = unlink(path) == 0;
+    log_warnx("artifact %s is damaged (its bytes hash to %s): %s", path, rc == 0 ? got : "(unreadable)",
+              removed ? "removed from the store" : "left for a worker to replace");
     _cleanup_free_ char *stamp = stamp_path(dir, sha256);
     unlink(stamp);
     return false;

@@ -6,8 +6,6 @@
 #include "digest.h"
 #include "engine/engine.h"
 #include "engine/resolve.h"
-#include "engine/sandbox.h"
-#include "log.h"
 #include "util.h"
 #include "banned.h"
 
@@ -28,23 +26,13 @@ void service_init(struct service *svc, const struct config *cfg)
     svc->packages = packages_new(cfg->cache_dir, "amd64");
 }
 
-void service_start(struct service *svc, const char *conninfo)
+void service_start(struct service *svc)
 {
     packages_start(svc->packages);
-    if (svc->cfg->nworkers == 0)
-        return;
-    /* Cgroups left by a server that died mid-build would count against this one's limits. */
-    sandbox_sweep_cgroups();
-    svc->nworkers = svc->cfg->nworkers;
-    worker_pool_start(&svc->workers, svc->cfg, conninfo, svc->nworkers, &svc->workers_stop, NULL, NULL);
-    log_infox("%u build workers started", svc->nworkers);
 }
 
 void service_stop(struct service *svc)
 {
-    /* Builds in progress go back to the queue: another worker (or this server, restarted) takes them. */
-    atomic_store(&svc->workers_stop, 1);
-    worker_pool_join(&svc->workers);
     packages_stop(svc->packages);
 }
 

@@ -1,20 +1,22 @@
 /*
- * The build service as one object: what every submission's cache key
- * needs from this host (the mirror, the tools digest), the table of
- * finished builds, and the in-process workers. `debate serve` owns one;
- * the HTTP routes, and whatever else submits (the page, the client
- * commands), read it through submit.h and finished.h.
+ * The build service as the front door sees it: what every submission's
+ * cache key needs from this host (the mirror, the tools digest), the table
+ * of finished builds, and the package indexes for the page's completion.
+ * `debate serve` owns one; the HTTP routes, and whatever else submits (the
+ * page, the client commands), read it through submit.h and finished.h.
+ * The build workers are not part of it: they run in a process of their
+ * own (serve's worker process, or `debate worker`), and meet the front
+ * door only in PostgreSQL and the artifact store.
  *
- * Lifecycle: service_init (main thread, before any request: computes the
- * host's key parts, no threads), service_start (starts the package index
- * loader, sweeps stale cgroups and starts cfg->nworkers workers on
- * conninfo), service_stop (interrupts and joins the workers: their builds
- * go back to the queue; stops the loader), service_release. stop and
- * release may be called without start.
+ * Lifecycle: service_init (main thread, before any request and before
+ * privileges are dropped: computes the host's key parts, no threads),
+ * service_start (starts the package index loader), service_stop (stops
+ * the loader), service_release. stop and release may be called without
+ * start.
  *
- * Threads: after service_init, mirror and tools_digest are read-only and
- * any thread may read them; the finished table and the package indexes
- * lock themselves.
+ * Threads: after service_init, mirror, tools_digest and nworkers are
+ * read-only and any thread may read them; the finished table and the
+ * package indexes lock themselves.
  */
 #ifndef DEBATE_SERVICE_SERVICE_H
 #define DEBATE_SERVICE_SERVICE_H
@@ -25,7 +27,6 @@
 #include "config.h"
 #include "service/finished.h"
 #include "service/packages.h"
-#include "service/worker.h"
 
 struct service {
     const struct config *cfg;
@@ -34,16 +35,14 @@ struct service {
     char tools_digest[65]; /* SHA-256 of the host tool versions: part of every cache key */
     struct finished *finished;
     struct packages *packages; /* the package indexes for the page's completion */
-    struct worker_pool workers;
-    unsigned nworkers; /* running in this process (0 before start) */
-    atomic_int workers_stop;
+    unsigned nworkers; /* build workers this server runs in its worker process; set before service_start */
 };
 
 /* Computes the host's key parts (runs dpkg-query once) and makes the finished table. */
 void service_init(struct service *svc, const struct config *cfg);
-/* Starts the package index loader, and cfg->nworkers build workers on the database at conninfo. */
-void service_start(struct service *svc, const char *conninfo);
-/* Interrupts the workers' builds (back to the queue) and waits for them. */
+/* Starts the package index loader. */
+void service_start(struct service *svc);
+/* Stops the package index loader. */
 void service_stop(struct service *svc);
 void service_release(struct service *svc);
 

@@ -274,6 +274,10 @@ def test_backup_then_wipe_then_restore_test_passes(cluster):
     assert isinstance(rec["duration_ms"], int) and rec["duration_ms"] >= 0
     assert "last_failure" not in rec
     assert (cluster.backups / "restore-test.json").stat().st_mode & 0o077 == 0
+    # The time alone, readable by serve's unprivileged front door (docs/security.md).
+    shared = cluster.data / "restore-test-success.json"
+    assert json.loads(shared.read_text()) == {"last_success": rec["last_success"]}
+    assert shared.stat().st_mode & 0o777 == 0o644
     assert cluster.scratch_databases() == []
     # The live database was left alone.
     assert cluster.psql("SELECT to_regclass('public.builds') IS NULL") == "t"

@@ -50,6 +50,24 @@ static bool present(const char *dir, const char *sha)
     return access(p, F_OK) == 0;
 }
 
+/* serve's front door reads the store as another user: a worker's strict umask must not hide an ISO from it. */
+TEST(a_published_artifact_is_readable_by_everyone)
+{
+    _cleanup_free_ char *dir = scratch();
+    _cleanup_free_ char *iso = xasprintf("%s/tmp/y.iso", dir), *man = xasprintf("%s/tmp/y.manifest.json", dir);
+    CHECK_INT(write_file_atomic(iso, "iso", 3, 0600), 0);
+    CHECK_INT(write_file_atomic(man, "{}\n", 3, 0600), 0);
+    char sha[65], err[256];
+    sha256_hex("iso", 3, sha);
+    CHECK_INT(artifact_publish(dir, iso, man, sha, err, sizeof(err)), 0);
+    _cleanup_free_ char *final_iso = artifact_iso_path(dir, sha), *final_man = artifact_manifest_path(dir, sha);
+    struct stat st;
+    CHECK_INT(stat(final_iso, &st), 0);
+    CHECK_INT(st.st_mode & 0777, 0644);
+    CHECK_INT(stat(final_man, &st), 0);
+    CHECK_INT(st.st_mode & 0777, 0644);
+}
+
 TEST(publish_then_verify_catches_a_flipped_byte)
 {
     _cleanup_free_ char *dir = scratch();
