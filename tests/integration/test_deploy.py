@@ -1,0 +1,176 @@
+"""The deployment files: the systemd units (systemd-analyze verify, their
+exposure against docs/operations.md, what the sandbox needs), the front door
+unprivileged with no workers, as its unit runs it.
+
+The man page, `make install` and the Debian package are further down.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import clean_env, debate_bin, free_ports
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "deploy" / "systemd"
+OPERATIONS = ROOT / "docs" / "operations.md"
+SERVICES = ("debate.service", "debate-worker.service", "debate-backup.service", "debate-restore-test.service")
+FRONT_DOOR_MAX_EXPOSURE = 2.5
+
+needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                           reason="systemd-analyze is not installed")
+
+
+def unit_settings(name):
+    """A unit file's Key=value lines (comments dropped), in order."""
+    pairs = []
+    for line in (UNITS / name).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            k, v = line.split("=", 1)
+            pairs.append((k.strip(), v.strip()))
+    return pairs
+
+
+def unit_value(name, key):
+    values = [v for k, v in unit_settings(name) if k == key]
+    return values[-1] if values else None
+
+
+@pytest.fixture(scope="module")
+def unit_copies():
+    """The units with /usr/bin/debate pointing at the binary under test (verify checks it is executable)."""
+    d = Path(tempfile.mkdtemp(prefix="debate-units-"))
+    for f in UNITS.iterdir():
+        (d / f.name).write_text(f.read_text().replace("/usr/bin/debate", debate_bin()))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# systemd units
+# --------------------------------------------------------------------------
+
+@needs_systemd_analyze
+def test_units_verify_without_a_word(unit_copies):
+    names = sorted(p.name for p in unit_copies.iterdir())
+    assert set(SERVICES) <= set(names), names
+    p = subprocess.run(["systemd-analyze", "verify", "--man=no"] + names, cwd=unit_copies,
+                       capture_output=True, text=True, timeout=60)
+    # An unknown or misspelt directive is only a warning: any output counts.
+    assert p.returncode == 0 and p.stdout.strip() == "" and p.stderr.strip() == "", \
+        f"systemd-analyze verify: exit {p.returncode}\n{p.stdout}{p.stderr}"
+
+
+def exposure(unit_dir, name):
+    p = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", name], cwd=unit_dir,
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", p.stdout)
+    assert m, f"no exposure level for {name}: {p.stdout[-500:]}{p.stderr}"
+    return float(m.group(1))
+
+
+def documented_exposures():
+    """unit -> the exposure the systemd table of docs/operations.md gives."""
+    table = {}
+    for line in OPERATIONS.read_text().splitlines():
+        m = re.match(r"\| `(debate[\w-]*\.service)`.*\| (\d+\.\d) \|$", line)
+        if m:
+            table[m.group(1)] = float(m.group(2))
+    return table
+
+
+@needs_systemd_analyze
+def test_exposure_is_as_documented_and_the_front_door_is_below_the_bound(unit_copies):
+    documented = documented_exposures()
+    assert set(documented) == set(SERVICES), f"docs/operations.md's unit table: {documented}"
+    measured = {name: exposure(unit_copies, name) for name in SERVICES}
+    assert measured == documented, f"systemd-analyze security says {measured}, docs/operations.md {documented}"
+    assert measured["debate.service"] < FRONT_DOOR_MAX_EXPOSURE, measured
+
+
+def test_the_front_door_is_unprivileged_and_runs_no_workers():
+    assert unit_value("debate.service", "User") == "debate"
+    assert "DEBATE_WORKERS=0" in unit_value("debate.service", "Environment").split()
+    assert unit_value("debate.service", "CapabilityBoundingSet") == ""
+    assert "serve" in unit_value("debate.service", "ExecStart").split()
+
+
+def test_the_worker_unit_allows_what_the_sandbox_needs():
+    # Each of these makes every build fail: namespaces, per-build cgroups,
+    # loop devices, and the sandbox's own /proc mount.
+    settings = dict(unit_settings("debate-worker.service"))
+    for key in ("User", "RestrictNamespaces", "ProtectControlGroups", "PrivateDevices", "ProtectKernelTunables",
+                "ProtectKernelLogs", "ProtectProc", "ProcSubset", "PrivateUsers", "RestrictSUIDSGID",
+                "ProtectHostname", "SystemCallFilter"):
+        assert key not in settings, f"debate-worker.service sets {key}={settings[key]}: builds would fail"
+    assert settings.get("Delegate") == "yes", settings
+    assert "worker" in settings["ExecStart"].split()
+    caps = set(settings["CapabilityBoundingSet"].split())
+    assert {"CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID"} <= caps, caps
+
+
+# --------------------------------------------------------------------------
+# the front door as its unit runs it: unprivileged, no workers
+# --------------------------------------------------------------------------
+
+UNPRIVILEGED = 65534  # nobody
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a server as another user")
+def test_serve_runs_unprivileged_with_no_workers():
+    import json
+    import ssl
+    import urllib.request
+    work = Path(tempfile.mkdtemp(prefix="debate-unpriv-"))
+    work.chmod(0o711)
+    data = work / "data"
+    data.mkdir()
+    os.chown(data, UNPRIVILEGED, UNPRIVILEGED)
+    https, http = free_ports(2)
+    env = clean_env({"DEBATE_DATA_DIR": data, "DEBATE_WORKERS": 0, "DEBATE_HTTPS_PORT": https,
+                     "DEBATE_HTTP_PORT": http, "DEBATE_THREADS": 1, "HOME": "/nonexistent"})
+    err = open(work / "stderr.log", "wb")
+    proc = subprocess.Popen(["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups",
+                             debate_bin(), "serve"], env=env, cwd=str(work), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        ca = data / "tls" / "ca.pem"
+        ctx = ssl.create_default_context(cafile=None)
+        ready = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ca.exists():
+                ctx = ssl.create_default_context(cafile=str(ca))
+                try:
+                    with urllib.request.urlopen(f"https://localhost:{https}/ready", context=ctx, timeout=5) as r:
+                        ready = json.load(r)
+                        break
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+            time.sleep(0.2)
+        log = (work / "stderr.log").read_text(errors="replace")
+        assert ready is not None, f"serve as uid {UNPRIVILEGED} never became ready (exit {proc.poll()}):\n{log[-3000:]}"
+        assert ready["status"] == "ready", ready
+        assert ready["checks"]["workers"]["in_process"] == 0, ready
+        assert ready["checks"]["database"]["ok"], ready
+        owners = {p.stat().st_uid for p in data.iterdir()}
+        assert owners == {UNPRIVILEGED}, f"serve made files of other owners in its data dir: {owners}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait(5)
+        err.close()
+        log = (work / "stderr.log").read_text(errors="replace")
+        shutil.rmtree(work, ignore_errors=True)
+    assert rc == 0, f"serve exited {rc}:\n{log[-3000:]}"
