@@ -174,3 +174,81 @@ def test_serve_runs_unprivileged_with_no_workers():
         log = (work / "stderr.log").read_text(errors="replace")
         shutil.rmtree(work, ignore_errors=True)
     assert rc == 0, f"serve exited {rc}:\n{log[-3000:]}"
+
+
+# --------------------------------------------------------------------------
+# the man page, in step with `debate help`
+# --------------------------------------------------------------------------
+
+MAN_PAGE = ROOT / "docs" / "debate.1"
+LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def run_debate(*args):
+    p = subprocess.run([debate_bin(), *args], capture_output=True, text=True, timeout=30, env=clean_env())
+    return p
+
+
+def binary_commands():
+    out = run_debate("help").stdout
+    block = out.split("commands:\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split()[0] for line in block.splitlines() if line.strip()]
+
+
+def man_text(roff):
+    """Roff source as plain text: escapes that matter for names undone."""
+    return roff.replace("\\-", "-").replace("\\fB", "").replace("\\fI", "").replace("\\fR", "").replace("\\fP", "")
+
+
+def man_sections():
+    """(command -> the text of its .SS section, the text of the COMMON OPTIONS section)."""
+    sections, current, common, in_common = {}, None, [], False
+    for line in MAN_PAGE.read_text().splitlines():
+        if line.startswith(".SS "):
+            current = line[4:].strip().strip('"')
+            sections[current] = []
+        elif line.startswith(".SH "):
+            current, in_common = None, line[4:].strip().strip('"') == "COMMON OPTIONS"
+        if current is not None:
+            sections[current].append(line)
+        elif in_common:
+            common.append(line)
+    return {k: man_text("\n".join(v)) for k, v in sections.items()}, man_text("\n".join(common))
+
+
+def test_the_man_page_documents_every_command_and_no_other():
+    sections, _ = man_sections()
+    commands = binary_commands()
+    assert len(commands) > 10, commands
+    assert sorted(sections) == sorted(commands), \
+        f"man page commands {sorted(sections)} != debate help {sorted(commands)}"
+
+
+def test_the_man_page_documents_each_commands_long_options_and_no_other():
+    sections, common = man_sections()
+    # Options of debate itself rather than of a command: known when the binary takes them.
+    top = {"--version", "--help"}
+    for opt in top:
+        assert run_debate(opt).returncode == 0, f"debate {opt} fails"
+    assert "--help" in LONG_OPTION.findall(common), "the man page does not document --help"
+    problems = []
+    for cmd in binary_commands():
+        p = run_debate("help", cmd)
+        assert p.returncode == 0, p.stderr
+        printed = set(LONG_OPTION.findall(p.stdout)) - {"--help"}
+        documented = set(LONG_OPTION.findall(sections.get(cmd, "")))
+        if cmd == "help":  # `debate help help` prints the list of commands, whose note names --config
+            documented |= set(LONG_OPTION.findall(common))
+        if printed - documented:
+            problems.append(f"{cmd}: debate help {cmd} prints {sorted(printed - documented)}, the man page does not")
+        if documented - printed - top:
+            problems.append(f"{cmd}: the man page documents {sorted(documented - printed - top)}, unknown to the binary")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(shutil.which("man") is None, reason="man-db is not installed")
+def test_the_man_page_renders_without_warnings():
+    p = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", str(MAN_PAGE)],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, LC_ALL="C.UTF-8", MANWIDTH="80"))
+    assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
