@@ -252,3 +252,45 @@ def test_the_man_page_renders_without_warnings():
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, LC_ALL="C.UTF-8", MANWIDTH="80"))
     assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
+
+
+# --------------------------------------------------------------------------
+# make install
+# --------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_install_into_a_destdir():
+    dest = Path(tempfile.mkdtemp(prefix="debate-destdir-"))
+    try:
+        def install():
+            p = subprocess.run(["make", "--no-print-directory", "install", f"DESTDIR={dest}", "PREFIX=/usr",
+                                f"INSTALL_BIN={debate_bin()}"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=120)
+            assert p.returncode == 0, f"make install failed:\n{p.stdout}{p.stderr}"
+        install()
+        binary = dest / "usr/bin/debate"
+        p = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and p.stdout.startswith("debate "), p
+        assert (dest / "usr/share/man/man1/debate.1").read_text() == (ROOT / "docs/debate.1").read_text()
+        assert (dest / "usr/share/bash-completion/completions/debate").is_file()
+        assert (dest / "usr/lib/sysusers.d/debate.conf").read_text().startswith("#")
+        for name in SERVICES + ("debate-backup.timer", "debate-restore-test.timer"):
+            unit = dest / "usr/lib/systemd/system" / name
+            assert unit.is_file(), f"{name} was not installed"
+        execs = [v for k, v in (re.findall(r"^(ExecStart)=(.*)$", (dest / "usr/lib/systemd/system/debate.service")
+                                           .read_text(), re.M))]
+        assert execs and execs[0].startswith("/usr/bin/debate serve"), execs
+        for f in ("Caddyfile", "debate.conf", "tiny.json"):
+            assert (dest / "usr/share/doc/debate/examples" / f).is_file(), f
+        for f in ("operations.md", "configuration.md", "api.md"):
+            assert (dest / "usr/share/doc/debate" / f).is_file(), f
+        conf = dest / "etc/debate/debate.conf"
+        p = subprocess.run([str(binary), "serve", "--check", "--config", str(conf)], capture_output=True, text=True,
+                           timeout=30, env=clean_env())
+        assert p.returncode == 0 and "configuration ok" in p.stdout, p
+        # A second install keeps the administrator's settings.
+        conf.write_text("data_dir = /srv/debate\n")
+        install()
+        assert conf.read_text() == "data_dir = /srv/debate\n", "make install overwrote /etc/debate/debate.conf"
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
