@@ -56,6 +56,41 @@ $(eval $(call variant,build/asan,$(ASAN_FLAGS)))
 
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
 
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd
+# units (pointing at this BINDIR), the man page, bash completion, docs and
+# examples. /etc/debate/debate.conf only when there is none. The system user
+# debate: deploy/sysusers.d/debate.conf (systemd-sysusers) or adduser.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/debate
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSCONFDIR ?= /etc
+# The binary to install: the release build unless told (the tests install the one under test).
+INSTALL_BIN ?= build/debate
+UNITS      := $(wildcard deploy/systemd/*.service deploy/systemd/*.timer)
+EXAMPLES   := $(wildcard examples/*.json) deploy/Caddyfile deploy/debate.conf deploy/cron/debate-backup
+DOCS       := $(wildcard docs/*.md) docs/openapi.json README.md
+
+.PHONY: install
+install: $(INSTALL_BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/debate
+	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/debate
+	install -m 0644 docs/debate.1 $(DESTDIR)$(MANDIR)/man1/debate.1
+	for u in $(UNITS); do \
+		sed 's|/usr/bin/debate|$(BINDIR)/debate|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u) && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u) || exit 1; \
+	done
+	install -m 0644 deploy/sysusers.d/debate.conf $(DESTDIR)$(SYSUSERSDIR)/debate.conf
+	install -m 0644 deploy/bash-completion/debate $(DESTDIR)$(COMPLETIONDIR)/debate
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/
+	test -e $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf || \
+		install -m 0644 deploy/debate.conf $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf
+
 .PHONY: all deps test run unit clean
 .SECONDARY:
 

@@ -400,9 +400,13 @@ static void validate(const struct config *cfg, struct errbuf *e)
         err_add(e, "\"trusted_hosts\" must name at least one host");
     if (cfg->https_port != 0 && cfg->https_port == cfg->http_port)
         err_add(e, "\"https_port\" and \"http_port\" must differ");
-    for (size_t i = 0; i < cfg->trusted_proxies.count; i++)
-        if (!is_ip(cfg->trusted_proxies.items[i]))
-            err_add(e, "\"trusted_proxies\": \"%s\" is not an IP address", cfg->trusted_proxies.items[i]);
+    for (size_t i = 0; i < cfg->trusted_proxies.count; i++) {
+        uint8_t range[16];
+        unsigned bits;
+        if (!ip_range_parse(cfg->trusted_proxies.items[i], range, &bits))
+            err_add(e, "\"trusted_proxies\": \"%s\" is not an IP address or range (such as 10.0.0.0/8)",
+                    cfg->trusted_proxies.items[i]);
+    }
     if (strncmp(cfg->server, "https://", 8) != 0 && strncmp(cfg->server, "http://", 7) != 0)
         err_add(e, "\"server\" must be an https:// (or http://) URL such as https://localhost:8443 (got \"%s\")",
                 cfg->server);

@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -111,6 +112,54 @@ bool ct_equal(const void *a, const void *b, size_t n)
 bool str_ieq(const char *s, size_t len, const char *lit)
 {
     return strlen(lit) == len && strncasecmp(s, lit, len) == 0;
+}
+
+/* The prefix length after '/': digits only, at most max. */
+static bool prefix_parse(const char *s, unsigned max, unsigned *bits)
+{
+    unsigned v = 0;
+    if (*s == '\0' || strlen(s) > 3)
+        return false;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    *bits = v;
+    return v <= max;
+}
+
+bool ip_range_parse(const char *s, uint8_t addr[16], unsigned *bits)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    if (strlen(s) >= sizeof(buf))
+        return false;
+    memcpy(buf, s, strlen(s) + 1);
+    char *slash = strchr(buf, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    memset(addr, 0, 16);
+    unsigned prefix = 128;
+    if (inet_pton(AF_INET, buf, addr + 12) == 1) {
+        addr[10] = addr[11] = 0xff;
+        if (slash != NULL && !prefix_parse(slash + 1, 32, &prefix))
+            return false;
+        *bits = slash != NULL ? 96 + prefix : 128;
+        return true;
+    }
+    if (inet_pton(AF_INET6, buf, addr) != 1 || (slash != NULL && !prefix_parse(slash + 1, 128, &prefix)))
+        return false;
+    *bits = prefix;
+    return true;
+}
+
+bool ip_range_contains(const uint8_t range[16], unsigned bits, const uint8_t addr[16])
+{
+    unsigned whole = bits / 8, rest = bits % 8;
+    if (memcmp(range, addr, whole) != 0)
+        return false;
+    uint8_t mask = (uint8_t)(0xff00 >> rest);
+    return rest == 0 || (range[whole] & mask) == (addr[whole] & mask);
 }
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

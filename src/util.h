@@ -56,6 +56,16 @@ bool ct_equal(const void *a, const void *b, size_t n);
 /* Case-insensitive comparison of a counted string with a C string. */
 bool str_ieq(const char *s, size_t len, const char *lit);
 
+/*
+ * An IP address or range ("192.0.2.1", "10.0.0.0/8", "2001:db8::/32") as
+ * 16 bytes (IPv4 as v4-mapped IPv6) and the number of leading bits that
+ * count (a lone address counts all 128; an IPv4 /8 counts 104). False when
+ * s is neither; addr and bits are then undefined.
+ */
+bool ip_range_parse(const char *s, uint8_t addr[16], unsigned *bits);
+/* True when addr (16 bytes, v4-mapped for IPv4) lies in the range. */
+bool ip_range_contains(const uint8_t range[16], unsigned bits, const uint8_t addr[16]);
+
 /* Base64url without padding. dst must hold base64url_len(n) + 1 bytes. */
 size_t base64url_len(size_t n);
 void base64url_encode(char *dst, const uint8_t *src, size_t n);

@@ -100,8 +100,9 @@ static bool parse_ip(const char *s, size_t n, struct ratelimit_key *key)
 static bool is_trusted(const struct strlist *proxies, const struct ratelimit_key *key)
 {
     for (size_t i = 0; i < proxies->count; i++) {
-        struct ratelimit_key p;
-        if (parse_ip(proxies->items[i], strlen(proxies->items[i]), &p) && memcmp(p.addr, key->addr, 16) == 0)
+        uint8_t range[16];
+        unsigned bits;
+        if (ip_range_parse(proxies->items[i], range, &bits) && ip_range_contains(range, bits, key->addr))
             return true;
     }
     return false;

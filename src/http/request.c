@@ -110,15 +110,29 @@ static int redirect_to_https(struct server *srv, h2o_req_t *req)
     return http_send_error(req, 301, "moved_permanently", "this server speaks HTTPS only", NULL);
 }
 
+/*
+ * Every X-Forwarded-For line of req as one list, in order (in req's pool),
+ * or NULL when there is none. A proxy may add its hop as a line of its own
+ * after the client's: reading only the first line would believe the client.
+ */
+static h2o_iovec_t forwarded_for(h2o_req_t *req)
+{
+    h2o_iovec_t all = {NULL, 0};
+    for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) >= 0;) {
+        const h2o_iovec_t *v = &req->headers.entries[i].value;
+        all = all.base == NULL ? *v : h2o_concat(&req->pool, all, h2o_iovec_init(H2O_STRLIT(",")), *v);
+    }
+    return all;
+}
+
 void request_client_key(struct server *srv, h2o_req_t *req, struct ratelimit_key *key)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) == 0)
         ss.ss_family = AF_UNSPEC;
-    const h2o_iovec_t *xff = http_find_header(req, "x-forwarded-for");
-    policy_client_key(&srv->cfg->trusted_proxies, (struct sockaddr *)&ss, xff ? xff->base : NULL, xff ? xff->len : 0,
-                      key);
+    h2o_iovec_t xff = forwarded_for(req);
+    policy_client_key(&srv->cfg->trusted_proxies, (struct sockaddr *)&ss, xff.base, xff.len, key);
 }
 
 /* 4. Returns non-zero when the request was refused. */
@@ -379,11 +393,16 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
         log_field_str(&f, "id", req->res.headers.entries[id].value.base, req->res.headers.entries[id].value.len);
     struct sockaddr_storage ss;
     struct ratelimit_key key;
-    char peer[64] = "-";
+    char peer[64] = "-", client[64];
     if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) != 0 &&
         policy_key_from_sockaddr((struct sockaddr *)&ss, &key))
         policy_key_format(&key, peer, sizeof(peer));
     log_field_cstr(&f, "peer", peer);
+    /* Behind a trusted proxy the peer is the proxy: the client is who the rate limit counts. */
+    request_client_key(srv, req, &key);
+    policy_key_format(&key, client, sizeof(client));
+    if (peer[0] != '-' && strcmp(client, peer) != 0)
+        log_field_cstr(&f, "client", client);
     log_field_str(&f, "method", req->input.method.base, req->input.method.len);
     log_field_str(&f, "path", req->input.path.base, req->input.path.len > 512 ? 512 : req->input.path.len);
     log_field_int(&f, "status", req->res.status);

@@ -237,7 +237,14 @@ SSL_CTX *tls_context_new(const struct config *cfg, char **ca_path, char *err, si
         cert = xstrdup(cfg->tls_cert);
         key = xstrdup(cfg->tls_key);
     } else {
-        int rc = mkdir_p(dir, 0700);
+        /*
+         * 0711 whatever the umask, and also for a directory made 0700 by an
+         * older version: a proxy running as another user (Caddy) reads
+         * ca.pem to check this server. The keys are 0600.
+         */
+        int rc = mkdir_p(dir, 0711);
+        if (rc == 0 && chmod(dir, 0711) < 0)
+            rc = -errno;
         if (rc < 0) {
             snprintf(err, errlen, "cannot create \"%s\": %s", dir, strerror(-rc));
             return NULL;

@@ -5,8 +5,10 @@
  *
  * When no certificate is configured, an internal CA and a leaf certificate
  * for the trusted host names are made under DATA_DIR/tls at first start
- * (keys mode 0600) and reused afterwards; the leaf is renewed when it is
- * within 30 days of expiry.
+ * (the directory 0711 and the certificates 0644, so that a reverse proxy
+ * running as another user can check this server against ca.pem; the keys
+ * 0600) and reused afterwards; the leaf is renewed when it is within 30
+ * days of expiry.
  */
 #ifndef DEBATE_HTTP_TLS_H
 #define DEBATE_HTTP_TLS_H

@@ -894,6 +894,34 @@ def test_rate_limit_trusted_proxy_uses_xff(debate_factory):
     assert r.status == 429, f"spoofed left-most XFF entry was believed: {r!r}"
 
 
+def test_rate_limit_trusted_proxy_reads_every_xff_line(debate_factory):
+    # A proxy may add its hop as a header line of its own, after the one the
+    # client sent: the lines together are one list, and the client's own
+    # line (the first) must not be taken for the proxy's.
+    srv = debate_factory(DEBATE_TRUSTED_PROXIES="127.0.0.1", **RATE_ENV)
+    for n in range(5):
+        r = srv.get("/api/v1/csrf", headers=[("X-Forwarded-For", f"192.0.2.{n + 1}"),
+                                             ("X-Forwarded-For", "203.0.113.5")])
+        assert r.status == 200, f"request {n + 1}: {r!r}"
+    r = srv.get("/api/v1/csrf", headers=[("X-Forwarded-For", "192.0.2.99"),
+                                         ("X-Forwarded-For", "203.0.113.5")])
+    assert r.status == 429, f"a forged first X-Forwarded-For line was believed: {r!r}"
+    r = srv.get("/api/v1/csrf", headers=[("X-Forwarded-For", "203.0.113.5")])
+    assert r.status == 429, r
+
+
+def test_rate_limit_trusted_proxy_range(debate_factory):
+    # trusted_proxies takes address ranges: 127.0.0.0/8 holds the test's peer.
+    srv = debate_factory(DEBATE_TRUSTED_PROXIES="10.0.0.0/8, 127.0.0.0/8", **RATE_ENV)
+    xff = [("X-Forwarded-For", "203.0.113.5")]
+    for n in range(5):
+        r = srv.get("/api/v1/csrf", headers=xff)
+        assert r.status == 200, f"request {n + 1}: {r!r}"
+    assert srv.get("/api/v1/csrf", headers=xff).status == 429
+    r = srv.get("/api/v1/csrf", headers=[("X-Forwarded-For", "198.51.100.9")])
+    assert r.status == 200, f"a client behind a proxy in a trusted range shares another's budget: {r!r}"
+
+
 # ==========================================================================
 # Metrics and logs
 # ==========================================================================

@@ -5,6 +5,7 @@
 #include "harness.h"
 #include "http/policy.h"
 #include "http/response.h"
+#include "util.h"
 
 /* Writable copies, as config.c makes them. */
 #define S(x) ((char[]){x})
@@ -83,6 +84,43 @@ TEST(client_is_the_peer_unless_the_peer_is_a_trusted_proxy)
     /* Garbage stops the walk at the last trusted hop. */
     CHECK_STR(client(&proxies, "10.0.0.1", "203.0.113.9, nonsense"), "10.0.0.1");
     CHECK_STR(client(&proxies, "10.0.0.1", "10.0.0.2"), "10.0.0.2");
+}
+
+TEST(trusted_proxies_may_be_ranges)
+{
+    char *items[] = {S("10.0.0.0/8"), S("192.0.2.128/25"), S("2001:db8::/32")};
+    struct strlist proxies = list(items, 3);
+    CHECK_STR(client(&proxies, "10.200.3.4", "203.0.113.9"), "203.0.113.9");
+    CHECK_STR(client(&proxies, "11.0.0.1", "203.0.113.9"), "11.0.0.1");
+    CHECK_STR(client(&proxies, "192.0.2.200", "203.0.113.9"), "203.0.113.9");
+    CHECK_STR(client(&proxies, "192.0.2.100", "203.0.113.9"), "192.0.2.100");
+    /* The walk skips every hop in a range, IPv6 ones too. */
+    CHECK_STR(client(&proxies, "10.0.0.1", "203.0.113.9, 2001:db8::5, 10.1.1.1"), "203.0.113.9");
+    CHECK_STR(client(&proxies, "10.0.0.1", "203.0.113.9, 2001:db9::5"), "2001:db9::5");
+}
+
+static bool range_ok(const char *s)
+{
+    uint8_t addr[16];
+    unsigned bits;
+    return ip_range_parse(s, addr, &bits);
+}
+
+TEST(proxy_ranges_parse_strictly)
+{
+    CHECK(range_ok("127.0.0.1"));
+    CHECK(range_ok("::1"));
+    CHECK(range_ok("10.0.0.0/8"));
+    CHECK(range_ok("0.0.0.0/0"));
+    CHECK(range_ok("fd00::/8"));
+    CHECK(range_ok("2001:db8::/128"));
+    CHECK(!range_ok("10.0.0.0/33"));
+    CHECK(!range_ok("fd00::/129"));
+    CHECK(!range_ok("10.0.0.0/"));
+    CHECK(!range_ok("10.0.0.0/8x"));
+    CHECK(!range_ok("10.0.0.0/-1"));
+    CHECK(!range_ok("proxy.example"));
+    CHECK(!range_ok(""));
 }
 
 TEST(cors_decisions)
