@@ -1,0 +1,264 @@
+"""Faults under load: what the service does when the things it stands on fail.
+
+The builds here are the no-op jobs of build/tools/queue_worker (the real
+worker loop, src/service/worker.c, with a payload that sleeps, then makes a
+small "ISO" in artifact_dir/tmp and publishes it with the real
+worker_publish): real claims, leases, heartbeats, sweeps, lease-checked
+finishes and a real artifact store, without the minutes a real image costs.
+The server is `debate serve` with no workers of its own on a PostgreSQL
+cluster of the test's own (conftest.py's pg_cluster), so the test can stop
+and start it.
+
+* PostgreSQL stopped for 20 s while builds run and wait: the API answers
+  503 (database_unavailable) meanwhile and recovers without a restart;
+  every build ends, exactly once; none is lost.
+* A worker stopped (SIGSTOP) past its lease, then continued: another
+  worker finishes the build; the first one's outcome is refused; one
+  artifact.
+* The artifact store's disk full (a small tmpfs as artifact_dir): the
+  build fails with the cause (disk_full) at the end of its log, no partial
+  ISO is ever in the store or served, and once there is room again the
+  same recipe builds.
+* An artifact deleted or changed behind the server: 410, never wrong bytes.
+
+The outage waits 20 s by design: it runs in the release run only.
+"""
+
+import collections
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import _own_tmpdir
+from test_service import Api, tiny_unique
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "build" / "tools" / "queue_worker"
+
+pytestmark = [
+    pytest.mark.skipif(not TOOL.exists(), reason="build/tools/queue_worker is built by make test"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the fault tests mount file systems and run PostgreSQL as root"),
+]
+release_only = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
+                                  reason="waits out a 20 s outage: run once, in the release run")
+
+LEASE = 3                # heartbeat every second; a stalled worker's build is requeued within ~5 s
+ISO_BYTES = 64 * 1024    # the no-op's ISO
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+# --------------------------------------------------------------------------
+# the pieces: the server, no-op workers, the database
+# --------------------------------------------------------------------------
+
+class QueueWorker:
+    """A queue_worker process (its own session) taking no-op jobs."""
+
+    def __init__(self, url, log_dir, name, threads=1, **env):
+        self.name = name
+        self.log_path = Path(log_dir) / f"{name}.log"
+        full = dict(os.environ, DEBATE_LEASE_SECONDS=str(LEASE), DEBATE_LOG_LEVEL="info",
+                    DEBATE_TEST_NOOP_ISO_BYTES=str(ISO_BYTES))
+        full.update({k: str(v) for k, v in env.items()})
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([str(TOOL), "work", url, str(threads)], stdout=self._log, stderr=self._log,
+                                     env=full, start_new_session=True)
+
+    @property
+    def owner(self):
+        """The lease owner names of this process: host:pid:n."""
+        return f":{self.proc.pid}:"
+
+    def log(self):
+        return self.log_path.read_text("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)   # a stopped process cannot act on SIGTERM
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+class Faults:
+    """One test's server, workers and artifact store on the test's PostgreSQL."""
+
+    def __init__(self, pg, factory, workdir):
+        self.pg = pg
+        self.workdir = workdir
+        self.artifact_dir = workdir / "artifacts"
+        self.artifact_dir.mkdir(exist_ok=True)
+        self.factory = factory
+        self.workers = []
+        self.srv = None
+        self.api = None
+
+    def server(self, **env):
+        self.srv = self.factory(DEBATE_DATABASE_URL=self.pg.url, DEBATE_WORKERS=0,
+                                DEBATE_ARTIFACT_DIR=self.artifact_dir, DEBATE_RATE_LIMIT=100000,
+                                DEBATE_SUBMIT_LIMIT=1000, DEBATE_SUBMIT_WINDOW=3600, **env)
+        self.api = Api(self.srv)
+        wait_for(lambda: self.api.get("/api/v1/health/db", timeout=5).status == 200, 60,
+                 "the server's database to be ready")
+        return self.srv
+
+    def worker(self, threads=1, **env):
+        w = QueueWorker(self.pg.url, self.workdir, f"worker{len(self.workers)}", threads,
+                        DEBATE_ARTIFACT_DIR=self.artifact_dir, **env)
+        self.workers.append(w)
+        time.sleep(0.3)
+        assert w.proc.poll() is None, f"{w.name} exited at once:\n{w.log()}"
+        return w
+
+    def submit_noop(self, n, max_attempts=3):
+        """Queues n no-op jobs; returns their ids."""
+        before = set(self.ids())
+        subprocess.run([str(TOOL), "submit", self.pg.url, str(n)], check=True, timeout=60,
+                       env=dict(os.environ, DEBATE_MAX_ATTEMPTS=str(max_attempts)))
+        new = [i for i in self.ids() if i not in before]
+        assert len(new) == n, new
+        return new
+
+    def ids(self):
+        out = self.pg.psql("SELECT id FROM builds WHERE kind = 'noop' ORDER BY created_at, id")
+        return out.split() if out else []
+
+    def rows(self):
+        """{id: (status, attempts, error_code, iso_sha256)} of every no-op job."""
+        out = self.pg.psql("SELECT id, status, attempts, coalesce(error_code, ''), coalesce(iso_sha256, '') "
+                           "FROM builds WHERE kind = 'noop'")
+        rows = {}
+        for line in (out or "").splitlines():
+            bid, status, attempts, code, sha = line.split("|")
+            rows[bid] = (status, int(attempts), code, sha)
+        return rows
+
+    def count(self, where):
+        return int(self.pg.psql(f"SELECT count(*) FROM builds WHERE kind = 'noop' AND {where}"))
+
+    def finished_lines(self):
+        """How many times each job's outcome was recorded, by the workers' logs."""
+        seen = collections.Counter()
+        for w in self.workers:
+            for m in re.finditer(r"build ([0-9a-f-]{36}): (succeeded|failed)\b", w.log()):
+                seen[m.group(1)] += 1
+        return seen
+
+    def isos(self):
+        return sorted(p.name for p in self.artifact_dir.glob("*.iso"))
+
+    def logs(self):
+        out = [f"--- server stderr ---\n{self.srv.stderr()[-3000:]}" if self.srv else ""]
+        out += [f"--- {w.name} ---\n{w.log()[-2500:]}" for w in self.workers]
+        return "\n".join(out)
+
+    def close(self):
+        for w in self.workers:
+            w.stop()
+
+
+def wait_for(pred, timeout, what, interval=0.2, detail=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except OSError:
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{detail() if detail else ''}")
+
+
+def expected_iso(build_key, size=ISO_BYTES):
+    """The bytes the no-op job of this build_key makes: SHA-256 blocks chained from the key."""
+    out, block = bytearray(), build_key.encode()
+    while len(out) < size:
+        block = hashlib.sha256(block).hexdigest().encode()
+        out += block
+    return bytes(out[:size])
+
+
+@pytest.fixture
+def faults(pg_cluster, debate_factory):
+    workdir = _own_tmpdir("debate-faults-")
+    f = Faults(pg_cluster, debate_factory, workdir)
+    yield f
+    f.close()
+    subprocess.run(["rm", "-rf", "--one-file-system", str(workdir)], check=False)
+
+
+# --------------------------------------------------------------------------
+# 1. PostgreSQL stopped for 20 s
+# --------------------------------------------------------------------------
+
+OUTAGE = 20
+
+
+def unavailable(r):
+    return r.status == 503 and r.code == "database_unavailable" and r.header("Retry-After") is not None
+
+
+@release_only
+def test_the_database_stopped_for_20_s_loses_no_build(faults):
+    srv = faults.server()
+    api = faults.api
+    # Builds accepted by the API (no build worker here: they wait in the queue) ...
+    accepted = [api.submit_ok(tiny_unique())["id"] for _ in range(2)]
+    # ... and no-op jobs, some running when the database goes, the rest queued.
+    jobs = faults.submit_noop(12, max_attempts=5)
+    for _ in range(2):
+        faults.worker(threads=2, DEBATE_TEST_NOOP_MIN_MS=1500, DEBATE_NOOP_MS=2500)
+    wait_for(lambda: faults.count("status = 'running'") >= 2, 30, "no-op jobs to run", detail=faults.logs)
+    assert faults.count("status = 'queued'") > 0
+
+    faults.pg.stop(mode="fast")      # every session is cut, as when the database host goes
+    down = time.monotonic()
+    try:
+        seen = {}
+        for path in ("/api/v1/builds", f"/api/v1/builds/{accepted[0]}", "/api/v1/health/db"):
+            seen[path] = api.get(path, timeout=30)
+        seen["POST /api/v1/builds"] = api.submit(tiny_unique())
+        for what, r in seen.items():
+            assert unavailable(r), f"{what} while the database is down: {r!r}\n{faults.logs()}"
+        assert api.get("/health").status == 200, "the process itself stays up"
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))
+    finally:
+        faults.pg.start()
+
+    # The same server process recovers on its own.
+    wait_for(lambda: api.get("/api/v1/builds", timeout=10).status == 200, 30, "the API to recover", detail=faults.logs)
+    assert srv.proc.poll() is None
+    later = api.submit(tiny_unique())
+    assert later.status == 202, later
+    accepted.append(later.json()["build"]["id"])
+
+    wait_for(lambda: faults.count("status IN ('queued', 'running')") == 0, 90, "every no-op job to end",
+             detail=faults.logs)
+    rows = faults.rows()
+    assert sorted(rows) == sorted(jobs), "a job was lost or made up"
+    for bid, (status, attempts, code, sha) in rows.items():
+        assert status == "succeeded" and 1 <= attempts <= 5, (bid, status, attempts, code, faults.logs())
+    twice = {bid: n for bid, n in faults.finished_lines().items() if n != 1}
+    assert not twice, f"outcomes recorded other than once: {twice}"
+    assert any(a > 1 for _, a, _, _ in rows.values()), "the outage interrupted no running job: the test proved nothing"
+    # Each succeeded job's ISO is in the store and served whole.
+    for bid in jobs[:3]:
+        b = api.build(bid)
+        iso = api.get(b["iso_url"])
+        assert iso.status == 200 and hashlib.sha256(iso.body).hexdigest() == b["iso_sha256"], iso
+    # The builds the API accepted before, and the one after, are all there, still waiting for a worker.
+    for bid in accepted:
+        b = api.build(bid)
+        assert b["status"] == "queued", b
