@@ -262,3 +262,47 @@ def test_the_database_stopped_for_20_s_loses_no_build(faults):
     for bid in accepted:
         b = api.build(bid)
         assert b["status"] == "queued", b
+
+
+# --------------------------------------------------------------------------
+# 2. a worker stopped past its lease, then continued
+# --------------------------------------------------------------------------
+
+def build_row(faults, bid):
+    out = faults.pg.psql(f"SELECT status, attempts, coalesce(lease_owner, '') FROM builds WHERE id = '{bid}'")
+    status, attempts, owner = out.split("|")
+    return status, int(attempts), owner
+
+
+def test_a_worker_stopped_past_its_lease_cannot_finish_its_build(faults):
+    faults.server()
+    api = faults.api
+    [bid] = faults.submit_noop(1)
+    first = faults.worker(DEBATE_TEST_NOOP_MIN_MS=4000, DEBATE_NOOP_MS=4000)
+    wait_for(lambda: build_row(faults, bid)[0] == "running", 30, "the first worker to claim the build",
+             detail=faults.logs)
+    assert first.owner in build_row(faults, bid)[2]
+    os.killpg(first.proc.pid, signal.SIGSTOP)       # a stall: swapped out, a paused VM, a debugger
+
+    second = faults.worker(DEBATE_NOOP_MS=200)
+    wait_for(lambda: build_row(faults, bid)[0] in TERMINAL, 30, "the second worker to finish the build",
+             detail=faults.logs)
+    os.killpg(first.proc.pid, signal.SIGCONT)
+    wait_for(lambda: "lease" in first.log(), 30, "the first worker to find its lease gone", detail=faults.logs)
+    # Whatever it was doing when it stopped, the first worker has gone on to its next build by now.
+    wait_for(lambda: re.search(r"not recorded|cannot record the outcome", first.log()), 15,
+             "the first worker to give up its outcome", detail=faults.logs)
+
+    b = api.build(bid)
+    assert b["status"] == "succeeded" and b["attempts"] == 2, (b, faults.logs())
+    assert f"build {bid}: succeeded" in second.log()
+    assert faults.finished_lines() == {bid: 1}, faults.logs()
+    assert "the lease was lost" in first.log(), first.log()
+    # The log has one end: the first worker's lines after the stall were refused with its outcome.
+    log = api.get(f"/api/v1/builds/{bid}/log").body.decode()
+    assert log.count("no-op done") == 1, log
+    # One artifact, the one the build names, whole; nothing left half-published.
+    assert faults.isos() == [f"{b['iso_sha256']}.iso"], faults.isos()
+    assert list((faults.artifact_dir / "tmp").iterdir()) == []
+    iso = api.get(b["iso_url"])
+    assert iso.status == 200 and iso.body == expected_iso(b["build_key"]), iso
