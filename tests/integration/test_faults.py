@@ -306,3 +306,49 @@ def test_a_worker_stopped_past_its_lease_cannot_finish_its_build(faults):
     assert list((faults.artifact_dir / "tmp").iterdir()) == []
     iso = api.get(b["iso_url"])
     assert iso.status == 200 and iso.body == expected_iso(b["build_key"]), iso
+
+
+# --------------------------------------------------------------------------
+# 3. the artifact store's disk full
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def small_store(faults):
+    """artifact_dir on a 256 KiB tmpfs of its own."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "debate-faults", str(faults.artifact_dir)],
+                   check=True)
+    try:
+        yield faults.artifact_dir
+    finally:
+        faults.close()      # no worker may hold a file on it
+        subprocess.run(["umount", "-l", str(faults.artifact_dir)], check=False)
+
+
+def test_a_full_artifact_disk_fails_the_build_with_its_cause_and_serves_nothing_partial(faults, small_store):
+    faults.server()
+    api = faults.api
+    filler = small_store / "filler"
+    filler.write_bytes(b"\0" * (224 * 1024))          # what is left cannot hold the ISO
+    [bid] = faults.submit_noop(1)
+    faults.worker()
+    wait_for(lambda: build_row(faults, bid)[0] in TERMINAL, 30, "the build to end", detail=faults.logs)
+
+    b = api.build(bid)
+    assert b["status"] == "failed" and b["error"]["code"] == "disk_full", (b, faults.logs())
+    assert "the disk is full" in b["error"]["message"], b
+    log = api.get(f"/api/v1/builds/{bid}/log").body.decode()
+    assert log.rstrip("\n").splitlines()[-1].startswith("error: cannot write") and \
+        log.rstrip().endswith("the disk is full"), log
+    r = api.get(f"/api/v1/builds/{bid}/iso")
+    assert r.status == 404 and r.code == "no_iso", r
+    # Nothing half-written is left in the store, nor under its tmp.
+    assert faults.isos() == [] and list((small_store / "tmp").iterdir()) == [], sorted(small_store.rglob("*"))
+
+    # Room again: the next build publishes, and its ISO is served whole.
+    filler.unlink()
+    [bid2] = faults.submit_noop(1)
+    wait_for(lambda: build_row(faults, bid2)[0] in TERMINAL, 30, "the next build to end", detail=faults.logs)
+    b2 = api.build(bid2)
+    assert b2["status"] == "succeeded", (b2, faults.logs())
+    iso = api.get(b2["iso_url"])
+    assert iso.status == 200 and iso.body == expected_iso(b2["build_key"]), iso
