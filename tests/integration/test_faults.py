@@ -26,6 +26,7 @@ The outage waits 20 s by design: it runs in the release run only.
 
 import collections
 import hashlib
+import http.client
 import os
 import re
 import signal
@@ -352,3 +353,85 @@ def test_a_full_artifact_disk_fails_the_build_with_its_cause_and_serves_nothing_
     assert b2["status"] == "succeeded", (b2, faults.logs())
     iso = api.get(b2["iso_url"])
     assert iso.status == 200 and iso.body == expected_iso(b2["build_key"]), iso
+
+
+# --------------------------------------------------------------------------
+# 4. an artifact changed or deleted behind the server
+# --------------------------------------------------------------------------
+
+def succeeded_noops(faults, n):
+    ids = faults.submit_noop(n)
+    if not faults.workers:
+        faults.worker()
+    wait_for(lambda: faults.count("status IN ('queued', 'running')") == 0, 30, "the builds to end",
+             detail=faults.logs)
+    builds = [faults.api.build(bid) for bid in ids]
+    for b in builds:
+        assert b["status"] == "succeeded", (b, faults.logs())
+    return builds
+
+
+def assert_not_served(api, b, what):
+    """The ISO route never hands out other bytes than the build's: 410."""
+    for headers in ({}, {"Range": "bytes=0-99"}):
+        r = api.get(b["iso_url"], headers=headers)
+        assert r.status == 410 and r.code == "artifact_gone", f"{what}, {headers}: {r!r}"
+
+
+def test_an_artifact_changed_or_deleted_on_disk_is_never_served(faults):
+    faults.server()
+    api = faults.api
+    same_size, shorter, deleted, untouched = succeeded_noops(faults, 4)
+    for b in (same_size, shorter, deleted, untouched):
+        r = api.get(b["iso_url"])        # served once: the store has checked each one
+        assert r.status == 200 and r.body == expected_iso(b["build_key"]), r
+
+    # Bytes changed in place, the size kept (a bad disk, a careless hand).
+    path = faults.artifact_dir / f"{same_size['iso_sha256']}.iso"
+    with open(path, "r+b") as f:
+        f.seek(100)
+        f.write(b"X" * 16)
+    assert_not_served(api, same_size, "changed in place")
+    # Cut short.
+    os.truncate(faults.artifact_dir / f"{shorter['iso_sha256']}.iso", ISO_BYTES // 2)
+    assert_not_served(api, shorter, "truncated")
+    # Removed.
+    (faults.artifact_dir / f"{deleted['iso_sha256']}.iso").unlink()
+    assert_not_served(api, deleted, "deleted")
+
+    # The untouched one is still served, whole and in part.
+    r = api.get(untouched["iso_url"])
+    assert r.status == 200 and r.body == expected_iso(untouched["build_key"]), r
+    r = api.get(untouched["iso_url"], headers={"Range": "bytes=100-199"})
+    assert r.status == 206 and r.body == expected_iso(untouched["build_key"])[100:200], r
+
+    # A manifest that is not this ISO's is not served either.
+    other = faults.artifact_dir / f"{untouched['iso_sha256']}.manifest.json"
+    other.write_text('{"iso_sha256": "%s"}\n' % same_size["iso_sha256"])
+    r = api.get(untouched["manifest_url"])
+    assert r.status == 410 and r.code == "artifact_gone", r
+
+
+def test_an_artifact_written_to_while_it_is_downloaded_is_cut_off(faults):
+    faults.server()
+    size = 32 << 20         # more than the socket buffers hold: most of it is still to send
+    faults.worker(DEBATE_TEST_NOOP_ISO_BYTES=size)
+    [b] = succeeded_noops(faults, 1)
+    path = faults.artifact_dir / f"{b['iso_sha256']}.iso"
+    c = faults.api.conn(timeout=30)
+    try:
+        c.request("GET", b["iso_url"])
+        resp = c.getresponse()
+        assert resp.status == 200 and int(resp.getheader("Content-Length")) == size, resp.status
+        got = resp.read(64 * 1024)
+        with open(path, "r+b") as f:      # written to behind the server, mid-download
+            f.seek(size - 4096)
+            f.write(b"X" * 4096)
+        try:
+            got += resp.read()
+        except http.client.IncompleteRead as exc:
+            got += exc.partial
+    finally:
+        c.close()
+    assert len(got) < size, "the whole response was sent although the file changed under it"
+    assert got == expected_iso(b["build_key"], size)[:len(got)], "bytes other than the ISO's were sent"
