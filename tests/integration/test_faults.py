@@ -19,16 +19,25 @@ and start it.
   build fails with the cause (disk_full) at the end of its log, no partial
   ISO is ever in the store or served, and once there is room again the
   same recipe builds.
-* An artifact deleted or changed behind the server: 410, never wrong bytes.
+* An artifact deleted or changed behind the server: 410, never wrong bytes;
+  one written to while it is downloaded: the response is cut short.
+* Sixteen worker processes, each in a network namespace of its own with a
+  data directory of its own, reaching PostgreSQL over TCP and sharing the
+  artifact store, four of them killed and restarted: every job ends once,
+  none beyond max_attempts, each succeeded job's ISO in the store.
 
-The outage waits 20 s by design: it runs in the release run only.
+The outage waits 20 s by design, and the namespaced workers use no debate
+binary: both run in the release run only.
 """
 
 import collections
 import hashlib
 import http.client
 import os
+import random
 import re
+import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -36,7 +45,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _own_tmpdir
+from conftest import PgCluster, _own_tmpdir, as_pg_user, free_ports
 from test_service import Api, tiny_unique
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +57,9 @@ pytestmark = [
 ]
 release_only = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
                                   reason="waits out a 20 s outage: run once, in the release run")
+# queue_worker is built once (release): a test of it alone runs once.
+workers_only = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
+                                  reason="queue_worker alone, built once: run once, in the release run")
 
 LEASE = 3                # heartbeat every second; a stalled worker's build is requeued within ~5 s
 ISO_BYTES = 64 * 1024    # the no-op's ISO
@@ -68,8 +80,11 @@ class QueueWorker:
                     DEBATE_TEST_NOOP_ISO_BYTES=str(ISO_BYTES))
         full.update({k: str(v) for k, v in env.items()})
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([str(TOOL), "work", url, str(threads)], stdout=self._log, stderr=self._log,
-                                     env=full, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv(url, threads), stdout=self._log, stderr=self._log, env=full,
+                                     start_new_session=True)
+
+    def argv(self, url, threads):
+        return [str(TOOL), "work", url, str(threads)]
 
     @property
     def owner(self):
@@ -435,3 +450,146 @@ def test_an_artifact_written_to_while_it_is_downloaded_is_cut_off(faults):
         c.close()
     assert len(got) < size, "the whole response was sent although the file changed under it"
     assert got == expected_iso(b["build_key"], size)[:len(got)], "bytes other than the ISO's were sent"
+
+
+# --------------------------------------------------------------------------
+# 5. sixteen workers, each in a network namespace of its own, over TCP
+# --------------------------------------------------------------------------
+
+class TcpCluster(PgCluster):
+    """A PgCluster that also listens on TCP at `address`, trusting its /24 (a test network of its own)."""
+
+    def __init__(self, root, address, port):
+        super().__init__(root, max_connections=120)
+        self.address, self.port = address, port
+        self.tcp_url = f"host={address} port={port} dbname=debate user=debate"
+
+    def start(self, timeout=60):
+        hba = self.datadir / "pg_hba.conf"
+        net = self.address.rsplit(".", 1)[0] + ".0/24"
+        line = f"host all all {net} trust\n"
+        if line not in hba.read_text():
+            subprocess.run(as_pg_user(["sh", "-c", f"echo '{line.strip()}' >> {hba}"]), check=True)
+        opts = (f"-c listen_addresses='{self.address}' -c port={self.port} "
+                f"-c unix_socket_directories='{self.sockdir}' -c max_connections={self.max_connections} "
+                f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._run([self.bindir / "pg_ctl", "start", "-D", self.datadir, "-l", self.logfile, "-w", "-t", str(timeout),
+                   "-o", opts], timeout=timeout + 30)
+        self.url = self.url_for("debate")
+
+    def url_for(self, dbname):
+        return f"host={self.sockdir} port={self.port} dbname={dbname} user=debate"
+
+
+class Namespaces:
+    """A bridge on the host and n network namespaces, each with a veth on it: 10.N.M.1 is the host."""
+
+    def __init__(self, n):
+        self.tag = secrets.token_hex(2)
+        self.net = f"10.{random.randint(64, 127)}.{random.randint(0, 255)}"
+        self.host = f"{self.net}.1"
+        self.bridge = f"dbf{self.tag}"
+        self.names = [f"debate-faults-{self.tag}-{i}" for i in range(n)]
+
+    def ip(self, *argv):
+        subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=30)
+
+    def up(self):
+        self.ip("link", "add", self.bridge, "type", "bridge")
+        self.ip("addr", "add", f"{self.host}/24", "dev", self.bridge)
+        self.ip("link", "set", self.bridge, "up")
+        for i, ns in enumerate(self.names):
+            veth = f"dbf{self.tag}v{i}"
+            self.ip("netns", "add", ns)
+            self.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self.ip("link", "set", veth, "master", self.bridge, "up")
+            self.ip("-n", ns, "addr", "add", f"{self.net}.{10 + i}/24", "dev", "eth0")
+            self.ip("-n", ns, "link", "set", "eth0", "up")
+            self.ip("-n", ns, "link", "set", "lo", "up")
+        return self
+
+    def down(self):
+        for ns in self.names:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+class NetnsWorker(QueueWorker):
+    """A queue_worker process inside a network namespace, with a data directory of its own."""
+
+    def __init__(self, ns, url, log_dir, name, **env):
+        self.ns = ns
+        data = Path(log_dir) / f"{name}-data"
+        data.mkdir(exist_ok=True)
+        super().__init__(url, log_dir, name, 1, DEBATE_DATA_DIR=data, **env)
+
+    def argv(self, url, threads):
+        return ["ip", "netns", "exec", self.ns, str(TOOL), "work", url, str(threads)]
+
+
+WORKERS_NS = 16
+JOBS_NS = 400
+
+
+@workers_only
+def test_sixteen_workers_in_network_namespaces_over_tcp():
+    if shutil.which("ip") is None:
+        pytest.skip("no ip(8) (iproute2) to make network namespaces")
+    root = _own_tmpdir("debate-faults-ns-")
+    nets = Namespaces(WORKERS_NS)
+    cluster = TcpCluster(root / "pg", nets.host, free_ports(1)[0])
+    store = root / "artifacts"
+    store.mkdir()
+    workers = []
+    try:
+        nets.up()
+        cluster.init()
+        subprocess.run([str(TOOL), "submit", cluster.url, str(JOBS_NS)], check=True, timeout=120,
+                       env=dict(os.environ, DEBATE_MAX_ATTEMPTS="4"))
+        env = dict(DEBATE_ARTIFACT_DIR=store, DEBATE_NOOP_MS=40, DEBATE_TEST_NOOP_ISO_BYTES=1024)
+        workers = [NetnsWorker(ns, cluster.tcp_url, root, f"ns{i}", **env) for i, ns in enumerate(nets.names)]
+        rng = random.Random(int(os.environ.get("DEBATE_TEST_SEED", "7")))
+        kills = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            left = int(cluster.psql("SELECT count(*) FROM builds WHERE status IN ('queued', 'running')"))
+            if left == 0:
+                break
+            if kills < 4 and left < JOBS_NS * 3 // 4:        # a few workers die mid-job, and come back
+                i = rng.randrange(WORKERS_NS)
+                os.killpg(workers[i].proc.pid, signal.SIGKILL)
+                workers[i].proc.wait()
+                kills += 1
+                workers[i] = NetnsWorker(nets.names[i], cluster.tcp_url, root, f"ns{i}-{kills}", **env)
+            time.sleep(0.3)
+        assert left == 0, f"{left} jobs never finished\n" + "\n".join(w.log()[-1500:] for w in workers[:3])
+
+        rows = cluster.psql("SELECT status, attempts, coalesce(error_code, ''), coalesce(iso_sha256, '') "
+                            "FROM builds WHERE kind = 'noop'")
+        statuses = collections.Counter()
+        for line in rows.splitlines():
+            status, attempts, code, sha = line.split("|")
+            statuses[status] += 1
+            assert 1 <= int(attempts) <= 4, line
+            assert status == "succeeded" or code == "attempts_exhausted", line
+            if status == "succeeded":       # its ISO is in the shared store, whole
+                assert (store / f"{sha}.iso").stat().st_size == 1024, line
+        assert sum(statuses.values()) == JOBS_NS
+        # Each outcome recorded once, by the worker that held the lease.
+        seen = collections.Counter()
+        for log in root.glob("ns*.log"):
+            for m in re.finditer(r"build ([0-9a-f-]{36}): succeeded", log.read_text()):
+                seen[m.group(1)] += 1
+        assert seen and max(seen.values()) == 1, [b for b, n in seen.items() if n > 1]
+        assert len(seen) == statuses["succeeded"]
+        # Every worker took part, over TCP from its own address.
+        owners = cluster.psql("SELECT count(DISTINCT client_addr) FROM pg_stat_activity "
+                              "WHERE application_name = 'debate' AND client_addr IS NOT NULL")
+        assert int(owners) >= WORKERS_NS - 1, owners
+        assert kills == 4
+    finally:
+        for w in workers:
+            w.stop()
+        cluster.destroy()
+        nets.down()
+        shutil.rmtree(root, ignore_errors=True)
