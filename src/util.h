@@ -42,6 +42,14 @@ static inline void *steal_pointer(void *pp)
     return v;
 }
 
+/* Returns *fd and sets it to -1: ownership leaves a _cleanup_close_ variable. */
+static inline int steal_fd(int *fd)
+{
+    int v = *fd;
+    *fd = -1;
+    return v;
+}
+
 /* Monotonic clock in milliseconds. */
 uint64_t clock_monotonic_ms(void);
 

@@ -10,6 +10,7 @@
  */
 #include "http/builds.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,8 +291,8 @@ struct one_req {
     uint8_t token_hash[32];
     bool exists;
     /* for the ISO and the manifest */
-    bool gone;
-    char *path;
+    int gone;  /* -errno when the file cannot be served: -ENOENT collected, -EBADMSG damaged */
+    int fd;    /* the ISO, verified */
     char *body;
     size_t body_len;
 };
@@ -300,7 +301,8 @@ static void one_free(void *p)
 {
     struct one_req *o = p;
     build_record_release(&o->rec);
-    free(o->path);
+    if (o->fd >= 0)
+        close(o->fd);
     free(o->body);
     free(o);
 }
@@ -337,6 +339,7 @@ static struct one_req *one_new(struct server *srv, const struct route_match *m)
 {
     struct one_req *o = xcalloc(1, sizeof(*o));
     o->srv = srv;
+    o->fd = -1;
     route_id(m, o->id);
     return o;
 }
@@ -412,15 +415,19 @@ static void artifact_run(struct db_job *job, PGconn *c, bool manifest)
     job->status = store_build_get(c, o->id, &o->rec, job->err, sizeof(job->err));
     if (job->status != DB_OK || strcmp(o->rec.status, "succeeded") != 0)
         return;
-    o->path = manifest ? artifact_manifest_path(cfg->artifact_dir, o->rec.iso_sha256)
-                       : artifact_iso_path(cfg->artifact_dir, o->rec.iso_sha256);
-    if (access(o->path, R_OK) != 0) {
-        o->gone = true;
+    /*
+     * Checked here, on a database thread, and sent from the descriptor that
+     * was checked: a file changed since its stamp is re-hashed (seconds for
+     * a large ISO, once), and one damaged or replaced is refused.
+     */
+    if (manifest) {
+        int rc = artifact_read_manifest(cfg->artifact_dir, o->rec.iso_sha256, &o->body, &o->body_len);
+        o->gone = rc < 0 ? rc : 0;
         return;
     }
-    if (manifest) {
-        if (read_file(o->path, 64u << 20, &o->body, &o->body_len) < 0)
-            o->gone = true;
+    o->fd = artifact_open(cfg->artifact_dir, o->rec.iso_sha256, o->rec.iso_size);
+    if (o->fd < 0) {
+        o->gone = o->fd;
         return;
     }
     bool present;
@@ -438,7 +445,7 @@ static void manifest_run(struct db_job *job, PGconn *c)
     artifact_run(job, c, true);
 }
 
-/* 404 or 410 when there is nothing to send; 0 when o->path is there. */
+/* 404 or 410 when there is nothing to send; 0 when the ISO (o->fd) or the manifest (o->body) is there. */
 static int artifact_missing(struct db_job *job, h2o_req_t *req, struct one_req *o)
 {
     if (job->status != DB_OK)
@@ -448,7 +455,10 @@ static int artifact_missing(struct db_job *job, h2o_req_t *req, struct one_req *
         snprintf(msg, sizeof(msg), "the build is %s: it has no ISO", o->rec.status);
         return http_send_error(req, 404, "no_iso", msg, NULL) + 1;
     }
-    if (o->gone)
+    if (o->gone == -EBADMSG)
+        return http_send_error(req, 410, "artifact_gone",
+                               "the artifact in the store is damaged; submit the recipe again to rebuild it", NULL) + 1;
+    if (o->gone < 0)
         return http_send_error(req, 410, "artifact_gone",
                                "the ISO was garbage-collected; submit the recipe again to rebuild it", NULL) + 1;
     return 0;
@@ -468,7 +478,7 @@ static void iso_done(struct db_job *job, h2o_req_t *req)
     _cleanup_free_ char *etag = xasprintf("\"%s\"", o->rec.iso_sha256);
     struct files_opts fo = {.content_type = "application/x-iso9660-image", .etag = etag, .disposition = cd,
                             .what = "the ISO"};
-    if (files_send(req, o->path, &fo) < 0)
+    if (files_send_fd(req, steal_fd(&o->fd), &fo) < 0)
         http_send_error(req, 410, "artifact_gone", "the ISO is no longer in the artifact store", NULL);
 }
 

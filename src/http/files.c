@@ -18,6 +18,7 @@ struct file_gen {
     h2o_generator_t super;
     int fd;
     off_t off, end; /* [off, end) still to send */
+    struct stat at_start;
     char *buf;
 };
 
@@ -28,12 +29,21 @@ static void file_gen_dispose(void *p)
         close(g->fd);
 }
 
+/* The file as it was when the response started: same size, not written since. */
+static bool file_unchanged(const struct file_gen *g)
+{
+    struct stat st;
+    return fstat(g->fd, &st) == 0 && st.st_size == g->at_start.st_size &&
+           st.st_mtim.tv_sec == g->at_start.st_mtim.tv_sec && st.st_mtim.tv_nsec == g->at_start.st_mtim.tv_nsec;
+}
+
 static void file_gen_proceed(h2o_generator_t *self, h2o_req_t *req)
 {
     struct file_gen *g = (struct file_gen *)self;
     size_t want = (size_t)(g->end - g->off) < FILES_CHUNK ? (size_t)(g->end - g->off) : FILES_CHUNK;
     ssize_t n = want ? pread(g->fd, g->buf, want, g->off) : 0;
-    if (n < 0 || (n == 0 && want > 0)) {
+    /* A file written to while it is sent is cut off: the client sees a short response, never other bytes. */
+    if (n < 0 || (n == 0 && want > 0) || !file_unchanged(g)) {
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
@@ -118,12 +128,14 @@ static int choose_range(h2o_req_t *req, off_t size, const char *what, off_t *fro
     return 206;
 }
 
-static void start_stream(h2o_req_t *req, int fd, off_t from, off_t to, int status, const char *content_type)
+static void start_stream(h2o_req_t *req, int fd, const struct stat *st, off_t from, off_t to, int status,
+                         const char *content_type)
 {
     struct file_gen *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), file_gen_dispose);
     g->super.proceed = file_gen_proceed;
     g->super.stop = file_gen_stop;
     g->fd = fd;
+    g->at_start = *st;
     g->off = from;
     g->end = to + 1;
     g->buf = h2o_mem_alloc_pool(&req->pool, FILES_CHUNK);
@@ -142,11 +154,17 @@ static void start_stream(h2o_req_t *req, int fd, off_t from, off_t to, int statu
 int files_send(h2o_req_t *req, const char *path, const struct files_opts *o)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return files_send_fd(req, fd, o);
+}
+
+int files_send_fd(h2o_req_t *req, int fd, const struct files_opts *o)
+{
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    if (fstat(fd, &st) < 0) {
         int rc = -errno;
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return rc;
     }
     if (o->etag != NULL)
@@ -167,6 +185,6 @@ int files_send(h2o_req_t *req, const char *path, const struct files_opts *o)
         close(fd);
         return 0;
     }
-    start_stream(req, fd, from, to, status, o->content_type);
+    start_stream(req, fd, &st, from, to, status, o->content_type);
     return 0;
 }

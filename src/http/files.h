@@ -5,7 +5,10 @@
  * space anyway to be encrypted, so sendfile would not save the copy.
  *
  * Call from the request's loop thread. The file is opened at once and read
- * as the client takes the bytes; it is closed when the request ends.
+ * as the client takes the bytes; it is closed when the request ends. A file
+ * whose size or mtime changes while it is sent is cut off (the response
+ * ends short of its Content-Length): a client never gets a whole response
+ * of bytes that were not the file's when it started.
  */
 #ifndef DEBATE_HTTP_FILES_H
 #define DEBATE_HTTP_FILES_H
@@ -27,6 +30,8 @@ struct files_opts {
  * -errno when the file cannot be opened, nothing sent: the caller answers.
  */
 int files_send(h2o_req_t *req, const char *path, const struct files_opts *o);
+/* The same with a file already open (checked, say): fd is the callee's in every case. */
+int files_send_fd(h2o_req_t *req, int fd, const struct files_opts *o);
 
 /*
  * Reads a Range value ("bytes=A-B", "bytes=A-", "bytes=-N") against a file

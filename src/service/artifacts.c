@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "engine/recipe.h"
 #include "db/store.h"
 #include "log.h"
@@ -93,29 +95,27 @@ int artifact_publish(const char *dir, const char *iso, const char *manifest, con
     return 0;
 }
 
-bool artifact_verify(const char *dir, const char *sha256, long long size)
+int artifact_open(const char *dir, const char *sha256, long long size)
 {
     if (!is_sha256_hex(sha256))
-        return false;
+        return -EINVAL;
     _cleanup_free_ char *path = artifact_iso_path(dir, sha256);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0)
-        return false;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (long long)st.st_size != size) {
-        close(fd);
-        return false;
-    }
-    if (stamp_matches(dir, sha256, &st)) {
-        close(fd);
-        return true;
-    }
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -EBADMSG;
+    /* Another size is not this artifact; the rebuild that follows replaces the file. */
+    if ((long long)st.st_size != size)
+        return -EBADMSG;
+    if (stamp_matches(dir, sha256, &st))
+        return steal_fd(&fd);
     char got[65];
     int rc = sha256_fd(fd, got, NULL);
-    close(fd);
     if (rc == 0 && strcmp(got, sha256) == 0) {
         write_stamp(dir, sha256, &st);
-        return true;
+        return steal_fd(&fd);
     }
     /* serve's front door reads the store and cannot remove: the next worker to publish these bytes replaces them. */
     bool removed = unlink(path) == 0;
@@ -123,7 +123,36 @@ bool artifact_verify(const char *dir, const char *sha256, long long size)
               removed ? "removed from the store" : "left for a worker to replace");
     _cleanup_free_ char *stamp = stamp_path(dir, sha256);
     unlink(stamp);
-    return false;
+    return -EBADMSG;
+}
+
+bool artifact_verify(const char *dir, const char *sha256, long long size)
+{
+    int fd = artifact_open(dir, sha256, size);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+int artifact_read_manifest(const char *dir, const char *sha256, char **body, size_t *len)
+{
+    _cleanup_free_ char *path = artifact_manifest_path(dir, sha256);
+    _cleanup_free_ char *text = NULL;
+    int rc = read_file(path, 64u << 20, &text, len);
+    if (rc < 0)
+        return rc;
+    json_error_t je;
+    json_t *doc = json_loadb(text, *len, 0, &je);
+    const char *names = json_string_value(json_object_get(doc, "iso_sha256"));
+    bool ok = names != NULL && strcmp(names, sha256) == 0;
+    json_decref(doc);
+    if (!ok) {
+        log_warnx("artifact manifest %s does not name the ISO %s: not served", path, sha256);
+        return -EBADMSG;
+    }
+    *body = steal_pointer(&text);
+    return 0;
 }
 
 static void remove_artifact(const char *dir, const char *sha256)

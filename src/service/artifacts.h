@@ -9,6 +9,10 @@
  * - Verifying re-hashes the file the first time and records what it saw
  *   (size, mtime, inode) in SHA.verified; later checks compare that stamp
  *   and re-hash only when the file changed. A file that fails is removed.
+ *   Downloads read the very descriptor that was verified, so a file
+ *   replaced or damaged behind the store is refused, never served. The
+ *   stamp guards against accidents (a bad disk, a hand in the directory),
+ *   not against someone who can write the store and forge mtimes.
  * - Garbage collection removes artifacts no build names, then, while the
  *   store is over its budget, the least recently downloaded.
  *
@@ -30,8 +34,24 @@ char *artifact_manifest_path(const char *dir, const char *sha256);
 int artifact_publish(const char *dir, const char *iso, const char *manifest, const char *sha256, char *err,
                      size_t errlen);
 
+/*
+ * Opens DIR/SHA.iso for reading when it is of size bytes and hashes to
+ * sha256 (by its stamp, else by re-hashing: seconds for a large ISO).
+ * Returns the descriptor (the caller closes it), -ENOENT when the file is
+ * not there, -EBADMSG when it is damaged (it is removed), or another
+ * -errno.
+ */
+int artifact_open(const char *dir, const char *sha256, long long size);
+
 /* True when DIR/SHA.iso is present, of size bytes, and hashes to sha256. */
 bool artifact_verify(const char *dir, const char *sha256, long long size);
+
+/*
+ * Reads DIR/SHA.manifest.json (malloc'd into *body, *len bytes) when it is
+ * the manifest of that ISO (its iso_sha256 says so). 0, -EBADMSG for a
+ * manifest of something else or no JSON, or -errno.
+ */
+int artifact_read_manifest(const char *dir, const char *sha256, char **body, size_t *len);
 
 struct artifact_gc_stats {
     unsigned removed;

@@ -420,9 +420,15 @@ int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
         unlink(manifest);
         return -1;
     }
+    return worker_publish(ctx, iso, manifest, res.iso_sha256, res.iso_size, out);
+}
+
+int worker_publish(struct worker_ctx *ctx, const char *iso, const char *manifest, const char *sha256,
+                   long long size, struct worker_outcome *out)
+{
     worker_progress(ctx, "verifying", 100, "storing the ISO by its SHA-256");
     char err[512];
-    if (artifact_publish(cfg->artifact_dir, iso, manifest, res.iso_sha256, err, sizeof(err)) < 0) {
+    if (artifact_publish(ctx->cfg->artifact_dir, iso, manifest, sha256, err, sizeof(err)) < 0) {
         out->error_code = "build_failed";
         snprintf(out->error_message, sizeof(out->error_message), "%s", err);
         unlink(iso);
@@ -430,12 +436,12 @@ int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
         return -1;
     }
     struct job *j = ctx->priv;
-    if (store_artifact_add(j->conn, res.iso_sha256, res.iso_size, err, sizeof(err)) != DB_OK)
-        log_warnx("build %s: cannot index its artifact: %s", rec->id, err);
-    worker_progress(ctx, "done", 100, res.iso_sha256);
+    if (store_artifact_add(j->conn, sha256, size, err, sizeof(err)) != DB_OK)
+        log_warnx("build %s: cannot index its artifact: %s", ctx->rec->id, err);
+    worker_progress(ctx, "done", 100, sha256);
     out->status = "succeeded";
-    snprintf(out->iso_sha256, sizeof(out->iso_sha256), "%s", res.iso_sha256);
-    out->iso_size = res.iso_size;
+    snprintf(out->iso_sha256, sizeof(out->iso_sha256), "%s", sha256);
+    out->iso_size = size;
     out->error_code = NULL;
     return 0;
 }

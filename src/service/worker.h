@@ -73,6 +73,16 @@ void *worker_thread(void *opts);
 /* The engine: recipe and lock from the record, the ISO into the artifact store. */
 int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out);
 
+/*
+ * The end of a build that made an ISO and its manifest in artifact_dir/tmp
+ * (sha256 and size of the ISO's bytes): moves both into the store, indexes
+ * the artifact and fills out as succeeded; or removes both and fills out
+ * with the cause. 0 or -1. The no-op jobs of the queue tests publish
+ * through it too.
+ */
+int worker_publish(struct worker_ctx *ctx, const char *iso, const char *manifest, const char *sha256,
+                   long long size, struct worker_outcome *out);
+
 /* Fills o->name with host:pid:index. */
 void worker_name(struct worker_opts *o, unsigned index);
 

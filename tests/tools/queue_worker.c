@@ -5,11 +5,18 @@
  *   queue_worker submit CONNINFO N        queue N no-op jobs (max_attempts from DEBATE_MAX_ATTEMPTS, default 3)
  *   queue_worker work CONNINFO WORKERS    run WORKERS worker threads on "noop" jobs until SIGTERM
  *
- * A no-op job sleeps 0 to DEBATE_NOOP_MS milliseconds (default 0), writes
- * one log event and succeeds. Settings come from DEBATE_* as for debate
- * (lease_seconds matters most). It is built by the Makefile into
- * build/tools/, never installed.
+ * A no-op job sleeps DEBATE_TEST_NOOP_MIN_MS (default 0) to DEBATE_NOOP_MS
+ * milliseconds (default 0), writes one log event and succeeds. With
+ * DEBATE_TEST_NOOP_ISO_BYTES set it also makes an "ISO" of that many bytes
+ * (the same bytes for every attempt of a job: a function of its build_key)
+ * in artifact_dir/tmp, as the engine does, and publishes it with the real
+ * worker_publish: the fault tests see a store, a digest and a download.
+ * Settings come from DEBATE_* as for debate (lease_seconds and artifact_dir
+ * matter most). It is built by the Makefile into build/tools/, never
+ * installed.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -19,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "engine/recipe.h"
@@ -38,19 +46,104 @@ static void on_signal(int sig)
     atomic_store(&stop, 1);
 }
 
+static unsigned env_unsigned(const char *name)
+{
+    const char *v = getenv(name);
+    return v ? (unsigned)atoi(v) : 0;
+}
+
+/* Writes len bytes; a full disk is said as the engine says it. */
+static int write_all(int fd, const char *path, const void *data, size_t len, struct worker_outcome *out)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            int saved = errno;
+            out->error_code = saved == ENOSPC ? "disk_full" : "build_failed";
+            snprintf(out->error_message, sizeof(out->error_message), "cannot write \"%s\": %s", path,
+                     saved == ENOSPC ? "the disk is full" : strerror(saved));
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The job's ISO: blocks of SHA-256 chained from its build_key, written and hashed as they go. */
+static int write_iso(const struct build_record *rec, const char *path, size_t size, char sha256[65],
+                     struct worker_outcome *out)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(out->error_message, sizeof(out->error_message), "cannot create \"%s\": %s", path, strerror(errno));
+        return -1;
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    char block[65];
+    snprintf(block, sizeof(block), "%s", rec->build_key);
+    int rc = 0;
+    for (size_t done = 0; done < size && rc == 0;) {
+        sha256_hex(block, 64, block);
+        size_t n = size - done < 64 ? size - done : 64;
+        rc = write_all(fd, path, block, n, out);
+        EVP_DigestUpdate(md, block, n);
+        done += n;
+    }
+    unsigned char digest[32];
+    EVP_DigestFinal_ex(md, digest, NULL);
+    EVP_MD_CTX_free(md);
+    for (int i = 0; i < 32; i++)
+        snprintf(sha256 + 2 * i, 3, "%02x", digest[i]);
+    return rc;
+}
+
+/* What the engine leaves in artifact_dir/tmp, published as worker_execute_build does. */
+static int make_and_publish(struct worker_ctx *ctx, size_t size, struct worker_outcome *out)
+{
+    const struct build_record *rec = ctx->rec;
+    _cleanup_free_ char *tmp = xasprintf("%s/tmp", ctx->cfg->artifact_dir);
+    mkdir_p(tmp, 0755);
+    _cleanup_free_ char *iso = xasprintf("%s/%s-%d.iso", tmp, rec->id, rec->attempts);
+    _cleanup_free_ char *manifest = xasprintf("%s.manifest.json", iso);
+    char sha256[65];
+    if (write_iso(rec, iso, size, sha256, out) < 0) {
+        unlink(iso);
+        return -1;
+    }
+    _cleanup_free_ char *text = xasprintf("{\"iso_sha256\": \"%s\", \"iso_size\": %zu}\n", sha256, size);
+    int rc = write_file_atomic(manifest, text, strlen(text), 0644);
+    if (rc < 0) {
+        out->error_code = rc == -ENOSPC ? "disk_full" : "build_failed";
+        snprintf(out->error_message, sizeof(out->error_message), "cannot write \"%s\": %s", manifest,
+                 rc == -ENOSPC ? "the disk is full" : strerror(-rc));
+        unlink(iso);
+        return -1;
+    }
+    return worker_publish(ctx, iso, manifest, sha256, (long long)size, out);
+}
+
 static int noop(struct worker_ctx *ctx, struct worker_outcome *out)
 {
-    const char *env = getenv("DEBATE_NOOP_MS");
-    unsigned max_ms = env ? (unsigned)atoi(env) : 0;
-    unsigned ms = 0;
-    if (max_ms > 0) {
+    unsigned min_ms = env_unsigned("DEBATE_TEST_NOOP_MIN_MS"), max_ms = env_unsigned("DEBATE_NOOP_MS");
+    unsigned ms = min_ms;
+    if (max_ms > min_ms) {
         unsigned r;
         RAND_bytes((unsigned char *)&r, sizeof(r));
-        ms = r % (max_ms + 1);
+        ms = min_ms + r % (max_ms - min_ms + 1);
     }
     worker_progress(ctx, "running", 50, "no-op");
     for (unsigned slept = 0; slept < ms && !ctx->interrupted; slept += 10)
         usleep(10000);
+    size_t iso_bytes = env_unsigned("DEBATE_TEST_NOOP_ISO_BYTES");
+    if (iso_bytes > 0) {
+        if (make_and_publish(ctx, iso_bytes, out) < 0)
+            return -1;
+        worker_log(ctx, "no-op done");
+        return 0;
+    }
     worker_log(ctx, "no-op done");
     /* a succeeded build names an ISO: the no-op names a hash of its id */
     sha256_hex(ctx->rec->id, strlen(ctx->rec->id), out->iso_sha256);

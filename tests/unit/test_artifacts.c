@@ -88,6 +88,55 @@ TEST(publish_then_verify_catches_a_flipped_byte)
     CHECK_INT(system(cmd), 0);
 }
 
+TEST(open_gives_the_checked_bytes_or_says_why_not)
+{
+    _cleanup_free_ char *dir = scratch();
+    char sha[65], other[65];
+    publish(dir, 4096, 'a', sha);
+    int fd = artifact_open(dir, sha, 4096);
+    CHECK(fd >= 0);
+    char buf[16];
+    CHECK_INT((int)pread(fd, buf, sizeof(buf), 4000), (int)sizeof(buf));
+    CHECK(buf[0] == 'a' && buf[15] == 'a');
+    close(fd);
+    CHECK_INT(artifact_open(dir, sha, 4095), -EBADMSG); /* another size: not this artifact */
+    CHECK(present(dir, sha));
+    memset(other, 'f', 64);
+    other[64] = '\0';
+    CHECK_INT(artifact_open(dir, other, 4096), -ENOENT);
+    CHECK_INT(artifact_open(dir, "../etc/passwd", 4096), -EINVAL);
+    /* changed behind the store, same size: hashed again, refused and removed */
+    _cleanup_free_ char *path = artifact_iso_path(dir, sha);
+    FILE *f = fopen(path, "r+");
+    CHECK(f != NULL);
+    fputc('b', f);
+    fclose(f);
+    CHECK_INT(artifact_open(dir, sha, 4096), -EBADMSG);
+    CHECK(!present(dir, sha));
+    _cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
+TEST(a_manifest_is_read_only_for_its_own_iso)
+{
+    _cleanup_free_ char *dir = scratch();
+    char sha[65];
+    publish(dir, 100, 'm', sha);
+    _cleanup_free_ char *path = artifact_manifest_path(dir, sha);
+    char *body = NULL;
+    size_t len;
+    CHECK_INT(artifact_read_manifest(dir, sha, &body, &len), -EBADMSG); /* "{}": names no ISO */
+    _cleanup_free_ char *text = xasprintf("{\"iso_sha256\": \"%s\"}\n", sha);
+    CHECK_INT(write_file_atomic(path, text, strlen(text), 0644), 0);
+    CHECK_INT(artifact_read_manifest(dir, sha, &body, &len), 0);
+    CHECK_INT((int)len, (int)strlen(text));
+    free(body);
+    unlink(path);
+    CHECK_INT(artifact_read_manifest(dir, sha, &body, &len), -ENOENT);
+    _cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
 TEST(publishing_the_same_bytes_twice_keeps_one)
 {
     _cleanup_free_ char *dir = scratch();
