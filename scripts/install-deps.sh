@@ -3,9 +3,10 @@
 # they are missing. Idempotent: does nothing (and needs no network) when
 # everything is there; runs `apt-get update` once otherwise.
 #
-# With --test, also the npm packages the browser and API-document tests use
-# (each tests/*/package.json, installed exactly as its package-lock.json
-# pins them, with the machine's own Node.js), again only when missing.
+# With --test, also clang for the fuzz targets, and the npm packages the
+# browser and API-document tests use (each tests/*/package.json, installed
+# exactly as its package-lock.json pins them, with the machine's own
+# Node.js), again only when missing.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,9 @@ postgresql postgresql-client curl openssl python3 python3-pytest ca-certificates
 mmdebstrap xorriso squashfs-tools grub-efi-amd64-bin grub-pc-bin grub-common isolinux syslinux-common
 mtools dosfstools zstd kmod xz-utils qemu-system-x86 ovmf faketime libseccomp-dev e2fsprogs iproute2
 libcurl4-openssl-dev liblzma-dev python3-jsonschema chromium fonts-dejavu-core"
+# The fuzz targets that `make test` replays: clang and its libFuzzer and sanitizer runtimes.
+TEST_PACKAGES="clang libclang-rt-14-dev"
+[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES $TEST_PACKAGES"
 
 missing=""
 for p in $PACKAGES; do
