@@ -10,6 +10,7 @@
 #ifndef DEBATE_FUZZ_H
 #define DEBATE_FUZZ_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
