@@ -66,6 +66,7 @@ $(eval $(call variant,build,$(RELEASE_FLAGS)))
 $(eval $(call variant,build/asan,$(ASAN_FLAGS)))
 $(eval $(call variant,build/fuzz,$(FUZZ_FLAGS)))
 build/fuzz/%: CC := $(FUZZ_CC)
+$(patsubst fuzz/%.c,build/fuzz/obj/fuzz/%.o,$(FUZZ_SRCS)): fuzz/fuzz.h
 
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
 FUZZ_NAMES := $(patsubst fuzz/%.c,%,$(FUZZ_SRCS))
