@@ -15,6 +15,12 @@ LIBS    := -lh2o-evloop -lssl -lcrypto -lz -llzma -lpthread -ljansson -lpq -lsec
 
 RELEASE_FLAGS := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 ASAN_FLAGS    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# The fuzz targets (fuzz/*.c): the library once more, with clang and
+# libFuzzer's coverage; only the targets' link adds libFuzzer's main.
+# clang's -Wcast-align warns on x86, where gcc's is silent: off, as for gcc.
+FUZZ_CC       := clang
+FUZZ_FLAGS    := -O1 -Wno-cast-align -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_SECONDS  ?= 60
 
 # The web page (web/) and the OpenAPI document, compiled in: see scripts/embed-assets.py.
 GEN_ASSETS := build/gen/web_assets.c
@@ -23,6 +29,7 @@ WEB_FILES  := $(wildcard web/*)
 SRCS      := $(wildcard src/*.c src/cmd/*.c src/client/*.c src/http/*.c src/db/*.c src/engine/*.c src/service/*.c)
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS)) $(GEN_ASSETS)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+FUZZ_SRCS := $(wildcard fuzz/*.c)
 HDRS      := $(wildcard src/*.h src/cmd/*.h src/client/*.h src/http/*.h src/db/*.h src/engine/*.h src/service/*.h tests/unit/*.h)
 
 # $(1): variant directory, $(2): extra flags
@@ -42,6 +49,10 @@ $(1)/tools/%: $(1)/obj/tests/tools/%.o $(1)/libdebate.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
 
+$(1)/targets/%: $(1)/obj/fuzz/%.o $(1)/libdebate.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -fsanitize=fuzzer -o $$@ $$^ $$(LIBS)
+
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/obj/tests/unit/harness.o $(1)/obj/tests/unit/dbtest.o $(1)/libdebate.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
@@ -53,8 +64,12 @@ $(GEN_ASSETS): scripts/embed-assets.py $(WEB_FILES) web docs/openapi.json
 
 $(eval $(call variant,build,$(RELEASE_FLAGS)))
 $(eval $(call variant,build/asan,$(ASAN_FLAGS)))
+$(eval $(call variant,build/fuzz,$(FUZZ_FLAGS)))
+build/fuzz/%: CC := $(FUZZ_CC)
+$(patsubst fuzz/%.c,build/fuzz/obj/fuzz/%.o,$(FUZZ_SRCS)): fuzz/fuzz.h
 
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
+FUZZ_NAMES := $(patsubst fuzz/%.c,%,$(FUZZ_SRCS))
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd
 # units (pointing at this BINDIR), the man page, bash completion, docs and
@@ -91,7 +106,7 @@ install: $(INSTALL_BIN)
 	test -e $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf || \
 		install -m 0644 deploy/debate.conf $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf
 
-.PHONY: all deps test run unit clean
+.PHONY: all deps test run unit fuzz-build fuzz clean
 .SECONDARY:
 
 all: build/debate
@@ -101,6 +116,21 @@ deps:
 
 unit: $(addprefix build/tests/,$(UNIT_NAMES)) $(addprefix build/asan/tests/,$(UNIT_NAMES))
 
+# The fuzz targets; `make test` replays their corpora (tests/run.py fuzz).
+fuzz-build: $(addprefix build/fuzz/targets/,$(FUZZ_NAMES))
+
+# Each target for FUZZ_SECONDS, one at a time, at the lowest priority. New
+# inputs go to build/fuzz/corpus/TARGET (fuzz/corpus/TARGET is read, never
+# written), crashes to build/fuzz/crashes/: see docs/internals/testing.md.
+fuzz: fuzz-build
+	@for t in $(FUZZ_NAMES); do \
+		mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes; \
+		echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
+		nice -n 19 build/fuzz/targets/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=build/fuzz/crashes/$$t- \
+			build/fuzz/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
 # Which directory of src/ may include which: see scripts/check-layers.py.
 .PHONY: check-layers
 check-layers:
@@ -109,7 +139,7 @@ check-layers:
 test: deps
 	@scripts/install-deps.sh --test
 	@$(MAKE) --no-print-directory check-layers
-	@$(MAKE) --no-print-directory -j$$(nproc) build/debate build/asan/debate unit build/tools/queue_worker
+	@$(MAKE) --no-print-directory -j$$(nproc) build/debate build/asan/debate unit build/tools/queue_worker fuzz-build
 	@$(PYTHON) tests/run.py
 
 # As root, the embedded PostgreSQL runs as user postgres and the front door

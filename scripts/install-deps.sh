@@ -3,10 +3,11 @@
 # they are missing. Idempotent: does nothing (and needs no network) when
 # everything is there; runs `apt-get update` once otherwise.
 #
-# With --test, also the Debian packages only the tests use, and the npm
-# packages the browser and API-document tests use
-# (each tests/*/package.json, installed exactly as its package-lock.json
-# pins them, with the machine's own Node.js), again only when missing.
+# With --test, also the Debian packages only the tests use (clang for the
+# fuzz targets, Caddy, the Debian package's tools), and the npm packages the
+# browser and API-document tests use (each tests/*/package.json, installed
+# exactly as its package-lock.json pins them, with the machine's own
+# Node.js), again only when missing.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -15,10 +16,11 @@ postgresql postgresql-client curl openssl python3 python3-pytest ca-certificates
 mmdebstrap xorriso squashfs-tools grub-efi-amd64-bin grub-pc-bin grub-common isolinux syslinux-common
 mtools dosfstools zstd kmod xz-utils qemu-system-x86 ovmf faketime libseccomp-dev e2fsprogs iproute2
 libcurl4-openssl-dev liblzma-dev python3-jsonschema chromium fonts-dejavu-core"
-
-# Only the tests need these: Caddy in front (test_caddy.py), the Debian
-# package's build and check, systemd-analyze and man (test_deploy.py).
-TEST_PACKAGES="caddy debhelper dpkg-dev fakeroot lintian man-db systemd"
+# Only the tests need these: clang and its libFuzzer and sanitizer runtimes
+# for the fuzz targets `make test` replays; Caddy in front (test_caddy.py);
+# the Debian package's build and check, systemd-analyze and man
+# (test_deploy.py).
+TEST_PACKAGES="clang libclang-rt-14-dev caddy debhelper dpkg-dev fakeroot lintian man-db systemd"
 if [ "${1:-}" = "--test" ]; then
     PACKAGES="$PACKAGES $TEST_PACKAGES"
 fi

@@ -224,6 +224,8 @@ void log_msg(enum log_level level, const char *msg, const char *fields)
 }
 
 static void log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
     char msg[768];
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -4,7 +4,8 @@ N passed, N failed, N skipped.
 
 Unit tests (C, tests/unit) run in the release build and under
 AddressSanitizer + UndefinedBehaviorSanitizer; the integration tests
-(pytest, tests/integration) drive both builds of the real binary.
+(pytest, tests/integration) drive both builds of the real binary. The
+fuzz targets (fuzz/, built into build/fuzz/targets) replay their corpora.
 
 A test that did not run is counted and listed as skipped, with its reason
 (a unit test's "SKIP name: reason" line, a pytest skip's message), never
@@ -161,6 +162,41 @@ def run_unit(tally, variant, build, db_url):
         print(f"unit {variant} {name}: {last}", flush=True)
 
 
+FUZZ_DIR = os.path.join(ROOT, "build", "fuzz", "targets")
+FUZZ_EXECUTED = re.compile(r"^Executed (.+) in \d+ ms$", re.M)
+
+
+def run_fuzz(tally):
+    """Replays every fuzz target's corpus (fuzz/corpus/TARGET: the seeds and
+    every input that once crashed) through the target once: one test per
+    target, failed when an input crashes or breaks a promise, or when an
+    input did not run. A target without a corpus, or a corpus without a
+    target, fails too."""
+    targets = sorted(os.path.basename(p)[:-2] for p in glob.glob(os.path.join(ROOT, "fuzz", "*.c")))
+    if not targets:
+        tally.record("fuzz: targets", False, "no fuzz target in fuzz/")
+    for name in targets:
+        binary = os.path.join(FUZZ_DIR, name)
+        inputs = sorted(glob.glob(os.path.join(ROOT, "fuzz", "corpus", name, "*")))
+        label = f"fuzz: {name}"
+        if not os.access(binary, os.X_OK):
+            tally.record(label, False, f"{binary} is not built (make fuzz-build)")
+            continue
+        if not inputs:
+            tally.record(label, False, f"fuzz/corpus/{name}/ holds no input")
+            continue
+        try:
+            p = subprocess.run([binary, "-timeout=10", "-rss_limit_mb=2048"] + inputs, capture_output=True,
+                               text=True, errors="replace", env=dict(os.environ, **SAN_ENV), timeout=300)
+        except subprocess.TimeoutExpired:
+            tally.record(label, False, "timed out")
+            continue
+        ran = len(FUZZ_EXECUTED.findall(p.stderr))
+        ok = p.returncode == 0 and ran == len(inputs)
+        tally.record(label, ok, f"exit {p.returncode}, {ran} of {len(inputs)} inputs ran\n{p.stderr[-3000:]}")
+        print(f"fuzz {name}: {ran} of {len(inputs)} inputs replayed, exit {p.returncode}", flush=True)
+
+
 def run_integration(tally, variant, build):
     binary = os.path.join(ROOT, build, "debate")
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +215,7 @@ def run_integration(tally, variant, build):
 
 
 def main():
-    only = sys.argv[1:]  # optional: "unit" or "integration"
+    only = sys.argv[1:]  # optional: "unit", "fuzz" or "integration"
     tally = Tally()
     if not only or "unit" in only:
         cluster = Cluster()
@@ -192,6 +228,8 @@ def main():
                 run_unit(tally, variant, build, cluster.url)
         finally:
             cluster.stop()
+    if not only or "fuzz" in only:
+        run_fuzz(tally)
     for variant, build in VARIANTS:
         if not only or "integration" in only:
             run_integration(tally, variant, build)

@@ -12,6 +12,9 @@
 #include "util.h"
 #include "banned.h"
 
+/* The last entry's name: a reader stops at the first entry of this name. */
+#define TRAILER "TRAILER!!!"
+
 struct entry {
     char *path; /* relative, without "./" */
 };
@@ -91,6 +94,10 @@ static int write_entry(FILE *f, const char *dir, const char *rel, unsigned ino, 
                        size_t errlen)
 {
     _cleanup_free_ char *path = xasprintf("%s/%s", dir, rel);
+    if (strcmp(rel, TRAILER) == 0) {
+        snprintf(err, errlen, "\"%s\": the name that ends a cpio archive cannot be archived", path);
+        return -1;
+    }
     struct stat st;
     if (lstat(path, &st) < 0) {
         snprintf(err, errlen, "cannot stat \"%s\": %s", path, strerror(errno));
@@ -131,7 +138,8 @@ int cpio_write_tree(const char *dir, const char *out_path, long long mtime, char
         snprintf(err, errlen, "cannot walk \"%s\": %s", dir, strerror(errno));
         goto out;
     }
-    qsort(walk.v, walk.n, sizeof(*walk.v), cmp_entry);
+    if (walk.n > 0) /* qsort's array must not be NULL, even when empty */
+        qsort(walk.v, walk.n, sizeof(*walk.v), cmp_entry);
     f = fopen(out_path, "wbe");
     if (f == NULL) {
         snprintf(err, errlen, "cannot write \"%s\": %s", out_path, strerror(errno));
@@ -144,7 +152,7 @@ int cpio_write_tree(const char *dir, const char *out_path, long long mtime, char
             goto out;
         }
     }
-    if (header(f, 0, 0, 1, 0, 0, "TRAILER!!!") < 0) {
+    if (header(f, 0, 0, 1, 0, 0, TRAILER) < 0) {
         snprintf(err, errlen, "cannot write \"%s\": %s", out_path, strerror(errno));
         goto out;
     }

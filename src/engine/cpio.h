@@ -5,7 +5,8 @@
  * tree gives the same bytes whoever builds it, wherever, whenever.
  *
  * Regular files, directories and symbolic links only (anything else is an
- * error). Returns 0, or -1 with a message in err.
+ * error), and no file named TRAILER!!! at the top, the name that ends an
+ * archive. Returns 0, or -1 with a message in err.
  */
 #ifndef DEBATE_ENGINE_CPIO_H
 #define DEBATE_ENGINE_CPIO_H

@@ -39,6 +39,14 @@ static time_t release_time(const char *date)
     return end == NULL ? 0 : timegm(&tm);
 }
 
+void pkgindex_parse_release(const char *text, struct pkgindex_info *info)
+{
+    header_field(text, "Codename", info->codename, sizeof(info->codename));
+    header_field(text, "Suite", info->suite, sizeof(info->suite));
+    header_field(text, "Date", info->date, sizeof(info->date));
+    info->when = release_time(info->date);
+}
+
 static enum engine_error read_inrelease(const char *dir, struct pkgindex_info *out, char **text, char *err,
                                         size_t errlen)
 {
@@ -56,10 +64,7 @@ static enum engine_error read_inrelease(const char *dir, struct pkgindex_info *o
         snprintf(err, errlen, "\"%s\" does not have the SHA-256 its directory is named by", path);
         return ENGINE_E_FAILED;
     }
-    header_field(*text, "Codename", out->codename, sizeof(out->codename));
-    header_field(*text, "Suite", out->suite, sizeof(out->suite));
-    header_field(*text, "Date", out->date, sizeof(out->date));
-    out->when = release_time(out->date);
+    pkgindex_parse_release(*text, out);
     return ENGINE_OK;
 }
 
@@ -215,7 +220,7 @@ static int cmp_pkg(const void *a, const void *b)
 }
 
 /* The stanzas of a Packages file into ix, sorted by name, one entry a name; false when cancelled. */
-static bool parse_packages(const char *text, size_t len, const atomic_bool *cancel, struct pkgindex *ix)
+bool pkgindex_parse_packages(const char *text, size_t len, const atomic_bool *cancel, struct pkgindex *ix)
 {
     struct parse p = {0};
     const char *s = text, *end = text + len;
@@ -260,7 +265,7 @@ enum engine_error pkgindex_load(const char *dir, const char *arch, const atomic_
     enum engine_error e = read_inrelease(dir, &out->info, &inrelease, err, errlen);
     if (e == ENGINE_OK)
         e = read_packages(dir, arch, inrelease, cancel, &packages, &len, err, errlen);
-    if (e == ENGINE_OK && !parse_packages(packages, len, cancel, out)) {
+    if (e == ENGINE_OK && !pkgindex_parse_packages(packages, len, cancel, out)) {
         snprintf(err, errlen, "reading the index in \"%s\" was interrupted", dir);
         e = ENGINE_E_INTERRUPTED;
     }

@@ -20,6 +20,7 @@
 #define DEBATE_ENGINE_PKGINDEX_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -60,6 +61,19 @@ enum engine_error pkgindex_probe(const char *dir, struct pkgindex_info *out, cha
 enum engine_error pkgindex_load(const char *dir, const char *arch, const atomic_bool *cancel, struct pkgindex *out,
                                 char *err, size_t errlen);
 void pkgindex_release(struct pkgindex *ix);
+
+/*
+ * The two parsers behind pkgindex_load's checks, on text in memory (for
+ * the fuzz targets and tests; pkgindex_load is the way in otherwise).
+ * pkgindex_parse_release fills info's codename, suite, date and when from
+ * a release file's text (NUL-terminated; sha256 is left alone).
+ * pkgindex_parse_packages reads the stanzas of a Packages file into out's
+ * pkgs, npkgs and strings as pkgindex_load does (release them with
+ * pkgindex_release); false, with out untouched, when cancel (may be NULL)
+ * was set meanwhile.
+ */
+void pkgindex_parse_release(const char *text, struct pkgindex_info *info);
+bool pkgindex_parse_packages(const char *text, size_t len, const atomic_bool *cancel, struct pkgindex *out);
 
 /*
  * At most limit packages whose names start with q (in name order), then

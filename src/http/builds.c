@@ -619,12 +619,7 @@ static bool wants_sse(h2o_req_t *req)
 static long long last_event_id(h2o_req_t *req)
 {
     const h2o_iovec_t *last = http_find_header(req, "last-event-id");
-    if (last == NULL || last->len == 0 || last->len >= 20)
-        return 0;
-    char buf[24];
-    memcpy(buf, last->base, last->len);
-    buf[last->len] = '\0';
-    return atoll(buf);
+    return last != NULL ? sse_last_event_id(last->base, last->len) : 0;
 }
 
 int builds_log(struct server *srv, h2o_req_t *req, const struct route_match *m)

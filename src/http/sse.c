@@ -25,6 +25,19 @@ struct sse {
     uint64_t last_write_ms;
 };
 
+long long sse_last_event_id(const char *value, size_t len)
+{
+    if (len == 0 || len > 18) /* 18 digits always fit a long long */
+        return 0;
+    long long id = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return 0;
+        id = id * 10 + (value[i] - '0');
+    }
+    return id;
+}
+
 static bool draining(const struct sse *s)
 {
     return s->opts.stopping != NULL && atomic_load_explicit(s->opts.stopping, memory_order_relaxed);

@@ -39,6 +39,14 @@ struct sse_opts {
     const atomic_int *stopping; /* set when the server drains */
 };
 
+/*
+ * A Last-Event-ID value (what a reconnecting client last saw): the id, or 0
+ * (from the start) for anything but 1 to 18 decimal digits. Replaying from
+ * the start on a value it cannot read costs the client repeated events; a
+ * guess could cost it missing ones. Pure: any thread.
+ */
+long long sse_last_event_id(const char *value, size_t len);
+
 /* Starts the 200 text/event-stream response on req and the first poll. */
 struct sse *sse_start(h2o_req_t *req, const struct sse_opts *o);
 

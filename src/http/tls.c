@@ -204,12 +204,14 @@ static int ensure_leaf(const struct config *cfg, const char *dir, char *err, siz
     X509_free(leaf);
     if (fresh)
         return 0;
+    /* Both before the first jump to out, which frees them: a stale leaf must not be freed twice. */
+    leaf = NULL;
+    _cleanup_free_ char *san_ext = xasprintf("%s", san);
     X509 *ca = NULL;
     EVP_PKEY *ca_key = NULL, *leaf_key = NULL;
     int rc = -1;
     if (ensure_ca(dir, &ca, &ca_key, err, errlen) < 0)
         goto out;
-    _cleanup_free_ char *san_ext = xasprintf("%s", san);
     const char *const exts[] = {"basicConstraints", "critical,CA:FALSE", "keyUsage", "critical,digitalSignature",
                                 "extendedKeyUsage", "serverAuth", "subjectAltName", san_ext, NULL};
     leaf_key = key_new();

@@ -725,6 +725,9 @@ def test_the_stream_resumes_after_last_event_id(shared, tiny_build):
     assert events and events[-1].event == "end", [e.event for e in events]
     again = [int(e.id) for e in events if e.event != "end"]
     assert again == [i for i in ids if i > n], (n, again[:10], ids[:10])
+    # A value that is not a plain number replays everything rather than guess (never "12abc" as 12).
+    _, events, _ = shared.api.sse(tiny_build.id, last_event_id=f"{n}abc", timeout=60)
+    assert [int(e.id) for e in events if e.event != "end"] == ids, (n, [e.id for e in events[:10]])
 
 
 # --------------------------------------------------------------------------

@@ -67,3 +67,40 @@ TEST(special_files_are_refused)
     CHECK_INT(system(rm), 0);
     free(d);
 }
+
+/* An empty tree is an archive of the trailer alone (the empty list was handed to qsort as NULL). */
+TEST(an_empty_tree_is_the_trailer_alone)
+{
+    char d[] = "/tmp/debate-cpio-XXXXXX";
+    CHECK(mkdtemp(d) != NULL);
+    _cleanup_free_ char *out = xasprintf("%s.cpio", d);
+    char err[256];
+    CHECK_INT(cpio_write_tree(d, out, 0, err, sizeof(err)), 0);
+    _cleanup_free_ char *a = NULL;
+    size_t la;
+    CHECK_INT(read_file(out, 1 << 20, &a, &la), 0);
+    CHECK_INT(la, 124); /* 110 + "TRAILER!!!" and its NUL, padded to 4 */
+    CHECK(memcmp(a + 110, "TRAILER!!!", 11) == 0);
+    _cleanup_free_ char *rm = xasprintf("rm -rf %s %s", d, out);
+    CHECK_INT(system(rm), 0);
+}
+
+/*
+ * A file named TRAILER!!! at the top would end the archive early for any
+ * reader, the kernel's included: refused, naming it.
+ */
+TEST(a_file_named_like_the_trailer_is_refused)
+{
+    char *d = make_tree();
+    _cleanup_free_ char *t = xasprintf("%s/TRAILER!!!", d), *nested = xasprintf("%s/b-dir/TRAILER!!!", d),
+                       *out = xasprintf("%s.cpio", d);
+    CHECK_INT(write_file_atomic(nested, "", 0, 0644), 0);
+    char err[256];
+    CHECK_INT(cpio_write_tree(d, out, 0, err, sizeof(err)), 0); /* below the top it is just a name */
+    CHECK_INT(write_file_atomic(t, "", 0, 0644), 0);
+    CHECK_INT(cpio_write_tree(d, out, 0, err, sizeof(err)), -1);
+    CHECK(strstr(err, "TRAILER!!!\": the name that ends a cpio archive") != NULL);
+    _cleanup_free_ char *rm = xasprintf("rm -rf %s %s", d, out);
+    CHECK_INT(system(rm), 0);
+    free(d);
+}
