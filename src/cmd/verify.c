@@ -41,8 +41,8 @@ enum verify_exit {
 
 const struct cmd_usage cmd_verify_usage = {
     .name = "verify",
-    .synopsis = "ISO [--manifest FILE] [--diffoscope DIR] [--config FILE]\n"
-                "       debate verify --build ID [--diffoscope DIR] " REMOTE_SYNOPSIS,
+    .synopsis = "{ISO [--manifest FILE] | --build ID [--server URL] [--cacert FILE]} [--diffoscope DIR] "
+                "[--config FILE]",
     .summary = "rebuild an ISO from its manifest and compare the bytes; needs root",
     .options = "      --manifest FILE  the ISO's manifest (default: ISO.manifest.json)\n"
                "  -b, --build ID       verify a build of a debate server: its ISO and manifest\n"
@@ -82,6 +82,7 @@ struct verify {
     struct config cfg;
     char *work;             /* DATA_DIR/verify/XXXXXX */
     char *iso, *manifest;   /* the ISO and its manifest (local, or downloaded into work) */
+    char *manifest_name;    /* the manifest as messages name it: its path, or "the manifest of build ID" */
     json_t *doc;            /* the manifest */
     struct recipe recipe;
     bool have_recipe;
@@ -170,6 +171,10 @@ static int verify_download(struct verify *v)
     v->iso = xasprintf("%s/build.iso", v->work);
     if (client_get_json(c, path, &b, &e) != CLIENT_OK) {
         rc = remote_fail("verify", &e);
+    } else if (json_is_null(json_object_get(b, "finished_at"))) {
+        cmd_print(stderr, "debate verify: build %s has not ended (%s); wait with \"debate logs %s --follow\"\n",
+                  v->q->build, json_string_value(json_object_get(b, "status")) ?: "?", v->q->build);
+        rc = VERIFY_EXIT_USAGE;
     } else if (remote_build_exit("verify", b) != REMOTE_EXIT_OK) {
         rc = VERIFY_EXIT_USAGE; /* a build that did not succeed has no ISO to verify */
     } else {
@@ -194,20 +199,20 @@ static int verify_read_manifest(struct verify *v)
     size_t len;
     int rc = read_file(v->manifest, VERIFY_MANIFEST_MAX, &text, &len);
     if (rc < 0)
-        return verify_fail(VERIFY_EXIT_USAGE, "cannot read the manifest \"%s\": %s", v->manifest, strerror(-rc));
+        return verify_fail(VERIFY_EXIT_USAGE, "cannot read the manifest %s: %s", v->manifest_name, strerror(-rc));
     json_error_t je;
     v->doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (v->doc == NULL)
-        return verify_fail(VERIFY_EXIT_USAGE, "the manifest \"%s\" is not JSON: line %d: %s", v->manifest, je.line,
+        return verify_fail(VERIFY_EXIT_USAGE, "%s is not JSON: line %d: %s", v->manifest_name, je.line,
                            je.text);
     json_t *format = json_object_get(v->doc, "format");
     if (!json_is_object(v->doc) || !json_is_integer(format) || !json_is_object(json_object_get(v->doc, "recipe")) ||
         !json_is_object(json_object_get(v->doc, "lock")))
-        return verify_fail(VERIFY_EXIT_USAGE, "\"%s\" is not a manifest of debate build (format, recipe and lock)",
-                           v->manifest);
+        return verify_fail(VERIFY_EXIT_USAGE, "%s is not a manifest of debate build (it wants format, recipe and lock)",
+                           v->manifest_name);
     if (json_integer_value(format) != VERIFY_MANIFEST_FORMAT)
-        return verify_fail(VERIFY_EXIT_USAGE, "the manifest \"%s\" has format %lld; this debate reads format %d",
-                           v->manifest, (long long)json_integer_value(format), VERIFY_MANIFEST_FORMAT);
+        return verify_fail(VERIFY_EXIT_USAGE, "%s has format %lld; this debate reads format %d",
+                           v->manifest_name, (long long)json_integer_value(format), VERIFY_MANIFEST_FORMAT);
     _cleanup_free_ char *recipe = json_dumps(json_object_get(v->doc, "recipe"), JSON_COMPACT);
     struct recipe_error re;
     if (recipe_parse(recipe, strlen(recipe), &v->recipe, &re) < 0) {
@@ -223,14 +228,20 @@ static int verify_read_manifest(struct verify *v)
     return 0;
 }
 
-/* The ISO's SHA-256; a note when it is not the one the manifest records (the rebuild decides all the same). */
-static int verify_read_iso(struct verify *v)
+/* The ISO is there and a regular file: checked before its manifest, whose name derives from it. */
+static int verify_check_iso(const struct verify *v)
 {
     struct stat st;
     if (stat(v->iso, &st) < 0)
         return verify_fail(VERIFY_EXIT_USAGE, "cannot read the ISO \"%s\": %s", v->iso, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return verify_fail(VERIFY_EXIT_USAGE, "the ISO \"%s\" is not a regular file", v->iso);
+    return 0;
+}
+
+/* The ISO's SHA-256; a note when it is not the one the manifest records (the rebuild decides all the same). */
+static int verify_hash_iso(struct verify *v)
+{
     int rc = sha256_file(v->iso, v->sha256, NULL);
     if (rc < 0)
         return verify_fail(VERIFY_EXIT_USAGE, "cannot read the ISO \"%s\": %s", v->iso, strerror(-rc));
@@ -360,7 +371,8 @@ static int verify_run(struct verify *v)
     if (q->iso != NULL)
         v->iso = xstrdup(q->iso);
     v->manifest = q->manifest ? xstrdup(q->manifest) : xasprintf("%s.manifest.json", v->iso);
-    if ((rc = verify_read_manifest(v)) != 0 || (rc = verify_read_iso(v)) != 0)
+    v->manifest_name = q->build ? xasprintf("the manifest of build %s", q->build) : xasprintf("\"%s\"", v->manifest);
+    if ((rc = verify_check_iso(v)) != 0 || (rc = verify_read_manifest(v)) != 0 || (rc = verify_hash_iso(v)) != 0)
         return rc;
     verify_note_tools(v);
     _cleanup_free_ char *dir = xasprintf("%s/rebuilt", v->work);
@@ -393,6 +405,7 @@ int cmd_verify(int argc, char **argv)
     free(v.work);
     free(v.iso);
     free(v.manifest);
+    free(v.manifest_name);
     json_decref(v.doc);
     if (v.have_recipe)
         recipe_release(&v.recipe);
