@@ -539,7 +539,8 @@ static void compare_entry(struct diff *d, const struct entry *ea, const struct e
     if (same_content(&d->a, ea, &d->b, eb))
         return;
     _cleanup_free_ char *path = escape(ea->path);
-    const char *role = ea->role ? ea->role : eb->role;
+    /* The rebuild's catalog says what a path is: the original's may be the very part that changed. */
+    const char *role = eb->role ? eb->role : ea->role;
     say(d, "iso  %s%s%s%s: %lld bytes, rebuilt %lld bytes", path, role ? " (" : "", role ? role : "", role ? ")" : "",
         ea->size, eb->size);
     if (role != NULL && strcmp(role, "the root filesystem") == 0 && ea->nx > 0 && eb->nx > 0)
