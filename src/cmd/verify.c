@@ -43,7 +43,7 @@ const struct cmd_usage cmd_verify_usage = {
     .name = "verify",
     .synopsis = "{ISO [--manifest FILE] | --build ID [--server URL] [--cacert FILE]} [--diffoscope DIR] "
                 "[--config FILE]",
-    .summary = "rebuild an ISO from its manifest and compare the bytes; needs root",
+    .summary = "rebuild an ISO from its manifest, compare the bytes; needs root",
     .options = "      --manifest FILE  the ISO's manifest (default: ISO.manifest.json)\n"
                "  -b, --build ID       verify a build of a debate server: its ISO and manifest\n"
                "                       are downloaded first\n"
