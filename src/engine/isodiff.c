@@ -213,22 +213,24 @@ static void side_roles(struct side *s)
     qsort(s->entries, s->n, sizeof(*s->entries), by_path);
 }
 
-/* Lists s's tree with xorriso (its own output in a file on the build disk) and reads it. */
-static int side_scan(struct side *s)
+/* Lists s's tree with xorriso (its own output in a file on the build disk) and reads it; -1 with why in err. */
+static int side_scan(struct side *s, char *err, size_t errlen)
 {
     _cleanup_free_ char *list = xasprintf(DISK "/%s.lba", s->name);
     const char *argv[] = {"/usr/bin/xorriso", "-no_rc", "-backslash_codes", "encode_output", "-indev", s->iso,
                           "-report_el_torito", "plain", "-find", "/", "-exec", "report_lba", "--", NULL};
     struct proc_opts po = {.stdout_path = list};
-    char err[256];
-    int rc = proc_run(argv, &po, err, sizeof(err));
+    char perr[256];
+    int rc = proc_run(argv, &po, perr, sizeof(perr));
     if (rc != 0) {
-        fprintf(stderr, "xorriso cannot read the %s ISO (%s): %s\n", s->name, rc < 0 ? err : "it failed", po.tail);
+        const char *tail = po.tail;
+        size_t tl = strlen(tail);
+        snprintf(err, errlen, "xorriso: %s: %.400s", rc < 0 ? perr : "it failed", tl > 400 ? tail + tl - 400 : tail);
         return -1;
     }
     FILE *f = fopen(list, "re");
     if (f == NULL) {
-        fprintf(stderr, "cannot read \"%s\": %s\n", list, strerror(errno));
+        snprintf(err, errlen, "cannot read \"%s\": %s", list, strerror(errno));
         return -1;
     }
     char *line = NULL;
@@ -250,7 +252,7 @@ static int side_open(struct side *s)
         return -1;
     }
     s->size = st.st_size;
-    return side_scan(s);
+    return 0;
 }
 
 /* ---- inside: bytes ------------------------------------------------------------------------ */
@@ -637,9 +639,22 @@ static int isodiff_payload(void *arg)
     }
     if (side_open(&d->a) < 0 || side_open(&d->b) < 0)
         goto out;
-    if (!same_range(d->a.fd, 0, d->b.fd, 0, d->a.size > d->b.size ? d->a.size : d->b.size) ||
-        d->a.size != d->b.size)
+    if (d->a.size == d->b.size && same_range(d->a.fd, 0, d->b.fd, 0, d->a.size))
+        goto done;
+    char err[1024];
+    if (side_scan(&d->b, err, sizeof(err)) < 0) { /* the rebuild: debate's own image */
+        fprintf(stderr, "cannot read the rebuilt ISO: %s\n", err);
+        goto out;
+    }
+    if (side_scan(&d->a, err, sizeof(err)) < 0) {
+        /* Whatever the original holds, the verdict is "differs": say why no file is named, count the blocks. */
+        _cleanup_free_ char *why = escape(err);
+        say(d, "iso  the original is no ISO 9660 image xorriso can read (%s)", why);
+        compare_rest(d);
+    } else {
         compare_trees(d);
+    }
+done:
     if (d->diffoscope != NULL && run_diffoscope(d) < 0)
         goto out;
     rc = fflush(d->report) == 0 ? 0 : 1;
@@ -763,6 +778,10 @@ static int host_verdict(struct host *h, const struct sandbox_result *sr, char *e
 int isodiff_compare(const struct isodiff_opts *o, struct isodiff_report *rep, char *err, size_t errlen)
 {
     memset(rep, 0, sizeof(*rep));
+    if (o->diffoscope_dir != NULL && isodiff_diffoscope() == NULL) {
+        snprintf(err, errlen, "diffoscope is not installed");
+        return -1;
+    }
     struct host h = {.o = o, .out_dir = xasprintf("%s/out", o->work)};
     _cleanup_free_ char *in = xasprintf("%s/in", o->work), *box = xasprintf("%s/sandbox", o->work);
     struct diff d = {.a = {.name = "original", .iso = IN "/original.iso", .fd = -1},
