@@ -302,7 +302,8 @@ static int verify_rebuild(struct verify *v, const char *out, char sha[65])
     }
     if (cause == ENGINE_E_INTERRUPTED)
         return verify_fail(128 + (verify_interrupted ? verify_interrupted : SIGINT), "%s", msg);
-    return verify_fail(cause == ENGINE_E_INVALID_LOCK ? VERIFY_EXIT_USAGE : VERIFY_EXIT_REBUILD, "the rebuild: %s", msg);
+    int status = cause == ENGINE_E_INVALID_LOCK ? VERIFY_EXIT_USAGE : VERIFY_EXIT_REBUILD;
+    return verify_fail(status, "the rebuild: %s", msg);
 }
 
 static int verify_compare(struct verify *v, const char *rebuilt, const char *sha)
@@ -366,7 +367,7 @@ static int verify_run(struct verify *v)
         return rc;
     if (q->build != NULL && (rc = verify_download(v)) != 0)
         return rc;
-    cmd_trap_signals(verify_on_signal, SA_RESETHAND);
+    cmd_trap_signals(verify_on_signal, 0);
     if (q->iso != NULL)
         v->iso = xstrdup(q->iso);
     v->manifest = q->manifest ? xstrdup(q->manifest) : xasprintf("%s.manifest.json", v->iso);
