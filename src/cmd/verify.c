@@ -392,10 +392,10 @@ int cmd_verify(int argc, char **argv)
     int rc = verify_parse(argc, argv, &q);
     if (rc >= 0)
         return rc;
-    if ((rc = verify_diffoscope_dir(q.diffoscope_dir)) != 0)
-        return rc;
     if (geteuid() != 0)
         return verify_fail(VERIFY_EXIT_USAGE, "must run as root (the rebuild runs in namespaces of its own)");
+    if ((rc = verify_diffoscope_dir(q.diffoscope_dir)) != 0)
+        return rc;
     struct verify v = {.q = &q};
     if (cmd_load_config(&v.cfg, q.remote.config) < 0)
         return CMD_EXIT_CONFIG;
