@@ -41,6 +41,7 @@ static const struct command commands[] = {
     {&cmd_list_usage, cmd_list},
     {&cmd_cancel_usage, cmd_cancel},
     {&cmd_download_usage, cmd_download},
+    {&cmd_verify_usage, cmd_verify},
     {&help_usage, main_help},
 };
 

@@ -99,5 +99,7 @@ int file_publish(const char *from, const char *to);
 int read_file(const char *path, size_t max, char **out, size_t *len);
 /* mkdir -p with the given mode. Returns 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
+/* Copies in to out from their offsets to in's end (copy_file_range, else read and write). 0, or -1 and errno. */
+int copy_fd(int in, int out);
 
 #endif

@@ -98,7 +98,7 @@ void cmd_trap_signals(void (*handler)(int), int sa_flags);
 extern const struct cmd_usage cmd_serve_usage, cmd_worker_usage, cmd_migrate_usage, cmd_backup_usage,
     cmd_restore_test_usage, cmd_build_usage, cmd_sandbox_usage, cmd_hash_usage, cmd_lock_usage,
     cmd_version_usage, cmd_submit_usage, cmd_status_usage, cmd_logs_usage, cmd_list_usage, cmd_cancel_usage,
-    cmd_download_usage;
+    cmd_download_usage, cmd_verify_usage;
 
 int cmd_serve(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
@@ -117,5 +117,7 @@ int cmd_logs(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_download(int argc, char **argv);
+/* Rebuilds an ISO from its manifest and compares (a local ISO, or a server's build through the client). */
+int cmd_verify(int argc, char **argv);
 
 #endif

@@ -236,27 +236,6 @@ static int make_mirror(struct build *b)
     return 0;
 }
 
-static int copy_fd(int in, int out)
-{
-    for (;;) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-        if (n == 0)
-            return 0;
-        if (n > 0)
-            continue;
-        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-            return -1;
-        char buf[1 << 16];
-        for (;;) {
-            ssize_t r = read(in, buf, sizeof(buf));
-            if (r == 0)
-                return 0;
-            if (r < 0 || write(out, buf, (size_t)r) != r)
-                return -1;
-        }
-    }
-}
-
 /*
  * On the host, after the sandbox succeeded: the ISO copied out and the
  * squashfs hashed, both opened without following any link the build

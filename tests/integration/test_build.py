@@ -11,6 +11,7 @@ import calendar
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,10 @@ MINIMAL = ROOT / "examples" / "minimal.json"
 # once, with the release binary (the sanitizer build runs the same tools).
 heavy = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
                            reason="the live image is built once, in the release run")
+
+# debate verify's verdict on a changed copy is a second tiny build: once, in the release run.
+heavy_verify = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
+                                  reason="a rebuild to compare with, once, in the release run")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="debate build runs as root")
 
@@ -186,19 +191,113 @@ def test_tiny_boots(request, release, firmware):
     assert "debate tiny image" in console
 
 
-def test_offline_build_from_a_lock_downloads_nothing(data_dir, tiny_iso, out_dir):
-    lock = out_dir / "tiny.lock"
+def verify(data_dir, *args, wrap=(), timeout=600):
+    return subprocess.run(list(wrap) + [DEBATE, "verify", *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ, DEBATE_DATA_DIR=str(data_dir)), timeout=timeout)
+
+
+def test_verify_rebuilds_offline_from_the_manifest_and_says_match(data_dir, tiny_iso):
+    """debate verify rebuilds from the manifest's lock as debate build --lock does: in a network namespace with
+    no network at all, from the cache, the same SHA-256."""
     r = subprocess.run([DEBATE, "lock", "--fetch", str(TINY)], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, DEBATE_DATA_DIR=str(data_dir)))
     assert r.returncode == 0, r.stderr
     assert "0 packages downloaded" in r.stderr
-    lock.write_text(r.stdout)
-    out = out_dir / "tiny.iso"
-    # No network at all: a namespace with only a loopback interface, down.
-    r = build(data_dir, TINY, out, "--lock", str(lock), wrap=("unshare", "--net"))
+    # The lock debate lock prints is the one the manifest records.
+    assert json.loads(r.stdout) == json.loads(Path(f"{tiny_iso}.manifest.json").read_text())["lock"]
+    r = verify(data_dir, tiny_iso, wrap=("unshare", "--net"))
     assert r.returncode == 0, r.stderr
-    assert "0 packages downloaded" in r.stdout + r.stderr
-    assert file_sha256(out) == file_sha256(tiny_iso)
+    assert r.stdout == f"match  {file_sha256(tiny_iso)}  {tiny_iso}\n"
+    assert "0 packages downloaded" in r.stderr, r.stderr
+    assert list((data_dir / "verify").iterdir()) == [], "verify left its work directory"
+
+
+def iso_layout(iso):
+    """{path: (lba, blocks, size)} of the ISO's files, and the boot catalog's block (xorriso's report)."""
+    out = subprocess.run(["xorriso", "-no_rc", "-indev", str(iso), "-report_el_torito", "plain", "-find", "/",
+                          "-exec", "report_lba", "--"], capture_output=True, text=True, check=True).stdout
+    files = {m[3]: (int(m[0]), int(m[1]), int(m[2]))
+             for m in re.findall(r"^File data lba: +0 , +(\d+) , +(\d+) , +(\d+) , '(.*)'$", out, re.M)}
+    return files, int(re.search(r"^El Torito catalog +: +(\d+) +\d+$", out, re.M)[1])
+
+
+def change_squashfs_file(iso, epoch, path, content):
+    """Makes the ISO's squashfs again with one file's content changed, with the options and times of the build
+    (stages.c), and writes it over the old one in place: the ISO's tree stays as it was."""
+    (lba, blocks, size) = iso_layout(iso)[0]["/live/filesystem.squashfs"]
+    tmp = Path(tempfile.mkdtemp(prefix="debate-verify-sq-"))
+    try:
+        with open(iso, "rb") as f:
+            f.seek(lba * 2048)
+            (tmp / "old.squashfs").write_bytes(f.read(size))
+        subprocess.run(["unsquashfs", "-q", "-n", "-d", str(tmp / "root"), str(tmp / "old.squashfs")], check=True)
+        (tmp / "root" / path.lstrip("/")).write_bytes(content)
+        subprocess.run(["mksquashfs", str(tmp / "root"), str(tmp / "new.squashfs"), "-comp", "zstd",
+                        "-Xcompression-level", "15", "-reproducible", "-mkfs-time", str(epoch), "-all-time",
+                        str(epoch), "-noappend", "-no-progress", "-quiet"], check=True)
+        new = (tmp / "new.squashfs").read_bytes()
+        assert len(new) == size, "the squashfs changed size: the ISO's tree would have to change too"
+        with open(iso, "r+b") as f:
+            f.seek(lba * 2048)
+            f.write(new)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def flip_byte(iso, offset):
+    with open(iso, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([b ^ 0xff]))
+
+
+def grub_offset(iso, efi):
+    """Where the GRUB image (EFI/BOOT/BOOTX64.EFI in the FAT of the EFI image) starts in the ISO, and its size."""
+    (lba, blocks, size) = efi
+    tmp = Path(tempfile.mkdtemp(prefix="debate-verify-efi-"))
+    try:
+        with open(iso, "rb") as f:
+            f.seek(lba * 2048)
+            img = f.read(size)
+        (tmp / "efi.img").write_bytes(img)
+        subprocess.run(["mcopy", "-n", "-i", str(tmp / "efi.img"), "::/EFI/BOOT/BOOTX64.EFI", str(tmp / "grub.efi")],
+                       check=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+        grub = (tmp / "grub.efi").read_bytes()
+        at = img.find(grub[:65536])  # mcopy wrote it into a fresh FAT: in one piece
+        assert at > 0
+        return lba * 2048 + at, len(grub)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@heavy_verify
+def test_verify_names_the_file_the_boot_catalog_and_the_grub_image_that_differ(data_dir, tiny_iso, out_dir):
+    """A copy of the ISO with one file of its squashfs changed, a byte of its boot catalog and one of its GRUB
+    image: verify says differs, names each of the three, and nothing else."""
+    copy = out_dir / "copy.iso"
+    shutil.copy(tiny_iso, copy)
+    shutil.copy(f"{tiny_iso}.manifest.json", f"{copy}.manifest.json")
+    manifest = json.loads(Path(f"{tiny_iso}.manifest.json").read_text())
+    change_squashfs_file(copy, manifest["source_date_epoch"], "/etc/motd", b"debate TINY image\n")
+    files, catalog = iso_layout(copy)
+    flip_byte(copy, catalog * 2048 + 40)
+    grub_at, grub_size = grub_offset(copy, files["/boot/grub/efi.img"])
+    flip_byte(copy, grub_at + 4096)
+    r = verify(data_dir, copy)
+    assert r.returncode == 1, r.stderr
+    assert f"debate verify: note: the manifest records sha256 {manifest['iso_sha256']}, not the ISO's" in r.stderr
+    efi, squashfs = files["/boot/grub/efi.img"][2], files["/live/filesystem.squashfs"][2]
+    assert r.stdout.splitlines() == [
+        f"differs  {file_sha256(copy)}  {copy}  rebuilt {manifest['iso_sha256']}",
+        f"  iso  /boot/grub/efi.img (the El Torito EFI boot image): {efi} bytes, rebuilt {efi} bytes",
+        f"  iso  /boot/grub/efi.img:/EFI/BOOT/BOOTX64.EFI (the GRUB image): {grub_size} bytes, rebuilt {grub_size} "
+        "bytes",
+        "  iso  /isolinux/boot.cat (the El Torito boot catalog): 2048 bytes, rebuilt 2048 bytes",
+        f"  iso  /live/filesystem.squashfs (the root filesystem): {squashfs} bytes, rebuilt {squashfs} bytes",
+        "  squashfs  /etc/motd: file 0644 0:0 18 bytes, rebuilt file 0644 0:0 18 bytes",
+    ], r.stdout
+    assert list((data_dir / "verify").iterdir()) == [], "verify left its work directory"
 
 
 def test_unknown_package_is_named(data_dir, out_dir):

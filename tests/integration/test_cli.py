@@ -48,6 +48,7 @@ COMMANDS = {
     "list": ([], 2, False),
     "cancel": ([BUILD_ID, "--token", "A" * 43], 2, False),
     "download": ([BUILD_ID, "-o", "x.iso"], 2, False),
+    "verify": (["x.iso"], 2, True),
     "help": (None, None, False),
 }
 LOADS_CONFIG = [name for name, (args, _, _) in COMMANDS.items() if args is not None]

@@ -902,6 +902,42 @@ def test_download_of_a_build_without_an_iso(fake, tmp_path, status, code, words)
 
 
 # --------------------------------------------------------------------------
+# verify --build against a fake server: what it refuses before a rebuild
+# --------------------------------------------------------------------------
+
+needs_root_to_verify = pytest.mark.skipif(os.geteuid() != 0, reason="debate verify rebuilds as root")
+
+
+@needs_root_to_verify
+def test_verify_downloads_the_build_and_refuses_a_manifest_that_is_not_one(fake):
+    """The ISO and the manifest come through the API as debate download fetches them; a manifest without a
+    recipe and a lock cannot be rebuilt (exit 2), and the download leaves nothing behind."""
+    srv = fake(iso_server())
+    p = run("verify", "--build", BUILD_ID, "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f"debate verify: the manifest of build {BUILD_ID} is not a manifest of debate build " \
+                       "(it wants format, recipe and lock)\n", p.stderr
+    assert [r[1] for r in srv.requests] == [f"/api/v1/builds/{BUILD_ID}", f"/api/v1/builds/{BUILD_ID}/iso",
+                                            f"/api/v1/builds/{BUILD_ID}/manifest"], srv.requests
+    assert list(Path(EMPTY_DATA_DIR, "verify").iterdir()) == []
+
+
+@needs_root_to_verify
+@pytest.mark.parametrize("status, words", [("failed", f"build {BUILD_ID} failed: hook failed (hook_failed)"),
+                                           ("cancelled", f"build {BUILD_ID} was cancelled"),
+                                           ("running", f"build {BUILD_ID} has not ended (running)")])
+def test_verify_of_a_build_without_an_iso_exits_2(fake, status, words):
+    b = build_object(status=status, error={"code": "hook_failed", "message": "hook failed"})
+    if status == "running":
+        b["finished_at"] = None
+    srv = fake(lambda h: send_json(h, 200, b))
+    p = run("verify", "--build", BUILD_ID, "--server", srv.url)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"debate verify: {words}"), p.stderr
+    assert len(srv.requests) == 1
+
+
+# --------------------------------------------------------------------------
 # the real server
 # --------------------------------------------------------------------------
 
@@ -1129,3 +1165,22 @@ def test_bash_completion_of_option_values(tmp_path):
     assert complete("list", "--status", "=", "s") == ["succeeded"]
     assert complete("list", "--status=s") == ["--status=succeeded"]
     assert complete("sandbox", f"--in={t}/") == [f"--in={t}/dir"]
+
+
+# The rebuild verify makes is a second tiny build: once, in the release run.
+heavy_verify = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
+                                  reason="a rebuild to compare with, once, in the release run")
+
+
+@needs_root
+@heavy_verify
+def test_verify_rebuilds_a_build_of_the_server_and_says_match(real, tiny_submitted):
+    assert tiny_submitted.p.returncode == 0
+    bid = tiny_submitted.p.stdout.split()[0]
+    # The server's cache holds the lock's packages: the rebuild downloads nothing.
+    p = run("verify", "--build", bid, "--server", real.url, timeout=BUILD_TIMEOUT,
+            env=dict(real.env, DEBATE_CACHE_DIR=real.service.cache_dir))
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert p.stdout == f"match  {real.api.build(bid)['iso_sha256']}  {bid}\n"
+    assert "0 packages downloaded" in p.stderr, p.stderr[-4000:]
+    assert list(Path(real.srv.data_dir, "verify").iterdir()) == []
