@@ -43,7 +43,7 @@ $(1)/libdebate.a: $$(patsubst %.c,$(1)/obj/%.o,$$(LIB_SRCS))
 	ar rcs $$@ $$^
 
 $(1)/debate: $(1)/obj/src/main.o $(1)/libdebate.a
-	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
+	$$(CC) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
 
 $(1)/tools/%: $(1)/obj/tests/tools/%.o $(1)/libdebate.a
 	@mkdir -p $$(dir $$@)

@@ -294,3 +294,108 @@ def test_make_install_into_a_destdir():
         assert conf.read_text() == "data_dir = /srv/debate\n", "make install overwrote /etc/debate/debate.conf"
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# the Debian package: built, checked by lintian, installed with apt into a
+# clean chroot. Heavy (a package build and a chroot): once, in the release
+# run.
+# --------------------------------------------------------------------------
+
+heavy = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
+                           reason="the Debian package is built and installed once, in the release run")
+PACKAGE_TOOLS = ("dpkg-buildpackage", "dh", "lintian", "mmdebstrap")
+SUITES = ("deb http://deb.debian.org/debian bookworm main",
+          "deb http://deb.debian.org/debian bookworm-updates main",
+          "deb http://deb.debian.org/debian-security bookworm-security main")
+
+
+def source_copy(dest):
+    """The source tree as the package is built from it: no build output, no VCS, no node_modules."""
+    ignore = shutil.ignore_patterns(".git", "build", "node_modules", "__pycache__", "data", "*.pyc")
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+
+
+def deb_cache(work):
+    """Where the chroot's apt keeps its packages: DEBATE_TEST_CACHE_DIR/deploy-debs when set
+    (kept across runs), else a directory of hard links to the host's apt cache (same file
+    system) so that only what the host lacks is downloaded."""
+    keep = os.environ.get("DEBATE_TEST_CACHE_DIR")
+    if keep:
+        d = Path(keep) / "deploy-debs"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+    d = work / "debs"
+    d.mkdir()
+    host = Path("/var/cache/apt/archives")
+    if host.is_dir() and host.stat().st_dev == d.stat().st_dev:
+        for deb in host.glob("*.deb"):
+            os.link(deb, d / deb.name)
+    return d
+
+
+def timed(argv, what, timings, **kw):
+    start = time.monotonic()
+    p = subprocess.run(argv, capture_output=True, text=True, **kw)
+    timings[what] = time.monotonic() - start
+    assert p.returncode == 0, f"{what} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+    return p
+
+
+@heavy
+@pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap --mode=root needs root")
+@pytest.mark.skipif(any(shutil.which(t) is None for t in PACKAGE_TOOLS),
+                    reason="needs " + ", ".join(PACKAGE_TOOLS) + " (scripts/install-deps.sh --test)")
+def test_the_debian_package_builds_passes_lintian_and_installs_with_apt():
+    work = Path(tempfile.mkdtemp(prefix="debate-deb-"))
+    chroot = work / "chroot"
+    timings = {}
+    lintian = None
+    try:
+        src = work / "debate-0.1.0"
+        source_copy(src)
+        env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck parallel=2")
+        timed(["nice", "dpkg-buildpackage", "-us", "-uc", "-b"], "dpkg-buildpackage", timings, cwd=src, env=env,
+              timeout=900)
+        debs = sorted(work.glob("debate_*_*.deb"))
+        assert len(debs) == 1, list(work.iterdir())
+        changes = next(work.glob("debate_*.changes"))
+        # lintian runs while mmdebstrap makes the chroot (mostly one core's work).
+        lintian = subprocess.Popen(["lintian", "--fail-on", "error", str(changes)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+
+        cache = deb_cache(work)
+        deb = debs[0].name
+        hooks = [
+            "--setup-hook", 'mkdir -p "$1"/var/cache/apt/archives',
+            "--setup-hook", f'mount --bind {cache} "$1"/var/cache/apt/archives',
+            "--customize-hook", f"copy-in {debs[0]} /tmp",
+            "--customize-hook", f'chroot "$1" apt-get install -y -q --no-install-recommends /tmp/{deb}',
+            "--customize-hook", 'chroot "$1" debate version > "$1"/root/version.out',
+            "--customize-hook", 'chroot "$1" debate serve --check --config /etc/debate/debate.conf '
+                                '> "$1"/root/check.out',
+            "--customize-hook", 'chroot "$1" getent passwd debate > "$1"/root/user.out',
+            "--customize-hook", 'umount "$1"/var/cache/apt/archives',
+        ]
+        timed(["nice", "mmdebstrap", "--mode=root", "--variant=apt", "--skip=essential/unlink",
+               "--dpkgopt=force-unsafe-io", *hooks, "bookworm", str(chroot), *SUITES],
+              "mmdebstrap and apt-get install", timings, timeout=1200)
+        out, _ = lintian.communicate(timeout=600)
+        assert lintian.returncode == 0 and not re.search(r"^E: ", out, re.M), f"lintian:\n{out}"
+        assert (chroot / "root/version.out").read_text().startswith("debate 0.1.0"), "debate version"
+        check = (chroot / "root/check.out").read_text()
+        assert "configuration ok" in check and "data_dir = /var/lib/debate" in check, check
+        assert ":/var/lib/debate:" in (chroot / "root/user.out").read_text(), "postinst made no user debate"
+        for path in ("lib/systemd/system/debate.service", "lib/systemd/system/debate-worker.service",
+                     "usr/share/man/man1/debate.1.gz", "usr/share/bash-completion/completions/debate",
+                     "usr/share/doc/debate/examples/Caddyfile", "etc/debate/debate.conf"):
+            assert (chroot / path).exists(), f"the package did not install /{path}"
+    finally:
+        if lintian is not None and lintian.poll() is None:
+            lintian.kill()
+            lintian.wait()
+        mounted = chroot / "var/cache/apt/archives"
+        if subprocess.run(["mountpoint", "-q", str(mounted)]).returncode == 0:
+            subprocess.run(["umount", "-l", str(mounted)])
+        shutil.rmtree(work, ignore_errors=True)
+        print("debian package test, seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
