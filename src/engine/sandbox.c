@@ -79,6 +79,15 @@ struct super {
     struct sandbox_cgroup *cg;
 };
 
+/*
+ * How long sandbox_run waits for the supervisor's verdict past a cancel
+ * (the supervisor needs about a second), and past twice the wall-time
+ * limit (which the supervisor counts from the end of its setup, and
+ * collecting the results comes after).
+ */
+#define SUPERVISOR_CANCEL_GRACE_S 10
+#define SUPERVISOR_WALL_GRACE_S 60
+
 static volatile sig_atomic_t term_requested;
 
 static void on_term(int sig)
@@ -847,12 +856,28 @@ int sandbox_run(const struct sandbox_opts *o, struct sandbox_result *res, char *
     struct verdict v;
     memset(&v, 0, sizeof(v));
     size_t got = 0;
-    bool out_open = true, v_open = true, cancel_sent = false;
+    bool out_open = true, v_open = true, cancel_sent = false, killed = false;
     uint64_t out_deadline = 0;
+    /*
+     * The supervisor enforces the limits and answers a cancel within a
+     * second; should it ever stop answering (it is a fork of a threaded
+     * process), the caller still gets its thread back: SIGKILL past the
+     * grace periods above. Its init dies with it
+     * (PR_SET_PDEATHSIG), and so the whole PID namespace.
+     */
+    uint64_t hard_deadline = clock_monotonic_ms() + (2 * (uint64_t)o->limits.wall_s + SUPERVISOR_WALL_GRACE_S) * 1000;
+    enum sandbox_cause killed_cause = SANDBOX_WALL;
     while (out_open || v_open) {
         if (o->cancel != NULL && *o->cancel && !cancel_sent) {
             kill(sup, SIGTERM);
             cancel_sent = true;
+            uint64_t soon = clock_monotonic_ms() + SUPERVISOR_CANCEL_GRACE_S * 1000;
+            if (soon < hard_deadline)
+                hard_deadline = soon, killed_cause = SANDBOX_CANCELLED;
+        }
+        if (v_open && !killed && clock_monotonic_ms() > hard_deadline) {
+            kill(sup, SIGKILL);
+            killed = true;
         }
         if (!v_open && out_deadline == 0)
             out_deadline = clock_monotonic_ms() + 2000; /* the tree is dead: its output ends now */
@@ -883,6 +908,13 @@ int sandbox_run(const struct sandbox_opts *o, struct sandbox_result *res, char *
     int status;
     while (waitpid(sup, &status, 0) < 0 && errno == EINTR)
         ;
+    if (killed && got != sizeof(v)) {
+        res->cause = killed_cause;
+        res->status = SIGKILL;
+        snprintf(res->message, sizeof(res->message), "%s; the sandbox's supervisor did not answer and was killed",
+                 killed_cause == SANDBOX_CANCELLED ? "cancelled" : "wall-time limit reached");
+        return 0;
+    }
     if (got != sizeof(v)) {
         snprintf(err, errlen, "the sandbox's supervisor died (wait status %d)", status);
         return -1;

@@ -6,10 +6,15 @@
  * `debate sandbox`. sandbox_run needs root; as another user its tests are
  * skipped.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/sandbox.h"
@@ -168,6 +173,65 @@ TEST(cancel_kills_the_payload)
     struct sandbox_result res;
     CHECK_INT(run(sleep_long, NULL, 60, &already, &res), 0);
     CHECK_INT(res.cause, SANDBOX_CANCELLED);
+}
+
+/* The first child of this process that /proc shows (the sandbox's supervisor), or -1. */
+static pid_t find_child(void)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    pid_t found = -1;
+    struct dirent *e;
+    while (found < 0 && (e = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *close_paren = strrchr(buf, ')');
+        int ppid;
+        if (close_paren != NULL && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 && ppid == getpid())
+            found = (pid_t)atoi(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+static volatile sig_atomic_t stop_then_cancel;
+
+/* Stops the supervisor once the payload runs, as a hung one would be, then cancels. */
+static void *freeze_supervisor(void *arg)
+{
+    (void)arg;
+    pid_t sup = -1;
+    for (int i = 0; i < 200 && sup < 0; i++) {
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+        sup = find_child();
+    }
+    sleep(1);
+    if (sup > 0)
+        kill(sup, SIGSTOP);
+    stop_then_cancel = 1;
+    return NULL;
+}
+
+TEST(a_supervisor_that_stops_answering_is_killed_after_a_cancel)
+{
+    need_root();
+    alarm(30); /* past the harness's 10 s: the grace period after a cancel is 10 s */
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, freeze_supervisor, NULL), 0);
+    struct sandbox_result res;
+    CHECK_INT(run(sleep_long, NULL, 600, &stop_then_cancel, &res), 0);
+    pthread_join(t, NULL);
+    CHECK_INT(res.cause, SANDBOX_CANCELLED);
+    CHECK(strstr(res.message, "did not answer and was killed") != NULL);
 }
 
 TEST(unset_limits_are_refused)
