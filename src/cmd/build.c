@@ -47,7 +47,7 @@ static void build_show_progress(void *arg, enum engine_stage stage, int pct, con
 static int build_run(const struct config *cfg, const struct recipe *r, struct engine_opts *o)
 {
     char msg[4096];
-    sandbox_sweep_cgroups();
+    sandbox_prepare_cgroups();
     cmd_trap_signals(build_on_signal, 0);
     struct progress view;
     progress_init(&view, "build", stdout);

@@ -159,7 +159,7 @@ static int sandbox_launch(struct sandbox_opts *o, const char *data_dir)
     }
     o->workdir = work;
     cmd_trap_signals(sandbox_on_signal, 0);
-    sandbox_sweep_cgroups();
+    sandbox_prepare_cgroups();
     struct sandbox_result res;
     char err[1024];
     int code;

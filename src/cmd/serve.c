@@ -126,7 +126,7 @@ static int worker_main(struct supervisor *sup)
     term_signals(&set);
     signal(SIGPIPE, SIG_IGN);
     /* Cgroups left by a server that died mid-build would count against this one's limits. */
-    sandbox_sweep_cgroups();
+    sandbox_prepare_cgroups();
     atomic_int stop = 0;
     struct worker_pool pool;
     worker_pool_start(&pool, cfg, sup->srv->db.conninfo, cfg->nworkers, &stop, NULL, NULL);

@@ -399,7 +399,7 @@ int cmd_verify(int argc, char **argv)
     struct verify v = {.q = &q};
     if (cmd_load_config(&v.cfg, q.remote.config) < 0)
         return CMD_EXIT_CONFIG;
-    sandbox_sweep_cgroups();
+    sandbox_prepare_cgroups();
     rc = verify_run(&v);
     if (v.work != NULL)
         verify_remove_work(v.work);

@@ -40,7 +40,7 @@ static int workers_run(const struct config *cfg, unsigned count)
         count = cfg->nworkers ? cfg->nworkers : 1;
     cmd_trap_signals(worker_on_signal, 0);
     signal(SIGPIPE, SIG_IGN);
-    sandbox_sweep_cgroups();
+    sandbox_prepare_cgroups();
     struct worker_pool pool;
     worker_pool_start(&pool, cfg, db.conninfo, count, &worker_stop, NULL, NULL);
     log_infox("%u build workers started; artifacts in %s", count, cfg->artifact_dir);

@@ -124,7 +124,13 @@ int sandbox_filter_lock_root(void);
 /* The environment every sandbox starts from: PATH, HOME, TZ, LC_ALL. */
 extern const char *const sandbox_base_env[];
 
-/* Removes cgroups of sandboxes whose supervisor died (kill -9). */
-void sandbox_sweep_cgroups(void);
+/*
+ * Once, before the first build of a process: chooses where the builds'
+ * cgroups go (on cgroup v2 under systemd's Delegate=yes, moves this
+ * process into a leaf of its own cgroup when it is alone there, so the
+ * cgroup can hand controllers to the builds' cgroups beside it), and
+ * removes cgroups of sandboxes whose supervisor died (kill -9).
+ */
+void sandbox_prepare_cgroups(void);
 
 #endif

@@ -123,28 +123,106 @@ static bool has_word(const char *text, const char *word)
     return false;
 }
 
-/* The v2 directory our children would be created in, when it can hand out controller name. */
-static char *v2_parent_for(const char *name)
+/* Our own cgroup's directory in the unified hierarchy (malloc'd), or NULL. */
+static char *v2_own_dir(void)
 {
     _cleanup_free_ char *mnt = find_mount(NULL), *path = own_path(NULL);
     if (mnt == NULL || path == NULL)
         return NULL;
-    char *parent = xasprintf("%s%s", mnt, strcmp(path, "/") == 0 ? "" : path);
-    _cleanup_free_ char *ctls = NULL, *sub = NULL;
+    return xasprintf("%s%s", mnt, strcmp(path, "/") == 0 ? "" : path);
+}
+
+/* Whether the v2 cgroup dir could give controller name to children: it has it to give. */
+static bool v2_offers(const char *dir, const char *name)
+{
+    _cleanup_free_ char *path = xasprintf("%s/cgroup.controllers", dir), *ctls = NULL;
     size_t len;
-    _cleanup_free_ char *cpath = xasprintf("%s/cgroup.controllers", parent);
-    _cleanup_free_ char *spath = xasprintf("%s/cgroup.subtree_control", parent);
-    if (read_file(cpath, 4096, &ctls, &len) < 0 || !has_word(ctls, name)) {
-        free(parent);
-        return NULL;
-    }
-    if (read_file(spath, 4096, &sub, &len) == 0 && has_word(sub, name))
-        return parent;
+    return read_file(path, 4096, &ctls, &len) == 0 && has_word(ctls, name);
+}
+
+/* Whether dir's children get controller name, enabling it in its subtree_control when needed. */
+static bool v2_hands_out(const char *dir, const char *name)
+{
+    if (!v2_offers(dir, name))
+        return false;
+    _cleanup_free_ char *path = xasprintf("%s/cgroup.subtree_control", dir), *sub = NULL;
+    size_t len;
+    if (read_file(path, 4096, &sub, &len) == 0 && has_word(sub, name))
+        return true;
     _cleanup_free_ char *plus = xasprintf("+%s", name);
-    if (write_knob(parent, "cgroup.subtree_control", plus) == 0)
-        return parent;
-    free(parent);
+    return write_knob(dir, "cgroup.subtree_control", plus) == 0;
+}
+
+static bool v2_hands_out_all(const char *dir)
+{
+    bool all = true;
+    for (int c = 0; c < CTL_N; c++)
+        all = v2_hands_out(dir, v2_names[c]) && all;
+    return all;
+}
+
+/* Whether our process is the only one in the v2 cgroup dir. */
+static bool alone_in(const char *dir)
+{
+    _cleanup_free_ char *path = xasprintf("%s/cgroup.procs", dir), *text = NULL;
+    size_t len;
+    if (read_file(path, 1 << 20, &text, &len) < 0)
+        return false;
+    char *end;
+    long pid = strtol(text, &end, 10);
+    while (*end == '\n')
+        end++;
+    return pid == (long)getpid() && *end == '\0';
+}
+
+/*
+ * Where the builds' v2 cgroups go: NULL until sandbox_prepare_cgroups (or
+ * the first build) chose. cgroup v2 gives controllers only to the children
+ * of a cgroup that holds no process (the root excepted), and we are in our
+ * own cgroup: so
+ *   1. our own cgroup, when it can hand the controllers out (the root);
+ *   2. our own cgroup, after moving this process into a leaf of it
+ *      (DEBATE_SELF_LEAF), when we are alone there: a systemd service with
+ *      Delegate=yes, as debate-worker.service;
+ *   3. else a cgroup of our own below the root (V2_BUILDS), which holds no
+ *      process: a root shell in a login session, whose scope is not ours.
+ */
+#define DEBATE_SELF_LEAF "debate-worker"
+#define V2_BUILDS "debate-builds"
+static char *v2_base;
+
+static char *choose_v2_base(bool may_move)
+{
+    _cleanup_free_ char *own = v2_own_dir(), *mnt = find_mount(NULL);
+    if (own == NULL || mnt == NULL || !v2_offers(own, v2_names[CTL_MEMORY]))
+        return NULL; /* no unified hierarchy, or its controllers are on v1 (a hybrid machine) */
+    if (v2_hands_out_all(own))
+        return xstrdup(own);
+    if (may_move && alone_in(own)) {
+        _cleanup_free_ char *leaf = xasprintf("%s/%s", own, DEBATE_SELF_LEAF);
+        char pid[24];
+        snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+        if ((mkdir(leaf, 0755) == 0 || errno == EEXIST) && write_knob(leaf, "cgroup.procs", pid) == 0 &&
+            v2_hands_out_all(own))
+            return xstrdup(own);
+    }
+    if (!v2_hands_out_all(mnt))
+        return NULL;
+    char *builds = xasprintf("%s/%s", mnt, V2_BUILDS);
+    if ((mkdir(builds, 0755) == 0 || errno == EEXIST) && v2_hands_out_all(builds))
+        return builds;
+    free(builds);
     return NULL;
+}
+
+/* The v2 directory the sandbox's cgroup is created in, when it can hand out controller name. */
+static char *v2_parent_for(const char *name)
+{
+    if (v2_base == NULL)
+        v2_base = choose_v2_base(false);
+    if (v2_base == NULL || !v2_hands_out(v2_base, name))
+        return NULL;
+    return xstrdup(v2_base);
 }
 
 static char *v1_parent_for(const char *name)
@@ -360,8 +438,10 @@ static void sweep_dir(const char *parent)
         closedir(d);
 }
 
-void sandbox_sweep_cgroups(void)
+void sandbox_prepare_cgroups(void)
 {
+    if (v2_base == NULL)
+        v2_base = choose_v2_base(true);
     for (int c = 0; c < CTL_N; c++) {
         _cleanup_free_ char *v1 = v1_parent_for(v1_names[c]);
         if (v1)
@@ -370,11 +450,8 @@ void sandbox_sweep_cgroups(void)
     _cleanup_free_ char *cpu = v1_parent_for("cpu"); /* the CPU weight's own v1 hierarchy */
     if (cpu)
         sweep_dir(cpu);
-    _cleanup_free_ char *mnt = find_mount(NULL), *path = own_path(NULL);
-    if (mnt && path) {
-        _cleanup_free_ char *v2 = xasprintf("%s%s", mnt, strcmp(path, "/") == 0 ? "" : path);
-        sweep_dir(v2);
-    }
+    if (v2_base != NULL)
+        sweep_dir(v2_base);
 }
 
 const char *sandbox_cgroup_layout(void)
