@@ -551,6 +551,12 @@ def test_every_other_example_builds(data_dir, out_dir, recipe):
     names = {p["name"] for p in m["lock"]["packages"]}
     missing = sorted(set(m["recipe"]["packages"]) - names)
     assert not missing, f"{recipe.name}: the lock lacks {missing}"
+    # Firmware from non-free-firmware is in the lock with its component, and its files in the image.
+    firmware = [p for p in m["lock"]["packages"] if p.get("component") == "non-free-firmware"]
+    if "non-free-firmware" in m["recipe"].get("components", []):
+        assert firmware, f"{recipe.name}: no package of the lock comes from non-free-firmware"
+        _, listing = extract_from_iso(out, out_dir / f"{recipe.stem}-x", "etc/hostname")
+        assert any(f.startswith("/usr/lib/firmware/") for f in listing), f"{recipe.name}: no firmware in the image"
 
 
 # ---- hooks: each in its own PID namespace, with the image as its root ----
