@@ -52,7 +52,8 @@ def build_iso(work):
     env = dict(os.environ, DEBATE_DATA_DIR=str(work / "data"))
     cache = os.environ.get("DEBATE_TEST_CACHE_DIR")
     if cache:
-        env["DEBATE_CACHE_DIR"] = cache
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        env["DEBATE_CACHE_DIR"] = str(Path(cache).resolve())
     iso = work / "cgroup2.iso"
     t0 = time.monotonic()
     r = subprocess.run(["nice", "-n", "10", DEBATE, "build", str(HERE / "recipe.json"), "-o", str(iso)],

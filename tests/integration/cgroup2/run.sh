@@ -7,6 +7,13 @@
 T=/mnt/t
 OUT=$T/out
 mkdir -p "$OUT" "$T/tmp" "$T/data"
+# The console's getty would hang up the serial line under this script:
+# stop it, then run again with the output on the line and in a file.
+if [ -z "$CGROUP2_CONSOLE" ]; then
+    systemctl stop serial-getty@ttyS0.service
+    CGROUP2_CONSOLE=1 sh "$0" 2>&1 | tee "$OUT/console.log" > /dev/ttyS0
+    exit 0
+fi
 export TMPDIR="$T/tmp" DEBATE_DATA_DIR="$T/data"
 DEBATE="$T/build/debate"
 
@@ -47,6 +54,7 @@ probe() {
     done
     if [ -n "$pid" ]; then
         say "CGROUP2-PROBE $name payload $(cut -d: -f3 /proc/$pid/cgroup)"
+        cgroup_state "/sys/fs/cgroup$(dirname "$(cut -d: -f3 /proc/$pid/cgroup)")"
         for d in $(pgrep -f "^$DEBATE sandbox"); do
             say "CGROUP2-PROBE $name debate $(cut -d: -f3 /proc/$d/cgroup)"
         done
@@ -56,23 +64,50 @@ probe() {
     cat "$OUT/probe-$name.log"
 }
 
-HOLD="--in $T/probe --disk 64 --timeout 300 -- /mnt/in/hold.sh"
+# cgroup_state DIR: what a cgroup offers, hands out and holds (for a failure's diagnosis).
+cgroup_state() {
+    echo "cgroup $1: controllers [$(cat "$1/cgroup.controllers")]" \
+        "subtree_control [$(cat "$1/cgroup.subtree_control")] procs [$(cat "$1/cgroup.procs" | tr '\n' ' ')]"
+}
 
+# unit NAME DELEGATE EXEC: a service of systemd's made for a probe, in /run
+# (systemd-run needs D-Bus, which the image leaves out).
+unit() {
+    cat > "/run/systemd/system/$1.service" << UNIT
+[Service]
+Type=oneshot
+Delegate=$2
+Environment=DEBATE_DATA_DIR=$DEBATE_DATA_DIR
+StandardOutput=append:$OUT/$1.log
+StandardError=append:$OUT/$1.log
+ExecStart=$3
+UNIT
+}
+
+HOLD="--in $T/probe --disk 64 --timeout 300 -- /mnt/in/hold.sh"
 # Path (2) of sandbox_prepare_cgroups: debate alone in a delegated service.
-probe leaf systemd-run --quiet --wait --collect --unit=debate-leaf-probe -p Delegate=yes \
-    -E DEBATE_DATA_DIR="$DEBATE_DATA_DIR" $DEBATE sandbox $HOLD
-# Path (3): debate beside a shell in a cgroup that is not its own, as from a
-# login session's scope.
-probe session systemd-run --quiet --scope --unit=debate-session-probe \
-    /bin/sh -c "$DEBATE sandbox $HOLD; exit \$?"
+unit debate-leaf-probe yes "$DEBATE sandbox $HOLD"
+# Path (3): debate beside a shell in a cgroup of systemd's that is not
+# delegated, as from a login session's scope.
+unit debate-session-probe no "/bin/sh -c '$DEBATE sandbox $HOLD; exit \$?'"
+systemctl daemon-reload
+cgroup_state /sys/fs/cgroup
+probe leaf systemctl start debate-leaf-probe.service
+cat "$OUT/debate-leaf-probe.log"
+probe session systemctl start debate-session-probe.service
+cat "$OUT/debate-session-probe.log"
+cgroup_state /sys/fs/cgroup
 phase probes
 
+cgroup_state /sys/fs/cgroup/system.slice/debate-cgroup2.service
 # The C unit tests of the sandbox (sandbox_run's verdicts), from this
 # service's cgroup, which holds this shell.
 "$T/build/tests/test_sandbox" > "$OUT/unit.log" 2>&1
 say "CGROUP2-UNIT-RC $?"
 say "CGROUP2-UNIT-SUMMARY $(tail -n 1 "$OUT/unit.log")"
 cat "$OUT/unit.log"
+cgroup_state /sys/fs/cgroup
+cgroup_state /sys/fs/cgroup/system.slice/debate-cgroup2.service
 phase unit
 
 # The escape corpus and the limits, through debate sandbox.
