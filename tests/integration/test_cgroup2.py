@@ -87,9 +87,18 @@ def make_disk(work):
     return disk
 
 
+def disk_file(disk, path):
+    """A file of the test disk's, read without mounting it."""
+    r = subprocess.run(["debugfs", "-R", f"cat {path}", str(disk)], capture_output=True, text=True,
+                       errors="replace", timeout=60)
+    return r.stdout
+
+
 @pytest.fixture(scope="module")
 def console():
-    """The serial console of the machine once run.sh said CGROUP2-DONE."""
+    """The CGROUP2- lines run.sh wrote (out/summary on the test disk) once it
+    said CGROUP2-DONE on the serial console, with its logs for the failures'
+    messages. The serial console itself is kept in TMPDIR for a diagnosis."""
     for f in (DEBATE, UNIT_TESTS):
         if not os.access(f, os.X_OK):
             pytest.fail(f"{f} is not built (make build/debate build/tests/test_sandbox)", pytrace=False)
@@ -98,19 +107,30 @@ def console():
         iso = build_iso(work)
         disk = make_disk(work)
         t0 = time.monotonic()
-        out = boot(iso, "bios", markers=(MARKER,), memory="2048", timeout=BOOT_TIMEOUT,
-                   drives=(f"file={disk},format=raw,if=ide,index=1",), wrap=("nice", "-n", "10"))
+        serial = boot(iso, "bios", markers=(MARKER,), memory="2048", timeout=BOOT_TIMEOUT,
+                      drives=(f"file={disk},format=raw,if=ide,index=1",), wrap=("nice", "-n", "10"))
         phase("booted and ran the tests", t0)
-        (Path(tempfile.gettempdir()) / "debate-cgroup2-console.log").write_text(out)
-        yield out
+        (Path(tempfile.gettempdir()) / "debate-cgroup2-console.log").write_text(serial)
+        logs = {name: disk_file(disk, f"/out/{name}") for name in ("unit.log", "pytest.log", "console.log")}
+        yield Console(disk_file(disk, "/out/summary"), logs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+class Console(str):
+    """The summary's text, with the machine's logs (name -> text) beside."""
+
+    def __new__(cls, text, logs):
+        c = super().__new__(cls, text)
+        c.logs = logs
+        return c
+
+
 def values(console, key):
-    """The rest of every line of the console that starts with key."""
-    found = re.findall(rf"^{re.escape(key)} ?(.*?)\r?$", console, re.M)
-    assert found, f"no {key} line on the console:\n{console[-4000:]}"
+    """The rest of every line of the summary that starts with key."""
+    found = re.findall(rf"^{re.escape(key)} ?(.*?)$", console, re.M)
+    machine = getattr(console, "logs", {}).get("console.log", "")
+    assert found, f"no {key} line in the summary:\n{console}\n--- the machine's output ---\n{machine[-3000:]}"
     return found
 
 
@@ -133,14 +153,14 @@ def test_the_sandbox_unit_tests_pass(console):
     print(f"test_cgroup2: test_sandbox: {summary}")
     m = re.fullmatch(r"(\d+) passed, (\d+) failed, (\d+) skipped", summary)
     assert m, summary
-    assert (int(m[2]), int(m[3])) == (0, 0) and int(m[1]) > 0, summary
+    assert (int(m[2]), int(m[3])) == (0, 0) and int(m[1]) > 0, console.logs["unit.log"]
     assert value(console, "CGROUP2-UNIT-RC") == "0"
 
 
 def test_the_corpus_and_its_limits_pass(console):
     summary = value(console, "CGROUP2-PYTEST-SUMMARY")
     print(f"test_cgroup2: test_sandbox.py: {summary}")
-    assert not re.search(r"failed|error|skipped", summary), summary
+    assert not re.search(r"failed|error|skipped", summary), console.logs["pytest.log"][-6000:]
     m = re.search(r"(\d+) passed", summary)
     assert m and int(m[1]) >= len([f for f in CORPUS.iterdir() if f.suffix in (".sh", ".py", ".c")]), summary
     assert value(console, "CGROUP2-PYTEST-RC") == "0"
@@ -149,10 +169,12 @@ def test_the_corpus_and_its_limits_pass(console):
 def probe(console, name):
     """What run.sh saw of a sandbox holding its payload: the payload's cgroup, the
     cgroups of debate's processes outside it (the caller and the supervisor;
-    the sandbox's init is beside the payload), and debate's exit status."""
+    the sandbox's init is beside the payload) with their subtree_control, and
+    debate's exit status."""
     lines = [line.split(" ", 1) for line in values(console, f"CGROUP2-PROBE {name}")]
-    p = {what: [rest for key, rest in lines if key == what] for what in ("payload", "debate", "exit")}
+    p = {what: [rest for key, rest in lines if key == what] for what in ("payload", "debate", "control", "exit")}
     p["debate"] = sorted(set(p["debate"]) - set(p["payload"]))
+    p["control"] = sorted({c for c in p["control"] if c.split(" ")[0] in p["debate"]})
     return p
 
 
@@ -161,14 +183,21 @@ def test_alone_in_a_delegated_service_builds_go_beside_the_worker_leaf(console):
     assert p["exit"] == ["0"], p
     service = "/system.slice/debate-leaf-probe.service"
     assert p["debate"] == [f"{service}/debate-worker"], p
-    assert len(p["payload"]) == 1 and re.fullmatch(rf"{re.escape(service)}/debate-sandbox-\d+-\d+", p["payload"][0]), p
+    assert len(p["payload"]) == 1, p
+    assert re.fullmatch(rf"{re.escape(service)}/debate-sandbox-\d+-\d+", p["payload"][0]), p
 
 
 def test_beside_a_shell_builds_go_below_debate_builds(console):
+    """A service that is not delegated and holds a shell, as a login session's
+    scope: debate leaves it as it is (its subtree_control untouched) and
+    builds below /sys/fs/cgroup/debate-builds."""
     p = probe(console, "session")
     assert p["exit"] == ["0"], p
-    assert p["debate"] == ["/system.slice/debate-session-probe.scope"], p
-    assert len(p["payload"]) == 1 and re.fullmatch(r"/debate-builds/debate-sandbox-\d+-\d+", p["payload"][0]), p
+    service = "/system.slice/debate-session-probe.service"
+    assert p["debate"] == [service], p
+    assert p["control"] == [f"{service} []"], p
+    assert len(p["payload"]) == 1, p
+    assert re.fullmatch(r"/debate-builds/debate-sandbox-\d+-\d+", p["payload"][0]), p
 
 
 def test_no_build_cgroup_is_left(console):

@@ -39,7 +39,7 @@ say "CGROUP2-KERNEL $(uname -r) systemd $(systemctl --version | head -n 1 | cut 
 
 # probe NAME COMMAND...: runs COMMAND (a debate sandbox holding
 # /mnt/in/hold.sh), and while the payload sleeps prints the cgroup it is in
-# and the cgroups of the debate processes.
+# and the cgroups of the debate processes with what each hands out.
 probe() {
     name=$1
     shift
@@ -56,7 +56,9 @@ probe() {
         say "CGROUP2-PROBE $name payload $(cut -d: -f3 /proc/$pid/cgroup)"
         cgroup_state "/sys/fs/cgroup$(dirname "$(cut -d: -f3 /proc/$pid/cgroup)")"
         for d in $(pgrep -f "^$DEBATE sandbox"); do
-            say "CGROUP2-PROBE $name debate $(cut -d: -f3 /proc/$d/cgroup)"
+            cg=$(cut -d: -f3 /proc/$d/cgroup)
+            say "CGROUP2-PROBE $name debate $cg"
+            say "CGROUP2-PROBE $name control $cg [$(cat "/sys/fs/cgroup$cg/cgroup.subtree_control")]"
         done
     fi
     wait $bg
