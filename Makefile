@@ -144,7 +144,7 @@ test: deps
 
 # The sandbox on a pure cgroup v2 machine: a bookworm live image booted
 # under QEMU runs test_sandbox and the escape corpus (tests/integration/
-# test_cgroup2.py). Root; tens of minutes; not part of `make test`.
+# test_cgroup2.py). Root; about ten minutes; not part of `make test`.
 # DEBATE_TEST_CACHE_DIR keeps the package cache between runs.
 test-cgroup2: build/debate build/tests/test_sandbox
 	@DEBATE_TEST_CGROUP2=1 DEBATE_BIN=$(CURDIR)/build/debate \

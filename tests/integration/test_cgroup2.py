@@ -10,12 +10,13 @@ helpers compiled here), and the image's debate-cgroup2.service (root,
 Delegate=yes) runs tests/integration/cgroup2/run.sh: two probes of where
 builds' cgroups go (sandbox_prepare_cgroups's paths 2 and 3, see
 docs/internals/sandbox.md), the sandbox's C unit tests, and the corpus with
-its memory, process, CPU and disk limits. Its CGROUP2- lines on the serial
-console are what the tests below check.
+its memory, process, CPU and disk limits. The CGROUP2- lines it writes to
+out/summary on the test disk (and the serial console, which ends with
+CGROUP2-DONE) are what the tests below check.
 
-Tens of minutes under TCG: it runs with `make test-cgroup2`
-(DEBATE_TEST_CGROUP2=1), never in `make test`. DEBATE_TEST_CACHE_DIR keeps
-the package cache between runs.
+About ten minutes under TCG (the boot's timeout allows 40): it runs with
+`make test-cgroup2` (DEBATE_TEST_CGROUP2=1), never in `make test`.
+DEBATE_TEST_CACHE_DIR keeps the package cache between runs.
 """
 import os
 import re
@@ -40,7 +41,7 @@ BOOT_TIMEOUT = 2400  # TCG is about ten times slower than the machine
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="debate build and the sandbox run as root"),
     pytest.mark.skipif(os.environ.get("DEBATE_TEST_CGROUP2") != "1",
-                       reason="a live image booted under QEMU for tens of minutes: make test-cgroup2"),
+                       reason="a live image booted under QEMU for about ten minutes: make test-cgroup2"),
 ]
 
 
