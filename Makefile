@@ -106,7 +106,7 @@ install: $(INSTALL_BIN)
 	test -e $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf || \
 		install -m 0644 deploy/debate.conf $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf
 
-.PHONY: all deps test run unit fuzz-build fuzz clean
+.PHONY: all deps test test-cgroup2 run unit fuzz-build fuzz clean
 .SECONDARY:
 
 all: build/debate
@@ -141,6 +141,14 @@ test: deps
 	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory -j$$(nproc) build/debate build/asan/debate unit build/tools/queue_worker fuzz-build
 	@$(PYTHON) tests/run.py
+
+# The sandbox on a pure cgroup v2 machine: a bookworm live image booted
+# under QEMU runs test_sandbox and the escape corpus (tests/integration/
+# test_cgroup2.py). Root; about ten minutes; not part of `make test`.
+# DEBATE_TEST_CACHE_DIR keeps the package cache between runs.
+test-cgroup2: build/debate build/tests/test_sandbox
+	@DEBATE_TEST_CGROUP2=1 DEBATE_BIN=$(CURDIR)/build/debate \
+		$(PYTHON) -m pytest -q -s -rfEs -p no:cacheprovider tests/integration/test_cgroup2.py
 
 # As root, the embedded PostgreSQL runs as user postgres and the front door
 # as user debate (or nobody when there is no such user), which must both be

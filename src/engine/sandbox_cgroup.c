@@ -62,17 +62,21 @@ static char *match_mount(char *line, const char *name)
     return strcmp(fstype, "cgroup") == 0 && in_list(super, name) ? xstrdup(mnt) : NULL;
 }
 
-/* A /proc/self/cgroup line's path when it is the v1 hierarchy of name, or v2 (name NULL). */
+/*
+ * A /proc/self/cgroup line's path when it is the v1 hierarchy of name, or v2
+ * (name NULL): "ID:CONTROLLERS:PATH", v2's ID 0 with no controllers.
+ */
 static char *match_cgroup(char *line, const char *name)
 {
     line[strcspn(line, "\n")] = '\0';
     char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (c2 == NULL)
         return NULL;
+    *c1 = '\0';
     *c2 = '\0';
-    const char *ctls = c1 + 1, *path = c2 + 1;
+    const char *id = line, *ctls = c1 + 1, *path = c2 + 1;
     if (name == NULL)
-        return strcmp(line, "0") == 0 && *ctls == '\0' ? xstrdup(path) : NULL;
+        return strcmp(id, "0") == 0 && *ctls == '\0' ? xstrdup(path) : NULL;
     return in_list(ctls, name) ? xstrdup(path) : NULL;
 }
 
@@ -161,6 +165,14 @@ static bool v2_hands_out_all(const char *dir)
     return all;
 }
 
+static bool v2_offers_all(const char *dir)
+{
+    for (int c = 0; c < CTL_N; c++)
+        if (!v2_offers(dir, v2_names[c]))
+            return false;
+    return true;
+}
+
 /* Whether our process is the only one in the v2 cgroup dir. */
 static bool alone_in(const char *dir)
 {
@@ -180,10 +192,11 @@ static bool alone_in(const char *dir)
  * the first build) chose. cgroup v2 gives controllers only to the children
  * of a cgroup that holds no process (the root excepted), and we are in our
  * own cgroup: so
- *   1. our own cgroup, when it can hand the controllers out (the root);
+ *   1. our own cgroup, when it is the root (which may hold processes);
  *   2. our own cgroup, after moving this process into a leaf of it
- *      (DEBATE_SELF_LEAF), when we are alone there: a systemd service with
- *      Delegate=yes, as debate-worker.service;
+ *      (DEBATE_SELF_LEAF), when we are alone there and it offers every
+ *      controller: a systemd service with Delegate=yes, as
+ *      debate-worker.service;
  *   3. else a cgroup of our own below the root (V2_BUILDS), which holds no
  *      process: a root shell in a login session, whose scope is not ours.
  */
@@ -194,11 +207,19 @@ static char *v2_base;
 static char *choose_v2_base(bool may_move)
 {
     _cleanup_free_ char *own = v2_own_dir(), *mnt = find_mount(NULL);
-    if (own == NULL || mnt == NULL || !v2_offers(own, v2_names[CTL_MEMORY]))
+    if (own == NULL || mnt == NULL || !v2_offers(mnt, v2_names[CTL_MEMORY]))
         return NULL; /* no unified hierarchy, or its controllers are on v1 (a hybrid machine) */
-    if (v2_hands_out_all(own))
+    if (strcmp(own, mnt) == 0 && v2_hands_out_all(own))
         return xstrdup(own);
-    if (may_move && alone_in(own)) {
+    /*
+     * Never write the cgroup.subtree_control of a cgroup that holds us: the
+     * kernel would enable the threaded controllers (pids, cpu) there and
+     * refuse memory, and a cgroup left so holding a process is a thread
+     * root whose new children cannot take a process (EOPNOTSUPP). Move out
+     * first; and only where all controllers are offered (delegated), so a
+     * cgroup of systemd's that cannot give them all is left as it is.
+     */
+    if (may_move && v2_offers_all(own) && alone_in(own)) {
         _cleanup_free_ char *leaf = xasprintf("%s/%s", own, DEBATE_SELF_LEAF);
         char pid[24];
         snprintf(pid, sizeof(pid), "%ld", (long)getpid());

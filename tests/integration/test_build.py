@@ -150,17 +150,21 @@ def test_manifest_describes_the_build(data_dir, tiny_iso):
     assert len(m["squashfs_sha256"]) == 64
 
 
-def boot(iso, firmware, markers=(b"DEBATE-BOOTED tiny", b"debate tiny image"), memory="512", timeout=300):
+def boot(iso, firmware, markers=(b"DEBATE-BOOTED tiny", b"debate tiny image"), memory="512", timeout=300,
+         drives=(), wrap=()):
     """Boots the ISO under QEMU (software emulation); returns the serial output
-    once every marker has appeared on it, or fails."""
+    once every marker has appeared on it, or fails. drives: more -drive
+    values (test_cgroup2.py's test disk); wrap: a command QEMU runs under
+    (nice)."""
     tmp = Path(tempfile.mkdtemp(prefix="debate-boot-"))
     fw = []
     if firmware == "uefi":
         shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", tmp / "vars.fd")
         fw = ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
               "-drive", f"if=pflash,format=raw,unit=1,file={tmp / 'vars.fd'}"]
-    cmd = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-m", memory, "-smp", "1", *fw,
-           "-drive", f"file={iso},media=cdrom,if=ide,readonly=on,format=raw", "-boot", "d",
+    more = [arg for d in drives for arg in ("-drive", d)]
+    cmd = [*wrap, "qemu-system-x86_64", "-machine", "pc,accel=tcg", "-m", memory, "-smp", "1", *fw,
+           "-drive", f"file={iso},media=cdrom,if=ide,readonly=on,format=raw", *more, "-boot", "d",
            "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-net", "none"]
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = b""

@@ -16,7 +16,9 @@ debate names on stderr). Around the corpus:
 * the host stays usable while a fork bomb and a memory hog run in two
   sandboxes at once.
 
-Hooks that need a compiled helper are .c files, built here with gcc -static.
+Hooks that need a compiled helper are .c files, built here with gcc -static,
+or taken already built from the directory DEBATE_TEST_CORPUS_BIN names (a
+machine without gcc: the cgroup v2 machine of test_cgroup2.py).
 """
 import hashlib
 import os
@@ -36,6 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DEBATE = os.environ.get("DEBATE_BIN", str(ROOT / "build" / "debate"))
 CORPUS = ROOT / "tests" / "sandbox" / "corpus"
+PREBUILT = os.environ.get("DEBATE_TEST_CORPUS_BIN")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="debate sandbox runs as root")
 
@@ -318,7 +321,9 @@ def host():
     # The corpus, readable and executable by the sandbox's root (host uid
     # 100000, "other" to these files); .c hooks compiled on the host.
     for f in sorted(CORPUS.iterdir()):
-        if f.suffix == ".c":
+        if f.suffix == ".c" and PREBUILT:
+            shutil.copy(Path(PREBUILT) / f.stem, h.in_dir / f.stem)
+        elif f.suffix == ".c":
             r = subprocess.run(["gcc", "-static", "-O1", "-o", str(h.in_dir / f.stem), str(f)],
                                capture_output=True, text=True, timeout=120)
             assert r.returncode == 0, f"cannot compile {f.name}:\n{r.stderr}"

@@ -1,0 +1,64 @@
+/*
+ * How the sandbox's cgroup code reads /proc/self/cgroup and
+ * /proc/self/mountinfo lines: which line is the unified hierarchy (v2) and
+ * which the v1 hierarchy of a controller. The file is included to reach
+ * its static functions; choosing and creating the cgroups on a pure cgroup
+ * v2 machine is tests/integration/test_cgroup2.py's (make test-cgroup2).
+ */
+#include "engine/sandbox_cgroup.c"
+
+#include "harness.h"
+
+/* match on a writable copy of line, as scan_file hands it over; NULL when it does not match. */
+static char *match_line(char *(*match)(char *line, const char *name), const char *line, const char *name)
+{
+    _cleanup_free_ char *copy = xstrdup(line);
+    return match(copy, name);
+}
+
+static void check_cgroup(const char *line, const char *name, const char *expected)
+{
+    _cleanup_free_ char *got = match_line(match_cgroup, line, name);
+    if (expected == NULL)
+        CHECK(got == NULL);
+    else
+        CHECK_STR(got != NULL ? got : "(no match)", expected);
+}
+
+TEST(the_unified_hierarchy_line_gives_our_v2_cgroup)
+{
+    check_cgroup("0::/system.slice/debate-worker.service\n", NULL, "/system.slice/debate-worker.service");
+    check_cgroup("0::/\n", NULL, "/");
+    check_cgroup("0::/user.slice/user-0.slice/session-3.scope", NULL, "/user.slice/user-0.slice/session-3.scope");
+}
+
+TEST(v1_lines_are_not_the_unified_hierarchy)
+{
+    check_cgroup("4:memory:/user.slice\n", NULL, NULL);
+    check_cgroup("1:name=systemd:/init.scope\n", NULL, NULL);
+    check_cgroup("10:0:/odd\n", NULL, NULL);
+}
+
+TEST(a_v1_line_gives_the_cgroup_of_its_controllers)
+{
+    check_cgroup("4:memory:/user.slice\n", "memory", "/user.slice");
+    check_cgroup("7:cpu,cpuacct:/system.slice/x.service\n", "cpuacct", "/system.slice/x.service");
+    check_cgroup("7:cpu,cpuacct:/system.slice/x.service\n", "cpu", "/system.slice/x.service");
+    check_cgroup("7:cpu,cpuacct:/system.slice/x.service\n", "pids", NULL);
+    check_cgroup("0::/system.slice/x.service\n", "memory", NULL);
+    check_cgroup("garbage\n", NULL, NULL);
+}
+
+TEST(mountinfo_lines_give_the_hierarchies_mount_points)
+{
+    const char *v2 = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 "
+                     "rw,nsdelegate,memory_recursiveprot\n";
+    const char *v1 = "40 31 0:35 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:17 - cgroup cgroup "
+                     "rw,memory\n";
+    _cleanup_free_ char *a = match_line(match_mount, v2, NULL), *b = match_line(match_mount, v1, "memory");
+    _cleanup_free_ char *c = match_line(match_mount, v1, NULL), *d = match_line(match_mount, v2, "memory");
+    CHECK_STR(a != NULL ? a : "(no match)", "/sys/fs/cgroup");
+    CHECK_STR(b != NULL ? b : "(no match)", "/sys/fs/cgroup/memory");
+    CHECK(c == NULL);
+    CHECK(d == NULL);
+}
