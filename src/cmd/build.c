@@ -38,8 +38,8 @@ const struct cmd_usage cmd_build_usage = {
 
 /* debate build's exit status when the ISO was built but did not boot. */
 #define BUILD_EXIT_BOOT_FAILED 3
-/* The console lines shown when a boot check fails. */
-#define BUILD_BOOT_TAIL 2000
+/* The console shown when a boot check fails: enough for a kernel panic's message and its call trace. */
+#define BUILD_BOOT_TAIL 4096
 
 static volatile sig_atomic_t build_interrupted;
 
@@ -67,7 +67,12 @@ static int build_report_boot(const char *output, const struct bootcheck_result *
     size_t len = 0;
     if (read_file(path, 1u << 20, &log, &len) < 0)
         log = xstrdup("");
-    const char *tail = len > BUILD_BOOT_TAIL ? log + len - BUILD_BOOT_TAIL : log;
+    const char *tail = log;
+    if (len > BUILD_BOOT_TAIL) {
+        tail = log + len - BUILD_BOOT_TAIL;
+        const char *nl = strchr(tail, '\n'); /* from the start of a line */
+        tail = nl != NULL ? nl + 1 : tail;
+    }
     fprintf(stderr, "debate build: the boot check failed (the ISO is at \"%s\", the console in \"%s\"); "
                     "the console's last lines:\n%s", output, path, tail);
     return BUILD_EXIT_BOOT_FAILED;
