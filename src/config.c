@@ -70,6 +70,7 @@ static const struct setting settings[] = {
     S(sandbox_disk_mb, T_UINT, "16384", 32, 1073741824),
     S(build_timeout, T_UINT, "1200", 1, 604800),
     S(hook_timeout, T_UINT, "300", 1, 86400),
+    S(boot_check_timeout, T_UINT, "300", 10, 86400),
     S(workers, T_STRING, "auto", 0, 0),
     S(lease_seconds, T_UINT, "30", 3, 3600),
     S(max_attempts, T_UINT, "3", 1, 100),

@@ -71,6 +71,7 @@ struct config {
     unsigned sandbox_disk_mb;
     unsigned build_timeout;     /* wall-time limit of a build's sandbox, seconds */
     unsigned hook_timeout;      /* per hook, service builds */
+    unsigned boot_check_timeout; /* per firmware of a boot check, seconds */
     char *workers;              /* serve's in-process build workers: a number, or "auto" (from cores and memory) */
     unsigned nworkers;          /* what workers came to */
     unsigned lease_seconds;     /* a claimed build's lease; heartbeats every third */

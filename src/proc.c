@@ -121,15 +121,23 @@ int proc_run(const char *const argv[], struct proc_opts *o, char *err, size_t er
     size_t len = 0;
     char buf[4096];
     uint64_t deadline = o->timeout_s ? clock_monotonic_ms() + (uint64_t)o->timeout_s * 1000 : 0;
+    uint64_t stop_at = 0;
+    o->stop = o->stopped = false;
     for (;;) {
-        if (deadline) {
+        if (o->stop && stop_at == 0)
+            stop_at = clock_monotonic_ms() + o->stop_ms;
+        uint64_t until = stop_at != 0 && (deadline == 0 || stop_at < deadline) ? stop_at : deadline;
+        if (until) {
             struct pollfd pfd = {pipefd[0], POLLIN, 0};
             uint64_t now = clock_monotonic_ms();
-            int ready = now >= deadline ? 0 : poll(&pfd, 1, (int)(deadline - now));
+            int ready = now >= until ? 0 : poll(&pfd, 1, (int)(until - now));
             if (ready < 0 && errno == EINTR)
                 continue;
             if (ready == 0) {
-                o->timed_out = true;
+                if (until == stop_at)
+                    o->stopped = true;
+                else
+                    o->timed_out = true;
                 kill(-pid, SIGKILL);
                 kill(pid, SIGKILL);
                 break;
@@ -148,6 +156,10 @@ int proc_run(const char *const argv[], struct proc_opts *o, char *err, size_t er
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (o->stopped) {
+        snprintf(err, errlen, "\"%s\" was stopped once it had said enough", argv[0]);
+        return 128 + SIGKILL;
+    }
     if (o->timed_out) {
         snprintf(err, errlen, "\"%s\" ran longer than %u seconds and was killed", argv[0], o->timeout_s);
         return 124;

@@ -27,6 +27,14 @@ struct proc_opts {
     /* Also handed every chunk of captured output as it comes; NULL: only the tail is kept. */
     void (*on_output)(void *arg, const char *buf, size_t n);
     void *output_arg;
+    /*
+     * Set by on_output when the program has said enough: its whole process
+     * group is killed stop_ms milliseconds later (what it prints meanwhile
+     * still arrives), and proc_run returns 128+SIGKILL with stopped set.
+     */
+    unsigned stop_ms;
+    bool stop;
+    bool stopped;            /* out: killed because on_output asked */
     char tail[PROC_TAIL + 1]; /* out: the end of what the program printed */
 };
 

@@ -22,7 +22,7 @@ import {h, fill, formatBytes} from './dom.js';
 import {cancelToken, submissionOf, forgetToken} from './submissions.js';
 
 export const STAGES = ['queued', 'resolving', 'fetching', 'rootfs', 'customizing', 'kernel', 'squashfs',
-  'bootloader', 'assembling', 'verifying', 'done'];
+  'bootloader', 'assembling', 'booting', 'verifying', 'done'];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const POLL_MS = 10000;
 const RETRY_MS = 5000;
@@ -309,6 +309,20 @@ export class BuildView {
     $('b-size').textContent = `${formatBytes(b.iso_size)} (${b.iso_size} bytes)`;
     $('b-sha').textContent = b.iso_sha256 || '';
     $('b-manifest').href = b.manifest_url || '';
+    this.renderBoot(b);
+  }
+
+  // The boot check's verdict, in words a glance takes in; the build succeeds whatever it says.
+  renderBoot(b) {
+    const v = b.boot_verdict;
+    $('b-boot').hidden = !b.boot_check;
+    if (!b.boot_check) return;
+    $('b-boot-result').textContent = !v ? 'Boot check pending.'
+      : v.result === 'pass' ? 'The ISO boots.' : 'The ISO did not boot.';
+    $('b-boot').classList.toggle('failed', Boolean(v) && v.result !== 'pass');
+    $('b-boot-detail').textContent = v ? `BIOS: ${v.bios}, UEFI: ${v.uefi} (${v.seconds} s).` : '';
+    $('b-boot-log').hidden = !b.boot_log_url;
+    $('b-boot-log').href = b.boot_log_url || '';
   }
 
   renderError(b) {

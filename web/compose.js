@@ -335,7 +335,7 @@ export class ComposeView {
     button.disabled = true;
     $('submit-error').textContent = '';
     try {
-      const {body} = await postJson('/api/v1/builds', {recipe: this.current});
+      const {body} = await postJson('/api/v1/builds', {recipe: this.current, boot_check: $('f-bootcheck').checked});
       rememberSubmission(body);
       this.navigate(`/builds/${body.build.id}`);
     } catch (e) {

@@ -20,6 +20,18 @@ static const char *str(const json_t *b, const char *key)
     return s ? s : "-";
 }
 
+/* The boot check: its verdict once it ran, "asked" before. */
+static void status_print_boot(const json_t *b)
+{
+    const json_t *v = json_object_get(b, "boot_verdict");
+    if (json_is_object(v))
+        cmd_print(stdout, "boot      %s (bios %s, uefi %s, %lld s; console: %s)\n", str(v, "result"), str(v, "bios"),
+                  str(v, "uefi"), (long long)json_integer_value(json_object_get(v, "seconds")),
+                  str(b, "boot_log_url"));
+    else if (json_is_true(json_object_get(b, "boot_check")))
+        printf("boot      asked, not checked yet\n");
+}
+
 /* One "name  value" line per fact a person looks for. */
 static void status_print(const json_t *b)
 {
@@ -38,6 +50,7 @@ static void status_print(const json_t *b)
     if (json_is_string(json_object_get(b, "iso_sha256")))
         cmd_print(stdout, "iso       %s (%lld bytes)\n", str(b, "iso_sha256"),
                   (long long)json_integer_value(json_object_get(b, "iso_size")));
+    status_print_boot(b);
     json_t *err = json_object_get(b, "error");
     if (json_is_object(err))
         cmd_print(stdout, "error     %s: %s\n", str(err, "code"), str(err, "message"));

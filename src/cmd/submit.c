@@ -12,7 +12,7 @@
 
 const struct cmd_usage cmd_submit_usage = {
     .name = "submit",
-    .synopsis = "RECIPE [--wait] [-o OUT.iso] [--lock LOCK] [--no-cache] [--json] " REMOTE_SYNOPSIS,
+    .synopsis = "RECIPE [--wait] [-o OUT.iso] [--lock LOCK] [--no-cache] [--boot-check] [--json] " REMOTE_SYNOPSIS,
     .summary = "submit a recipe to a debate server; follow it, download its ISO",
     .options = "  -w, --wait           follow the build to its end, its progress on standard\n"
                "                       error\n"
@@ -21,6 +21,9 @@ const struct cmd_usage cmd_submit_usage = {
                "                       --wait)\n"
                "      --lock LOCK      build exactly the packages of this lock (debate lock)\n"
                "      --no-cache       build anew even when the server has this ISO already\n"
+               "      --boot-check     boot the ISO under QEMU once built (debate status shows\n"
+               "                       the verdict); a cached ISO answers only if it was\n"
+               "                       boot-checked\n"
                "      --json           print the server's answer (and with --wait the final\n"
                "                       build) as one JSON line each on standard output\n" REMOTE_OPTIONS_USAGE,
     .notes = "Without --json, standard output gets the build id (and with -o, \"SHA256  FILE\");\n"
@@ -31,7 +34,7 @@ const struct cmd_usage cmd_submit_usage = {
 struct submit_args {
     struct remote remote;
     const char *recipe, *lock, *output;
-    bool wait, json, no_cache;
+    bool wait, json, no_cache, boot_check;
 };
 
 static void submit_show_progress(void *arg, const char *stage, int pct, const char *message)
@@ -80,6 +83,8 @@ static json_t *submit_body(const struct submit_args *a)
         json_object_set_new(body, "lock", lock);
     if (a->no_cache)
         json_object_set_new(body, "no_cache", json_true());
+    if (a->boot_check)
+        json_object_set_new(body, "boot_check", json_true());
     return body;
 }
 
@@ -154,6 +159,7 @@ int cmd_submit(int argc, char **argv)
                                          {"output", required_argument, NULL, 'o'},
                                          {"lock", required_argument, NULL, 'l'},
                                          {"no-cache", no_argument, NULL, 'N'},
+                                         {"boot-check", no_argument, NULL, 'B'},
                                          {"json", no_argument, NULL, 'j'},
                                          REMOTE_OPTIONS,
                                          CMD_OPTION_HELP,
@@ -172,6 +178,8 @@ int cmd_submit(int argc, char **argv)
             a.lock = optarg;
         else if (opt == 'N')
             a.no_cache = true;
+        else if (opt == 'B')
+            a.boot_check = true;
         else if (opt == 'j')
             a.json = true;
         else

@@ -80,6 +80,15 @@ static const struct migration migrations[] = {
      ");\n"
      "CREATE INDEX artifacts_lru ON artifacts (last_download_at);\n"
      "CREATE INDEX builds_iso ON builds (iso_sha256) WHERE iso_sha256 IS NOT NULL;\n"},
+    {3, "boot check",
+     "-- Asked for by the submission; the verdict ({result, bios, uefi, seconds}) and the console once it ran.\n"
+     "ALTER TABLE builds ADD COLUMN boot_check boolean NOT NULL DEFAULT false;\n"
+     "ALTER TABLE builds ADD COLUMN boot_verdict jsonb;\n"
+     "ALTER TABLE builds ADD COLUMN boot_log text;\n"
+     "-- A submission that asks for a boot check merges only into a build in flight that checks, and the\n"
+     "-- other way round: one active build per key and boot_check.\n"
+     "DROP INDEX builds_active_key;\n"
+     "CREATE UNIQUE INDEX builds_active_key ON builds (build_key, boot_check) WHERE status IN ('queued', 'running');\n"},
 };
 
 int migrate_latest_version(void)

@@ -15,14 +15,14 @@
     "id::text, config_hash, build_key, status::text, stage, progress, recipe::text, lock::text, key_parts::text, "     \
     "coalesce(iso_sha256, ''), coalesce(iso_size, -1), error_code, error_message, attempts, max_attempts, "            \
     "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
-    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, '')"
+    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, ''), boot_check, boot_verdict::text"
 
 /* The same without the recipe and the lock (NULL): what the status routes show. */
 #define COLS_BRIEF                                                                                                     \
     "id::text, config_hash, build_key, status::text, stage, progress, NULL::text, NULL::text, key_parts::text, "       \
     "coalesce(iso_sha256, ''), coalesce(iso_size, -1), error_code, error_message, attempts, max_attempts, "            \
     "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
-    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, '')"
+    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, ''), boot_check, boot_verdict::text"
 
 /* A lease is held by owner while it has not expired. */
 #define HELD "id = $1::uuid AND status = 'running' AND lease_owner = $2 AND lease_expires_at > now()"
@@ -37,6 +37,7 @@ void build_record_release(struct build_record *b)
     free(b->error_code);
     free(b->error_message);
     free(b->lease_owner);
+    free(b->boot_verdict);
     memset(b, 0, sizeof(*b));
 }
 
@@ -78,6 +79,8 @@ static void parse_row(PGresult *r, int row, struct build_record *b)
     copy_field(b->lease_expires_at, STORE_TIME_LEN, r, row, i++);
     copy_field(b->kind, sizeof(b->kind), r, row, i++);
     copy_field(b->lock_hash, sizeof(b->lock_hash), r, row, i++);
+    b->boot_check = PQgetvalue(r, row, i++)[0] == 't';
+    b->boot_verdict = dup_or_null(r, row, i++);
 }
 
 static bool valid_uuid(const char *s)
@@ -141,17 +144,18 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
     hex32(hash, in->cancel_token_hash);
     snprintf(attempts, sizeof(attempts), "%d", in->max_attempts > 0 ? in->max_attempts : 3);
     const char *ins[] = {in->config_hash, in->build_key, in->key_parts ? in->key_parts : "{}", in->recipe, in->lock,
-                         hash, attempts, in->client, in->kind ? in->kind : "build"};
-    const char *key[] = {in->build_key};
+                         hash, attempts, in->client, in->kind ? in->kind : "build", in->boot_check ? "t" : "f"};
+    const char *key[] = {in->build_key, in->boot_check ? "t" : "f"};
     *merged = false;
     /* A build that finishes between the two statements frees the key: try again. */
     for (int tries = 0; tries < 3; tries++) {
         enum db_status st = query_one(
             c,
             "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, cancel_token_hash, max_attempts, "
-            "client, kind) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::bytea, $7, $8, $9) "
-            "ON CONFLICT (build_key) WHERE status IN ('queued', 'running') DO NOTHING RETURNING " COLS,
-            9, ins, out, err, errlen);
+            "client, kind, boot_check) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::bytea, $7, $8, $9, "
+            "$10::boolean) ON CONFLICT (build_key, boot_check) WHERE status IN ('queued', 'running') DO NOTHING "
+            "RETURNING " COLS,
+            10, ins, out, err, errlen);
         if (st == DB_OK) {
             char ignored[64];
             db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
@@ -159,8 +163,10 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
         }
         if (st != DB_NOT_FOUND)
             return st;
-        st = query_one(c, "SELECT " COLS " FROM builds WHERE build_key = $1 AND status IN ('queued', 'running')", 1,
-                       key, out, err, errlen);
+        st = query_one(c,
+                       "SELECT " COLS " FROM builds WHERE build_key = $1 AND boot_check = $2::boolean "
+                       "AND status IN ('queued', 'running')",
+                       2, key, out, err, errlen);
         if (st == DB_OK) {
             *merged = true;
             return DB_OK;
@@ -172,14 +178,14 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
     return DB_CONFLICT;
 }
 
-enum db_status store_build_find_cached(PGconn *c, const char *build_key, struct build_record *out, char *err,
-                                       size_t errlen)
+enum db_status store_build_find_cached(PGconn *c, const char *build_key, bool boot_checked,
+                                       struct build_record *out, char *err, size_t errlen)
 {
-    const char *p[] = {build_key};
+    const char *p[] = {build_key, boot_checked ? "t" : "f"};
     return query_one(c,
                      "SELECT " COLS " FROM builds WHERE build_key = $1 AND status = 'succeeded' "
-                     "ORDER BY finished_at DESC LIMIT 1",
-                     1, p, out, err, errlen);
+                     "AND (NOT $2::boolean OR boot_verdict IS NOT NULL) ORDER BY finished_at DESC LIMIT 1",
+                     2, p, out, err, errlen);
 }
 
 enum db_status store_build_get_brief(PGconn *c, const char *id, struct build_record *out, char *err, size_t errlen)
@@ -190,12 +196,33 @@ enum db_status store_build_get_brief(PGconn *c, const char *id, struct build_rec
     return query_one(c, "SELECT " COLS_BRIEF " FROM builds WHERE id = $1::uuid", 1, p, out, err, errlen);
 }
 
-enum db_status store_build_find_active(PGconn *c, const char *build_key, struct build_record *out, char *err,
-                                       size_t errlen)
+enum db_status store_build_find_active(PGconn *c, const char *build_key, bool boot_check, struct build_record *out,
+                                       char *err, size_t errlen)
 {
-    const char *p[] = {build_key};
-    return query_one(c, "SELECT " COLS " FROM builds WHERE build_key = $1 AND status IN ('queued', 'running')", 1, p,
-                     out, err, errlen);
+    const char *p[] = {build_key, boot_check ? "t" : "f"};
+    return query_one(c,
+                     "SELECT " COLS " FROM builds WHERE build_key = $1 AND boot_check = $2::boolean "
+                     "AND status IN ('queued', 'running')",
+                     2, p, out, err, errlen);
+}
+
+enum db_status store_build_boot_log(PGconn *c, const char *id, char **log, char *err, size_t errlen)
+{
+    *log = NULL;
+    if (!valid_uuid(id))
+        return DB_NOT_FOUND;
+    const char *p[] = {id};
+    PGresult *r;
+    enum db_status st =
+        query(c, "SELECT boot_log FROM builds WHERE id = $1::uuid AND boot_log IS NOT NULL", 1, p, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(r) == 0)
+        st = DB_NOT_FOUND;
+    else
+        *log = xstrdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return st;
 }
 
 enum db_status store_build_find_previous(PGconn *c, const char *config_hash, const char *exclude_id,
@@ -320,15 +347,18 @@ enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, 
                        ok ? res->iso_sha256 : NULL,
                        ok ? size : NULL,
                        ok ? NULL : res->error_code,
-                       ok ? NULL : res->error_message};
+                       ok ? NULL : res->error_message,
+                       ok ? res->boot_verdict : NULL,
+                       ok ? res->boot_log : NULL};
     PGresult *r;
     enum db_status st = update_held(c,
                                     "UPDATE builds SET status = $3::build_status, iso_sha256 = $4, iso_size = $5::bigint, "
                                     "error_code = $6, error_message = $7, stage = CASE WHEN $3 = 'succeeded' THEN "
                                     "'done' ELSE stage END, progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE "
                                     "progress END, lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), "
+                                    "boot_verdict = $8::jsonb, boot_log = $9, "
                                     "updated_at = now() WHERE " HELD " RETURNING 1",
-                                    7, p, &r, err, errlen);
+                                    9, p, &r, err, errlen);
     if (st == DB_OK)
         PQclear(r);
     return st;

@@ -50,6 +50,8 @@ struct build_record {
     char lease_expires_at[STORE_TIME_LEN];
     char kind[8];        /* "build", or "noop" (queue tests) */
     char lock_hash[65];  /* the lock the build used: "" until resolved */
+    bool boot_check;     /* the submission asked for a boot check */
+    char *boot_verdict;  /* its verdict as JSON text ({result, bios, uefi, seconds}), or NULL until it ran */
 };
 
 void build_record_release(struct build_record *b);
@@ -63,23 +65,30 @@ struct build_new {
     int max_attempts;
     const char *client; /* or NULL */
     const char *kind;   /* NULL: "build" */
+    bool boot_check;    /* boot the ISO once built; merges only into a build in flight that does too */
 };
 
 /*
- * Queues a new build, or, when one with the same build_key is already
- * queued or running, returns that one with *merged set. Wakes workers
+ * Queues a new build, or, when one with the same build_key and boot_check
+ * is already queued or running, returns that one with *merged set. Wakes workers
  * (NOTIFY debate_queue) when a build was queued.
  */
 enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct build_record *out, bool *merged,
                                   char *err, size_t errlen);
 
-/* The newest succeeded build with this key: DB_OK or DB_NOT_FOUND. */
-enum db_status store_build_find_cached(PGconn *c, const char *build_key, struct build_record *out, char *err,
-                                       size_t errlen);
+/*
+ * The newest succeeded build with this key (boot_checked: one whose boot
+ * check ran, whatever its verdict): DB_OK or DB_NOT_FOUND.
+ */
+enum db_status store_build_find_cached(PGconn *c, const char *build_key, bool boot_checked,
+                                       struct build_record *out, char *err, size_t errlen);
 
-/* The queued or running build with this key: DB_OK or DB_NOT_FOUND. */
-enum db_status store_build_find_active(PGconn *c, const char *build_key, struct build_record *out, char *err,
-                                       size_t errlen);
+/* The queued or running build with this key and boot_check: DB_OK or DB_NOT_FOUND. */
+enum db_status store_build_find_active(PGconn *c, const char *build_key, bool boot_check, struct build_record *out,
+                                       char *err, size_t errlen);
+
+/* A build's boot check console (*log malloc'd): DB_OK, or DB_NOT_FOUND for no such build or no check that ran. */
+enum db_status store_build_boot_log(PGconn *c, const char *id, char **log, char *err, size_t errlen);
 
 /* The newest build of the same recipe (config_hash) other than exclude_id: DB_OK or DB_NOT_FOUND. */
 enum db_status store_build_find_previous(PGconn *c, const char *config_hash, const char *exclude_id,
@@ -119,6 +128,7 @@ struct build_result {
     const char *iso_sha256; /* succeeded only */
     long long iso_size;
     const char *error_code, *error_message; /* failed / cancelled */
+    const char *boot_verdict, *boot_log;    /* succeeded with a boot check: JSON text and the console; or NULL */
 };
 
 /* Ends a running build. DB_LOST_LEASE when the lease is not held. */

@@ -38,7 +38,7 @@
 #include "banned.h"
 
 static const char *const stage_names[] = {"resolving",  "fetching", "rootfs",     "customizing", "kernel",
-                                          "squashfs",   "bootloader", "assembling", "done"};
+                                          "squashfs",   "bootloader", "assembling", "booting", "done"};
 /* Host tools whose versions can change the bytes: recorded in the manifest. */
 static const char *const tool_packages[] = {
     "mmdebstrap", "apt", "dpkg", "xorriso", "libisofs6", "libburn4", "libisoburn1", "squashfs-tools", "liblzma5",
@@ -407,6 +407,9 @@ static int write_manifest(struct build *b, const struct engine_result *res, cons
     const struct lock_suite *security = lock_security_suite(&b->lock);
     if (security != NULL)
         json_object_set_new(doc, "security_mirror", json_string(security->mirror));
+    /* The verdict describes this build's check, not the image: the ISO's bytes do not depend on it. */
+    if (res->boot.checked)
+        json_object_set_new(doc, "boot_check", bootcheck_json(&res->boot));
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(doc);
     _cleanup_free_ char *with_nl = xasprintf("%s\n", text);
@@ -430,6 +433,24 @@ static void remove_tree(const char *path)
     proc_run(argv, &o, err, sizeof(err));
 }
 
+/*
+ * OUTPUT.boot.log: the console of this build's boot check, or no such file
+ * (an older one beside the output would speak of another build).
+ */
+static int publish_boot_log(struct build *b, const struct engine_result *res)
+{
+    _cleanup_free_ char *log = xasprintf("%s.boot.log", b->output);
+    _cleanup_free_ char *log_tmp = xasprintf("%s/boot.log", b->out_dir);
+    if (!res->boot.checked) {
+        unlink(log);
+        return 0;
+    }
+    int rc = file_publish(log_tmp, log);
+    if (rc < 0)
+        return build_fail(b, engine_errno_cause(-rc), "cannot write \"%s\": %s", log, strerror(-rc));
+    return 0;
+}
+
 static int finish(struct build *b, struct engine_result *res)
 {
     _cleanup_free_ char *iso = xasprintf("%s/image.iso", b->out_dir);
@@ -447,7 +468,7 @@ static int finish(struct build *b, struct engine_result *res)
         unlink(b->output);
         return build_fail(b, engine_errno_cause(-rc), "cannot write \"%s\": %s", manifest, strerror(-rc));
     }
-    return 0;
+    return publish_boot_log(b, res);
 }
 
 /*
@@ -566,7 +587,8 @@ enum engine_error engine_build(const struct recipe *r, const struct engine_opts 
     if (absolute_output(&b) < 0 || obtain_lock(&b) < 0 || fetch_packages(&b, res) < 0 || make_work_dir(&b) < 0)
         goto out;
     build_progress(&b, STAGE_ROOTFS, 0, "local mirror of the lock");
-    if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || finish(&b, res) < 0)
+    if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || (o->boot_check && bootcheck_run(&b, res) < 0) ||
+        finish(&b, res) < 0)
         goto out;
     build_progress(&b, STAGE_DONE, 100, "%s sha256 %s", o->output, res->iso_sha256);
     b.cause = ENGINE_OK;

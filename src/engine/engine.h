@@ -19,6 +19,13 @@
  * through realpath, which must exist): the sandbox changes directory before
  * it reads the results back. The lock is read before anything else.
  *
+ * The boot check (o->boot_check, bootcheck.h) runs after assembling, in a
+ * sandbox of its own. Its verdict is in the result and in the manifest's
+ * boot_check, its console in OUTPUT.boot.log. A boot that fails is not a
+ * failed build: the ISO is published with its verdict, and the caller
+ * decides what a failed check means to its user. A check that cannot run
+ * (its sandbox, QEMU missing) fails the build: it was asked for.
+ *
  * Errors: engine_build returns ENGINE_OK, or the cause of the failure (enum
  * engine_error, engine/error.h) with a message in err that says the rest:
  * the package, the hook and its exit code with the tail of its output, the
@@ -28,8 +35,10 @@
 #define DEBATE_ENGINE_ENGINE_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "engine/bootcheck.h"
 #include "engine/error.h"
 #include "engine/recipe.h"
 #include "engine/resolve.h"
@@ -45,6 +54,7 @@ enum engine_stage {
     STAGE_SQUASHFS,
     STAGE_BOOTLOADER,
     STAGE_ASSEMBLING,
+    STAGE_BOOTING, /* the boot check, when asked for */
     STAGE_DONE,
 };
 
@@ -62,6 +72,8 @@ struct engine_opts {
     const char *lock_path;           /* a lock to build exactly (no resolution, offline when cached); or NULL */
     unsigned hook_timeout_s;         /* per hook */
     unsigned timeout_s;              /* the whole sandboxed part; 0: cfg->build_timeout */
+    bool boot_check;                 /* boot the ISO under QEMU once assembled (bootcheck.h) */
+    unsigned boot_check_timeout_s;   /* per firmware; 0: cfg->boot_check_timeout */
     engine_progress_cb progress;
     void *progress_arg;
     void (*log)(void *progress_arg, const char *line); /* each line tools and hooks print; or NULL */
@@ -75,6 +87,7 @@ struct engine_result {
     long long source_date_epoch;
     int fetched; /* packages downloaded */
     char lock_hash[65]; /* the lock built from */
+    struct bootcheck_result boot; /* boot.checked when o->boot_check; the console log is at OUTPUT.boot.log */
 };
 
 /* "package version" lines of the host tools that write the image (malloc'd); scratch_dir holds a temporary file. */

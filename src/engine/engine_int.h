@@ -98,6 +98,16 @@ void proto_host_finish(struct build *b);
 /* The sandbox's payload: every stage from rootfs to assembling; 0 when the ISO is at WORK/image.iso. */
 int stages_payload(void *arg);
 
+/* ---- bootcheck.c ---- */
+
+/*
+ * On the host, once the ISO is at b->out_dir/image.iso: boots it in a
+ * sandbox of its own (bootcheck.h) and fills res->boot; the console log is
+ * then at b->out_dir/boot.log. 0 whatever the verdict; -1 with the cause
+ * when the check could not run or was interrupted.
+ */
+int bootcheck_run(struct build *b, struct engine_result *res);
+
 /* ---- hook.c ---- */
 
 /*

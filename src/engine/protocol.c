@@ -18,7 +18,7 @@
 #include "banned.h"
 
 /* Overall percent at the start of each stage. */
-static const int stage_start[] = {0, 5, 15, 35, 45, 70, 80, 90, 100};
+static const int stage_start[] = {0, 5, 15, 35, 45, 70, 80, 90, 95, 100};
 
 void build_progress(struct build *b, enum engine_stage stage, int within, const char *fmt, ...)
 {

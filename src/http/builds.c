@@ -40,6 +40,16 @@ static json_t *str_or_null(const char *s)
     return s != NULL && s[0] != '\0' ? json_string(s) : json_null();
 }
 
+/* What the boot check says: what was asked, the verdict and where its console is, once it ran. */
+static void add_boot_check(json_t *doc, const struct build_record *b, const char *base)
+{
+    json_error_t je;
+    json_t *verdict = b->boot_verdict ? json_loads(b->boot_verdict, 0, &je) : NULL;
+    json_object_set_new(doc, "boot_check", json_boolean(b->boot_check));
+    json_object_set_new(doc, "boot_verdict", verdict ? verdict : json_null());
+    json_object_set_new(doc, "boot_log_url", verdict ? json_sprintf("%s/boot-log", base) : json_null());
+}
+
 /* The build object of docs/api.md. */
 static json_t *build_json(const struct build_record *b, int queue_position)
 {
@@ -52,7 +62,7 @@ static json_t *build_json(const struct build_record *b, int queue_position)
     json_t *error = json_null();
     if (b->error_code != NULL)
         error = json_pack("{s:s, s:s}", "code", b->error_code, "message", b->error_message ? b->error_message : "");
-    return json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:i, s:i, s:s, "
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:i, s:i, s:s, "
                      "s:o, s:o}",
                      "id", b->id, "status", b->status, "stage", b->stage, "progress", b->progress, "queue_position",
                      queue_position > 0 ? json_integer(queue_position) : json_null(), "config_hash", b->config_hash,
@@ -63,6 +73,8 @@ static json_t *build_json(const struct build_record *b, int queue_position)
                      "log_url", log, "error", error, "attempts", b->attempts, "max_attempts", b->max_attempts,
                      "created_at", b->created_at, "started_at", str_or_null(b->started_at), "finished_at",
                      str_or_null(b->finished_at));
+    add_boot_check(doc, b, base);
+    return doc;
 }
 
 static int send_db_error(h2o_req_t *req, const struct db_job *job)
@@ -356,6 +368,31 @@ int builds_get(struct server *srv, h2o_req_t *req, const struct route_match *m)
         return 0;
     }
     submit_job(srv, req, get_run, get_done, one_new(srv, m), one_free);
+    return 0;
+}
+
+/* ---- GET /api/v1/builds/{id}/boot-log ------------------------------------------------------- */
+
+static void boot_log_run(struct db_job *job, PGconn *c)
+{
+    struct one_req *o = job->data;
+    job->status = store_build_boot_log(c, o->id, &o->body, job->err, sizeof(job->err));
+}
+
+static void boot_log_done(struct db_job *job, h2o_req_t *req)
+{
+    struct one_req *o = job->data;
+    if (job->status == DB_NOT_FOUND)
+        http_send_error(req, 404, "not_found", "no build with this id, or no boot check ran for it", NULL);
+    else if (job->status != DB_OK)
+        http_send_db_error(req, job);
+    else
+        http_send(req, 200, "text/plain; charset=utf-8", o->body, strlen(o->body));
+}
+
+int builds_boot_log(struct server *srv, h2o_req_t *req, const struct route_match *m)
+{
+    submit_job(srv, req, boot_log_run, boot_log_done, one_new(srv, m), one_free);
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include "digest.h"
+#include "engine/bootcheck.h"
 #include "engine/recipe.h"
 #include "engine/lockdiff.h"
 #include "engine/resolve.h"
@@ -66,17 +67,21 @@ static enum submit_error check_shape(const json_t *doc, struct submit_problem *p
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)doc, k, v) {
-        if (strcmp(k, "recipe") != 0 && strcmp(k, "lock") != 0 && strcmp(k, "no_cache") != 0)
-            return refuse(p, SUBMIT_INVALID_REQUEST, k, "unknown field \"%.64s\" (recipe, lock, no_cache)", k);
+        if (strcmp(k, "recipe") != 0 && strcmp(k, "lock") != 0 && strcmp(k, "no_cache") != 0 &&
+            strcmp(k, "boot_check") != 0)
+            return refuse(p, SUBMIT_INVALID_REQUEST, k, "unknown field \"%.64s\" (recipe, lock, no_cache, boot_check)",
+                          k);
     }
     const json_t *jr = json_object_get(doc, "recipe"), *jl = json_object_get(doc, "lock"),
-                 *jn = json_object_get(doc, "no_cache");
+                 *jn = json_object_get(doc, "no_cache"), *jb = json_object_get(doc, "boot_check");
     if (!json_is_object(jr))
         return refuse(p, SUBMIT_INVALID_REQUEST, "recipe", "\"recipe\" must be an object (see docs/recipes.md)");
     if (jl != NULL && !json_is_object(jl) && !json_is_null(jl))
         return refuse(p, SUBMIT_INVALID_REQUEST, "lock", "\"lock\" must be an object (from debate lock)");
     if (jn != NULL && !json_is_boolean(jn))
         return refuse(p, SUBMIT_INVALID_REQUEST, "no_cache", "\"no_cache\" must be true or false");
+    if (jb != NULL && !json_is_boolean(jb))
+        return refuse(p, SUBMIT_INVALID_REQUEST, "boot_check", "\"boot_check\" must be true or false");
     return SUBMIT_OK;
 }
 
@@ -172,6 +177,12 @@ enum submit_error submission_parse(const struct service *svc, const char *body, 
     if ((e = parse_lock(json_object_get(doc, "lock"), &r, s, lock_hash, p)) != SUBMIT_OK)
         goto out;
     s->no_cache = json_is_true(json_object_get(doc, "no_cache"));
+    s->boot_check = json_is_true(json_object_get(doc, "boot_check"));
+    const char *refusal = s->boot_check ? bootcheck_refusal(&r) : NULL;
+    if (refusal != NULL) {
+        e = refuse(p, SUBMIT_INVALID_REQUEST, "boot_check", "boot_check: %s", refusal);
+        goto out;
+    }
     s->recipe = xstrdup(r.canonical);
     compute_key(svc, &r, lock_hash, s);
     new_token(s);
@@ -308,7 +319,7 @@ static json_t *lock_changes(const json_t *differs, const char *mine, const char 
 static enum db_status find_hit(const struct service *svc, const struct submission *s, PGconn *c,
                                struct submit_result *r, char *err, size_t errlen)
 {
-    enum db_status st = store_build_find_cached(c, s->build_key, &r->rec, err, errlen);
+    enum db_status st = store_build_find_cached(c, s->build_key, s->boot_check, &r->rec, err, errlen);
     if (st == DB_OK && artifact_verify(svc->cfg->artifact_dir, r->rec.iso_sha256, r->rec.iso_size))
         return DB_OK;
     build_record_release(&r->rec);
@@ -324,7 +335,7 @@ static enum submit_error queue(const struct service *svc, const struct submissio
     if ((r->db = store_queue_length(c, &queued, err, errlen)) != DB_OK)
         return SUBMIT_DATABASE;
     if (queued >= (long long)cfg->queue_max) {
-        r->db = store_build_find_active(c, s->build_key, &r->rec, err, errlen);
+        r->db = store_build_find_active(c, s->build_key, s->boot_check, &r->rec, err, errlen);
         if (r->db == DB_NOT_FOUND) {
             r->db = DB_OK;
             return SUBMIT_QUEUE_FULL;
@@ -334,7 +345,8 @@ static enum submit_error queue(const struct service *svc, const struct submissio
     }
     struct build_new in = {.config_hash = s->config_hash, .build_key = s->build_key, .key_parts = s->key_parts,
                            .recipe = s->recipe, .lock = s->lock, .cancel_token_hash = s->cancel_token_hash,
-                           .max_attempts = (int)cfg->max_attempts, .client = s->client};
+                           .max_attempts = (int)cfg->max_attempts, .client = s->client,
+                           .boot_check = s->boot_check};
     bool merged = false;
     r->db = store_build_submit(c, &in, &r->rec, &merged, err, errlen);
     r->outcome = merged ? SUBMIT_MERGED : SUBMIT_QUEUED;

@@ -68,6 +68,7 @@ struct submission {
     char *recipe;    /* canonical JSON */
     char *lock;      /* canonical JSON, or NULL */
     bool no_cache;
+    bool boot_check; /* boot the ISO once built; a cache hit only from a build whose check ran */
     char cancel_token[SUBMIT_TOKEN_LEN + 1]; /* shown once, to the submitter */
     uint8_t cancel_token_hash[32];           /* what is stored */
     char client[64]; /* who submitted, as text: the caller fills it in before storing ("" when unknown) */
@@ -75,7 +76,9 @@ struct submission {
 
 /*
  * Step 1: parses body (len bytes) as {"recipe": {...}, "lock": {...}?,
- * "no_cache": bool?}. SUBMIT_OK with *s filled, or the cause with *p
+ * "no_cache": bool?, "boot_check": bool?}; boot_check for a recipe whose
+ * console cannot be read (bootcheck_refusal) is SUBMIT_INVALID_REQUEST
+ * with the field "boot_check". SUBMIT_OK with *s filled, or the cause with *p
  * filled and nothing to release.
  */
 enum submit_error submission_parse(const struct service *svc, const char *body, size_t len, struct submission *s,
@@ -108,7 +111,7 @@ enum submit_error submission_check_recipe(const char *body, size_t len, struct r
 void recipe_check_release(struct recipe_check *c);
 
 enum submit_outcome {
-    SUBMIT_HIT,    /* a succeeded build with this key, its ISO verified */
+    SUBMIT_HIT,    /* a succeeded build with this key, its ISO verified (and boot-checked when asked) */
     SUBMIT_QUEUED, /* a new build: the submitter gets the cancel token */
     SUBMIT_MERGED, /* joined the identical build already queued or running */
 };

@@ -226,7 +226,8 @@ static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const
     if (out.lock_hash[0] != '\0')
         store_build_set_lock(conn, rec->id, o->name, NULL, out.lock_hash, err, sizeof(err));
     struct build_result r = {.status = out.status, .iso_sha256 = out.iso_sha256, .iso_size = out.iso_size,
-                             .error_code = out.error_code, .error_message = out.error_message};
+                             .error_code = out.error_code, .error_message = out.error_message,
+                             .boot_verdict = out.boot_verdict, .boot_log = out.boot_log};
     st = store_build_finish(conn, rec->id, o->name, &r, err, sizeof(err));
     if (st == DB_OK)
         log_infox("worker %s: build %s: %s%s%s", o->name, rec->id, out.status, out.iso_sha256[0] ? " sha256 " : "",
@@ -235,6 +236,8 @@ static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const
         log_warnx("worker %s: build %s: cannot record the outcome: %s", o->name, rec->id,
                   st == DB_LOST_LEASE ? "the lease was lost" : err);
 done:
+    free(out.boot_verdict);
+    free(out.boot_log);
     pthread_mutex_destroy(&j.lock);
     pthread_cond_destroy(&j.wake);
 }
@@ -374,6 +377,28 @@ static void engine_log(void *arg, const char *line)
     worker_log(arg, line);
 }
 
+/*
+ * The boot check's verdict and console into the outcome (the build record
+ * keeps them; the artifact store keeps ISOs by content, and a console is
+ * one build's), and the verdict as the log's last line.
+ */
+static void boot_outcome(struct worker_ctx *ctx, const char *iso, const struct bootcheck_result *boot,
+                         struct worker_outcome *out)
+{
+    json_t *verdict = bootcheck_json(boot);
+    out->boot_verdict = json_dumps(verdict, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(verdict);
+    _cleanup_free_ char *path = xasprintf("%s.boot.log", iso);
+    size_t len;
+    if (read_file(path, 2 * BOOTCHECK_LOG_CAP + 4096, &out->boot_log, &len) < 0)
+        out->boot_log = xstrdup("");
+    unlink(path);
+    char line[128];
+    snprintf(line, sizeof(line), "boot check: bios %s, uefi %s (%lld s)", bootcheck_verdict_name(boot->bios),
+             bootcheck_verdict_name(boot->uefi), boot->seconds);
+    worker_log(ctx, line);
+}
+
 int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
 {
     const struct config *cfg = ctx->cfg;
@@ -405,7 +430,7 @@ int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
     }
     struct engine_opts eo = {.cfg = cfg, .output = iso, .lock_path = lock_path, .hook_timeout_s = cfg->hook_timeout,
                              .timeout_s = cfg->build_timeout, .progress = engine_progress, .progress_arg = ctx,
-                             .log = engine_log, .interrupted = &ctx->interrupted};
+                             .log = engine_log, .interrupted = &ctx->interrupted, .boot_check = rec->boot_check};
     struct engine_result res;
     char msg[4096];
     enum engine_error cause = engine_build(&r, &eo, &res, msg, sizeof(msg));
@@ -420,6 +445,8 @@ int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
         unlink(manifest);
         return -1;
     }
+    if (res.boot.checked)
+        boot_outcome(ctx, iso, &res.boot, out);
     return worker_publish(ctx, iso, manifest, res.iso_sha256, res.iso_size, out);
 }
 

@@ -43,6 +43,8 @@ struct worker_outcome {
     char lock_hash[65];
     const char *error_code;
     char error_message[2048];
+    char *boot_verdict; /* succeeded with a boot check: its verdict as JSON text (malloc'd), else NULL */
+    char *boot_log;     /* and its console (malloc'd), else NULL */
 };
 
 struct worker_ctx {

@@ -1,5 +1,6 @@
 """debate build: the tiny example built for real, offline, twice under a
-hostile environment (same bytes), booted under QEMU with BIOS and UEFI, on
+hostile environment (same bytes), booted by the engine's boot check
+(debate build --boot-check: QEMU with SeaBIOS and OVMF), on
 trixie (the current recipe format) and on bookworm (a format 1 recipe), and
 every way a build can fail leaving no ISO behind.
 
@@ -86,11 +87,13 @@ def write_recipe(tmp, **overrides):
 
 @pytest.fixture(scope="module")
 def tiny_iso(data_dir):
-    """The reference build of examples/tiny.json (fills the cache)."""
+    """The reference build of examples/tiny.json (fills the cache), boot-checked:
+    the hostile build, without a boot check, must give the same bytes."""
     d = Path(tempfile.mkdtemp(prefix="debate-build-ref-"))
     out = d / "tiny.iso"
-    r = build(data_dir, TINY, out)
+    r = build(data_dir, TINY, out, "--boot-check")
     assert r.returncode == 0, r.stderr
+    assert "boot check: bios pass, uefi pass" in r.stdout
     yield out
     shutil.rmtree(d, ignore_errors=True)
 
@@ -110,7 +113,7 @@ def tiny_bookworm_iso(data_dir):
     """examples/tiny-bookworm.json, the format 1 recipe, built once."""
     d = Path(tempfile.mkdtemp(prefix="debate-build-ref-"))
     out = d / "tiny.iso"
-    r = build(data_dir, TINY_BOOKWORM, out)
+    r = build(data_dir, TINY_BOOKWORM, out, "--boot-check")
     assert r.returncode == 0, r.stderr
     yield out
     shutil.rmtree(d, ignore_errors=True)
@@ -155,7 +158,9 @@ def boot(iso, firmware, markers=(b"DEBATE-BOOTED tiny", b"debate tiny image"), m
     """Boots the ISO under QEMU (software emulation); returns the serial output
     once every marker has appeared on it, or fails. drives: more -drive
     values (test_cgroup2.py's test disk); wrap: a command QEMU runs under
-    (nice)."""
+    (nice). The live example's own marker comes after the boot check's
+    (systemd's first status line), so it is booted here; the tiny image's
+    boots are the engine's."""
     tmp = Path(tempfile.mkdtemp(prefix="debate-boot-"))
     fw = []
     if firmware == "uefi":
@@ -186,13 +191,70 @@ def boot(iso, firmware, markers=(b"DEBATE-BOOTED tiny", b"debate tiny image"), m
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def boot_console(iso, firmware):
+    """The console of one firmware's boot in the engine's boot check log
+    (ISO.boot.log: a "== FIRMWARE: VERDICT ... ==" line, then the console)."""
+    log = Path(f"{iso}.boot.log").read_text(errors="replace")
+    parts = re.split(r"^== (bios|uefi): ", log, flags=re.M)
+    consoles = dict(zip(parts[1::2], parts[2::2]))
+    assert firmware in consoles, log[-3000:]
+    return consoles[firmware]
+
+
 @pytest.mark.parametrize("release", RELEASES)
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_tiny_boots(request, release, firmware):
-    console = boot(tiny_built(request, release), firmware)
+    iso = tiny_built(request, release)
+    console = boot_console(iso, firmware)
+    assert console.startswith("pass"), console[-3000:]
+    assert "DEBATE-BOOTED tiny" in console
     # The hook ran inside the image, the overlay is there, the host name is the recipe's.
     assert "marker: DEBATE-TINY-BOOTED" in console
     assert "debate tiny image" in console
+    verdict = json.loads(Path(f"{iso}.manifest.json").read_text())["boot_check"]
+    assert verdict[firmware] == "pass" and verdict["result"] == "pass"
+    assert verdict["seconds"] > 0
+
+
+def test_a_build_without_boot_check_has_no_verdict(data_dir, tiny_iso, out_dir):
+    """Same bytes without the check (the hostile build), and no verdict in its manifest."""
+    out = out_dir / "plain.iso"
+    r = build(data_dir, TINY, out)
+    assert r.returncode == 0, r.stderr
+    assert file_sha256(out) == file_sha256(tiny_iso)
+    assert "boot_check" not in json.loads(Path(f"{out}.manifest.json").read_text())
+    assert not Path(f"{out}.boot.log").exists()
+
+
+def test_a_boot_check_needs_a_serial_console(data_dir, out_dir):
+    recipe = write_recipe(out_dir, boot={"bios": True, "uefi": True, "cmdline": "console=tty0"})
+    r = build(data_dir, recipe, out_dir / "x.iso", "--boot-check")
+    assert r.returncode == 1
+    assert "--boot-check: boot.cmdline:" in r.stderr and "console=ttyS0" in r.stderr
+    assert_no_iso(out_dir / "x.iso")
+
+
+def test_an_image_whose_init_exits_fails_its_boot_check(data_dir, tiny_iso, out_dir):
+    """The ISO is built and published; the check fails, debate build exits 3
+    with the console's last lines, which say why."""
+    broken = "#!/bin/sh\nrm -f /sbin/init\nprintf '#!/bin/sh\\necho init: giving up\\nexit 1\\n' > /sbin/init\n" \
+             "chmod 0755 /sbin/init\n"
+    recipe = write_recipe(out_dir, name="broken", hooks=[{"name": "10-break-init", "script": broken}],
+                          boot={"bios": True, "uefi": False, "cmdline": "console=ttyS0"})
+    out = out_dir / "broken.iso"
+    r = build(data_dir, recipe, out, "--boot-check")
+    assert r.returncode == 3, r.stderr
+    assert "boot check: bios fail, uefi skipped" in r.stdout
+    assert "the boot check failed" in r.stderr and "Attempted to kill init" in r.stderr
+    assert out.exists()
+    m = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert m["boot_check"]["result"] == "fail"
+    assert m["boot_check"]["bios"] == "fail" and m["boot_check"]["uefi"] == "skipped"
+    console = boot_console(out, "bios")
+    assert console.startswith('fail (')
+    assert "init: giving up" in console
+    assert "Attempted to kill init" in console
+    assert "\nDEBATE-BOOTED broken" not in console  # (the verdict line names the marker it waited for)
 
 
 def verify(data_dir, *args, wrap=(), timeout=600):

@@ -1184,3 +1184,52 @@ def test_verify_rebuilds_a_build_of_the_server_and_says_match(real, tiny_submitt
     assert p.stdout == f"match  {real.api.build(bid)['iso_sha256']}  {bid}\n"
     assert "0 packages downloaded" in p.stderr, p.stderr[-4000:]
     assert list(Path(real.srv.data_dir, "verify").iterdir()) == []
+
+
+@needs_root
+def test_a_boot_check_is_asked_for_shown_and_cached(real, tiny_submitted):
+    """tiny was built without a boot check (tiny_submitted): asking for one is
+    not answered by that build but by a new one that boots the ISO; its
+    verdict is in the API's build object and in debate status, its console
+    at boot_log_url; asking again is a hit with it."""
+    bid = tiny_submitted.p.stdout.split()[0]
+    plain = real.api.build(bid)
+    assert plain["boot_check"] is False and plain["boot_verdict"] is None and plain["boot_log_url"] is None
+    p = client(real, "submit", str(TINY), "--boot-check", "--wait", timeout=FIRST_BUILD_TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    checked_id = p.stdout.split()[0]
+    assert checked_id != bid, "a build never boot-checked answered a submission that asks for a check"
+    b = real.api.build(checked_id)
+    assert b["status"] == "succeeded" and b["iso_sha256"] == plain["iso_sha256"], b
+    assert b["boot_check"] is True
+    assert b["boot_verdict"]["result"] == "pass", b["boot_verdict"]
+    assert b["boot_verdict"]["bios"] == "pass" and b["boot_verdict"]["uefi"] == "pass"
+    assert b["boot_log_url"] == f"/api/v1/builds/{checked_id}/boot-log"
+    log = real.api.get(b["boot_log_url"])
+    assert log.status == 200 and log.header("Content-Type").startswith("text/plain")
+    assert "marker: DEBATE-TINY-BOOTED" in log.body.decode() and "debate tiny image" in log.body.decode()
+    assert real.api.get(f"/api/v1/builds/{bid}/boot-log").status == 404
+    p = client(real, "status", checked_id)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^boot +pass \(bios pass, uefi pass, \d+ s; console: /api/v1/builds/.*/boot-log\)$",
+                     p.stdout, re.M), p.stdout
+    # The artifact store keeps the manifest of the build that stored the ISO first (the plain one).
+    assert real.api.get(b["manifest_url"]).status == 200
+    again = real.api.submit(json.loads(TINY.read_text()), boot_check=True)
+    assert again.status == 200 and again.json()["cache"] == "hit", again
+    assert again.json()["build"]["id"] == checked_id
+
+
+@needs_root
+def test_a_boot_check_of_a_recipe_without_a_serial_console_is_refused(real, tmp_path):
+    doc = json.loads(TINY.read_text())
+    doc["boot"]["cmdline"] = "console=tty0"
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps(doc))
+    r = real.api.submit(doc, boot_check=True)
+    assert r.status == 400, r
+    assert r.json()["error"]["field"] == "boot_check"
+    assert "console=ttyS0" in r.json()["error"]["message"]
+    assert real.api.submit(doc, boot_check="yes").status == 400
+    p = client(real, "submit", str(recipe), "--boot-check")
+    assert p.returncode != 0 and "console=ttyS0" in p.stderr, p.stderr

@@ -53,7 +53,7 @@ TINY = ROOT / "examples" / "tiny.json"
 
 STAGES_AFTER_ROOTFS = ("customizing", "kernel", "squashfs", "bootloader", "assembling")
 BUILD_STAGES = ("rootfs",) + STAGES_AFTER_ROOTFS
-ALL_STAGES = ("queued", "resolving", "fetching") + BUILD_STAGES + ("verifying", "done")
+ALL_STAGES = ("queued", "resolving", "fetching") + BUILD_STAGES + ("booting", "verifying", "done")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = ("succeeded", "failed", "cancelled")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

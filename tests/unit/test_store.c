@@ -140,14 +140,14 @@ TEST(cache_lookup_finds_the_newest_succeeded_build)
     PGconn *c = dbtest_open();
     struct build_record b, got;
     bool merged;
-    CHECK_INT(store_build_find_cached(c, key_of('1'), &got, E), DB_NOT_FOUND);
+    CHECK_INT(store_build_find_cached(c, key_of('1'), false, &got, E), DB_NOT_FOUND);
     submit(c, key_of('1'), &b, &merged);
-    CHECK_INT(store_build_find_cached(c, key_of('1'), &got, E), DB_NOT_FOUND); /* queued is not cached */
+    CHECK_INT(store_build_find_cached(c, key_of('1'), false, &got, E), DB_NOT_FOUND); /* queued is not cached */
     OK(store_build_claim(c, "w", 30, &got, E));
     build_record_release(&got);
     struct build_result ok = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 10};
     OK(store_build_finish(c, b.id, "w", &ok, E));
-    OK(store_build_find_cached(c, key_of('1'), &got, E));
+    OK(store_build_find_cached(c, key_of('1'), false, &got, E));
     CHECK_STR(got.id, b.id);
     CHECK_STR(got.iso_sha256, key_of('e'));
     build_record_release(&got);
@@ -162,6 +162,61 @@ TEST(cache_lookup_finds_the_newest_succeeded_build)
     build_record_release(&got);
     build_record_release(&again);
     build_record_release(&b);
+    dbtest_close(c);
+}
+
+/*
+ * A submission that asks for a boot check neither merges into the
+ * identical build in flight that does not check, nor is answered by a
+ * cached build whose check never ran; the verdict and console are kept.
+ */
+TEST(boot_checks_merge_and_hit_only_boot_checked_builds)
+{
+    PGconn *c = dbtest_open();
+    struct build_record plain, checked, again, got;
+    bool merged;
+    submit(c, key_of('1'), &plain, &merged);
+    struct build_new in = {.config_hash = key_of('c'), .build_key = key_of('1'), .key_parts = "{}",
+                           .recipe = "{\"name\":\"tiny\"}", .cancel_token_hash = token_a, .max_attempts = 2,
+                           .boot_check = true};
+    OK(store_build_submit(c, &in, &checked, &merged, E));
+    CHECK(!merged);
+    CHECK(checked.boot_check);
+    CHECK(strcmp(checked.id, plain.id) != 0);
+    OK(store_build_submit(c, &in, &again, &merged, E));
+    CHECK(merged);
+    CHECK_STR(again.id, checked.id);
+    CHECK_INT(store_build_find_active(c, key_of('1'), true, &got, E), DB_OK);
+    CHECK_STR(got.id, checked.id);
+    build_record_release(&got);
+    /* The plain build finishes first: a hit for plain submissions only. */
+    OK(store_build_claim(c, "w", 30, &got, E));
+    CHECK_STR(got.id, plain.id);
+    build_record_release(&got);
+    struct build_result ok = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 10};
+    OK(store_build_finish(c, plain.id, "w", &ok, E));
+    OK(store_build_find_cached(c, key_of('1'), false, &got, E));
+    build_record_release(&got);
+    CHECK_INT(store_build_find_cached(c, key_of('1'), true, &got, E), DB_NOT_FOUND);
+    CHECK_INT(store_build_boot_log(c, plain.id, &(char *){NULL}, E), DB_NOT_FOUND);
+    /* The checked one records its verdict and console. */
+    OK(store_build_claim(c, "w", 30, &got, E));
+    build_record_release(&got);
+    struct build_result booted = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 10,
+                                  .boot_verdict = "{\"result\": \"fail\", \"bios\": \"fail\"}",
+                                  .boot_log = "== bios: fail ==\nKernel panic\n"};
+    OK(store_build_finish(c, checked.id, "w", &booted, E));
+    OK(store_build_find_cached(c, key_of('1'), true, &got, E));
+    CHECK_STR(got.id, checked.id);
+    CHECK(strstr(got.boot_verdict, "\"result\": \"fail\"") != NULL);
+    build_record_release(&got);
+    char *log = NULL;
+    OK(store_build_boot_log(c, checked.id, &log, E));
+    CHECK_STR(log, "== bios: fail ==\nKernel panic\n");
+    free(log);
+    build_record_release(&plain);
+    build_record_release(&checked);
+    build_record_release(&again);
     dbtest_close(c);
 }
 

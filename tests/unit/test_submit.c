@@ -124,6 +124,28 @@ TEST(the_same_recipe_gets_the_same_key_and_a_new_token)
     submission_release(&b);
 }
 
+/* boot_check is read, is not part of the key, and needs a serial console. */
+TEST(a_boot_check_is_asked_for_outside_the_key)
+{
+    struct submission a, b;
+    struct submit_problem p;
+    CHECK_INT(parse("{\"recipe\": " TINY ", \"boot_check\": true}", &a, &p), SUBMIT_OK);
+    CHECK_INT(parse("{\"recipe\": " TINY "}", &b, &p), SUBMIT_OK);
+    CHECK(a.boot_check);
+    CHECK(!b.boot_check);
+    CHECK_STR(a.build_key, b.build_key);
+    submission_release(&a);
+    submission_release(&b);
+    REFUSED("{\"recipe\": " TINY ", \"boot_check\": 1}", SUBMIT_INVALID_REQUEST, "boot_check");
+    struct submission c;
+    const char *serial_less = "{\"boot_check\": true, \"recipe\": {\"name\": \"tiny\", \"variant\": \"busybox\", "
+                              "\"packages\": [\"busybox-static\"], \"boot\": {\"cmdline\": \"console=tty0\"}}}";
+    CHECK_INT(parse(serial_less, &c, &p), SUBMIT_INVALID_REQUEST);
+    CHECK_STR(p.field, "boot_check");
+    CHECK(strstr(p.message, "boot_check: boot.cmdline: ") == p.message);
+    CHECK(strstr(p.message, "console=ttyS0") != NULL);
+}
+
 TEST(finished_table_keeps_only_what_it_was_given)
 {
     struct finished *t = finished_new();
