@@ -106,7 +106,7 @@ install: $(INSTALL_BIN)
 	test -e $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf || \
 		install -m 0644 deploy/debate.conf $(DESTDIR)$(SYSCONFDIR)/debate/debate.conf
 
-.PHONY: all deps test test-cgroup2 run unit fuzz-build fuzz clean
+.PHONY: all deps test test-cgroup2 test-examples run unit fuzz-build fuzz clean
 .SECONDARY:
 
 all: build/debate
@@ -149,6 +149,12 @@ test: deps
 test-cgroup2: build/debate build/tests/test_sandbox
 	@DEBATE_TEST_CGROUP2=1 DEBATE_BIN=$(CURDIR)/build/debate \
 		$(PYTHON) -m pytest -q -s -rfEs -p no:cacheprovider tests/integration/test_cgroup2.py
+
+# Every example that `make test` does not build (rescue: minutes), built
+# for real and checked against its recipe.
+test-examples: build/debate
+	@DEBATE_TEST_EXAMPLES=1 DEBATE_BIN=$(CURDIR)/build/debate \
+		$(PYTHON) -m pytest -q -rfEs -p no:cacheprovider tests/integration/test_build.py -k every_other_example
 
 # As root, the embedded PostgreSQL runs as user postgres and the front door
 # as user debate (or nobody when there is no such user), which must both be
