@@ -102,9 +102,18 @@ static bool plain_path(const char *rel)
     }
 }
 
+/* Whether the record has room for rel and every parent it may make. */
+static bool room_for(const char *rel)
+{
+    size_t need = 1;
+    for (const char *p = rel; *p; p++)
+        need += *p == '/';
+    return tree.n + need <= ARRAY_SIZE(tree.v);
+}
+
 static void make_entry(char type, char *rel, const char *data, size_t len)
 {
-    if (!plain_path(rel) || !make_parents(rel))
+    if (!plain_path(rel) || !room_for(rel) || !make_parents(rel))
         return;
     _cleanup_free_ char *path = xasprintf("%s/%s", tree.root, rel);
     _cleanup_free_ char *target = type == 'l' ? xstrndup(data, len) : NULL;
