@@ -28,7 +28,7 @@ from conftest import (DebateServer, ResponseTimeout, _finish, _own_tmpdir, build
                       reap_postgres, run_psql)
 
 # What migration 1 creates.
-EXPECTED_MIGRATIONS = [("1", "builds"), ("2", "build service: events, artifacts, job kinds")]
+EXPECTED_MIGRATIONS = [("1", "builds"), ("2", "build service: events, artifacts, job kinds"), ("3", "boot check")]
 LATEST = len(EXPECTED_MIGRATIONS)
 EXPECTED_BUILD_INDEXES = {
     "builds_pkey", "builds_cache", "builds_active_key", "builds_queue",
