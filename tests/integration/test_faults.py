@@ -581,7 +581,8 @@ def test_sixteen_workers_in_network_namespaces_over_tcp():
             for m in re.finditer(r"build ([0-9a-f-]{36}): succeeded", log.read_text()):
                 seen[m.group(1)] += 1
         assert seen and max(seen.values()) == 1, [b for b, n in seen.items() if n > 1]
-        assert len(seen) == statuses["succeeded"]
+        # A worker killed after its commit and before its log line leaves a success unlogged: one per kill at most.
+        assert statuses["succeeded"] - kills <= len(seen) <= statuses["succeeded"], (len(seen), statuses)
         # Every worker took part, over TCP from its own address.
         owners = cluster.psql("SELECT count(DISTINCT client_addr) FROM pg_stat_activity "
                               "WHERE application_name = 'debate' AND client_addr IS NOT NULL")
