@@ -677,17 +677,26 @@ def _own_tmpdir(prefix):
     return d
 
 
-@pytest.fixture(scope="module")
-def server(request):
-    """One server shared by the tests of a module (big rate limit)."""
-    workdir = _own_tmpdir("debate-shared-")
-    srv = DebateServer(workdir, SHARED_ENV)
+def module_server(request, prefix, env, prepare=None):
+    """A generator for a module's server fixture: a DebateServer in a work directory of
+    its own, prepare(srv) run before it starts, stopped and checked (_finish) and its
+    directory removed after the module's tests."""
+    workdir = _own_tmpdir(prefix)
+    srv = DebateServer(workdir, env)
+    if prepare is not None:
+        prepare(srv)
     srv.start()
     yield srv
     try:
         _finish([srv], request)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    """One server shared by the tests of a module (big rate limit)."""
+    yield from module_server(request, "debate-shared-", SHARED_ENV)
 
 
 @pytest.fixture

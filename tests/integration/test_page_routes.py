@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from apidoc import INDEX_DATE, REPO, check_answer, load_doc, make_index
-from conftest import DebateServer, _finish, _own_tmpdir, build_request, debate_bin
+from conftest import DebateServer, _finish, _own_tmpdir, build_request, debate_bin, module_server
 
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
             "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -35,17 +35,12 @@ def doc():
 @pytest.fixture(scope="module")
 def page_server(request):
     """A server whose package cache holds one bookworm index (made here) and a trixie one."""
-    workdir = _own_tmpdir("debate-page-")
-    srv = DebateServer(workdir, {"DEBATE_RATE_LIMIT": 100000, "DEBATE_WORKERS": 0,
-                                 "DEBATE_MAX_BODY_BYTES": 65536})
-    srv.index_sha = make_index(srv.data_dir)
-    make_index(srv.data_dir, codename="trixie", packages=[("trixie-only", "1", "not bookworm")])
-    srv.start()
-    yield srv
-    try:
-        _finish([srv], request)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    def indexes(srv):
+        srv.index_sha = make_index(srv.data_dir)
+        make_index(srv.data_dir, codename="trixie", packages=[("trixie-only", "1", "not bookworm")])
+
+    yield from module_server(request, "debate-page-", {"DEBATE_RATE_LIMIT": 100000, "DEBATE_WORKERS": 0,
+                                                       "DEBATE_MAX_BODY_BYTES": 65536}, indexes)
 
 
 def web_files():

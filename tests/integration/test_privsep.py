@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import DebateServer, _finish, _own_tmpdir, metric_value
+from conftest import DebateServer, _finish, _own_tmpdir, metric_value, module_server
 
 RESTORED_AT = int(time.time()) - 3600
 
@@ -59,19 +59,14 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def privsep(request):
     """One server with a worker process, for the checks that leave it running."""
-    workdir = _own_tmpdir("debate-privsep-")
-    srv = DebateServer(workdir, {"DEBATE_WORKERS": 1})
-    # A restore test's record, private to root as `debate restore-test` writes it.
-    backups = srv.data_dir / "backups"
-    backups.mkdir(mode=0o700, parents=True)
-    (backups / "restore-test.json").write_text(json.dumps({"last_success": RESTORED_AT, "dump": "x"}) + "\n")
-    (backups / "restore-test.json").chmod(0o600)
-    srv.start()
-    yield srv
-    try:
-        _finish([srv], request)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    def restore_record(srv):
+        """A restore test's record, private to root as `debate restore-test` writes it."""
+        backups = srv.data_dir / "backups"
+        backups.mkdir(mode=0o700, parents=True)
+        (backups / "restore-test.json").write_text(json.dumps({"last_success": RESTORED_AT, "dump": "x"}) + "\n")
+        (backups / "restore-test.json").chmod(0o600)
+
+    yield from module_server(request, "debate-privsep-", {"DEBATE_WORKERS": 1}, restore_record)
 
 
 def listening_inodes(port):
