@@ -63,6 +63,7 @@ static const struct setting settings[] = {
     S(security_mirror, T_STRING, "", 0, 0),
     S(archive_keyring, T_PATH, "/usr/share/keyrings/debian-archive-keyring.gpg", 0, 0),
     S(cache_dir, T_PATH, "", 0, 0),
+    S(base_cache_mb, T_UINT, "8192", 0, 2000000000),
     S(sandbox_id_base, T_UINT, "100000", 1000, 2000000000),
     S(sandbox_memory_mb, T_UINT, "4096", 64, 16777216),
     S(sandbox_pids, T_UINT, "1024", 16, 4194304),

@@ -15,7 +15,7 @@
 const struct cmd_usage cmd_build_usage = {
     .name = "build",
     .synopsis = "RECIPE -o OUT.iso [--lock LOCK] [--mirror URL] [--security-mirror URL] [--hook-timeout SECONDS] "
-                "[--timeout SECONDS] [--boot-check] [--config FILE]",
+                "[--timeout SECONDS] [--boot-check] [--cold] [--config FILE]",
     .summary = "build the ISO and its manifest in the sandbox; needs root",
     .options = "  -o, --output FILE    write the ISO to FILE, its manifest to FILE.manifest.json\n"
                "                       (required)\n"
@@ -33,7 +33,9 @@ const struct cmd_usage cmd_build_usage = {
                "                       build_timeout setting)\n"
                "      --boot-check     boot the ISO under QEMU with each firmware it is made\n"
                "                       for; its verdict goes to the manifest, its console to\n"
-               "                       OUT.iso.boot.log; exit status 3 when a boot fails\n",
+               "                       OUT.iso.boot.log; exit status 3 when a boot fails\n"
+               "      --cold           install the packages even when a base layer of the same\n"
+               "                       packages is cached (the package cache is still used)\n",
 };
 
 /* debate build's exit status when the ISO was built but did not boot. */
@@ -110,6 +112,7 @@ int cmd_build(int argc, char **argv)
                                          {"lock", required_argument, NULL, 'l'},
                                          {"timeout", required_argument, NULL, 'T'},
                                          {"boot-check", no_argument, NULL, 'B'},
+                                         {"cold", no_argument, NULL, 'C'},
                                          CMD_OPTION_HELP,
                                          {NULL, 0, NULL, 0}};
     struct engine_opts o = {.hook_timeout_s = 300};
@@ -131,6 +134,8 @@ int cmd_build(int argc, char **argv)
             o.lock_path = optarg;
         else if (c == 'B')
             o.boot_check = true;
+        else if (c == 'C')
+            o.cold = true;
         else if (c == 't' && !cmd_parse_uint(optarg, 86400, &o.hook_timeout_s))
             return cmd_bad_number(&cmd_build_usage, "--hook-timeout", 86400, optarg);
         else if (c == 'T' && !cmd_parse_uint(optarg, 1000000000, &o.timeout_s))

@@ -236,6 +236,25 @@ static int make_mirror(struct build *b)
     return 0;
 }
 
+/* The base layer the root filesystem stage wrote, copied out beside the ISO (out/base.tar.zst). */
+static int collect_layer(int diskfd, struct build *b, char *err, size_t errlen)
+{
+    _cleanup_close_ int in = sandbox_open_beneath(diskfd, NEW_LAYER, O_RDONLY);
+    struct stat st;
+    if (in < 0 || fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "the build left no regular base layer: %s", strerror(errno));
+        return -1;
+    }
+    _cleanup_free_ char *path = xasprintf("%s/" NEW_LAYER, b->out_dir);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 || copy_fd(in, fd) < 0) {
+        snprintf(err, errlen, "cannot copy the base layer to \"%s\": %s", path,
+                 errno == ENOSPC ? "the disk is full" : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * On the host, after the sandbox succeeded: the ISO copied out and the
  * squashfs hashed, both opened without following any link the build
@@ -269,6 +288,10 @@ static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char
         snprintf(out, outlen, "%d", (int)engine_errno_cause(saved));
         return -1;
     }
+    if (b->base_save && collect_layer(diskfd, b, err, errlen) < 0) {
+        snprintf(out, outlen, "%d", (int)engine_errno_cause(errno));
+        return -1;
+    }
     snprintf(out, outlen, "%s", sha);
     return 0;
 }
@@ -277,8 +300,8 @@ static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char
 static int run_offline(struct build *b, struct engine_result *res)
 {
     const struct config *cfg = b->o->cfg;
-    struct sandbox_bind mirror = {.host = b->mirror_dir, .inside = MIRROR};
-    struct sandbox_opts so = {.workdir = b->work, .binds = &mirror, .nbinds = 1, .id_base = cfg->sandbox_id_base,
+    struct sandbox_bind binds[] = {{.host = b->mirror_dir, .inside = MIRROR}, {.host = b->base_dir, .inside = BASE}};
+    struct sandbox_opts so = {.workdir = b->work, .binds = binds, .nbinds = b->base_reused ? 2 : 1, .id_base = cfg->sandbox_id_base,
                               .env = build_tool_env(b, true), .hostname = "debate-build", .payload = stages_payload,
                               .arg = b, .on_output = proto_host_output, .output_arg = b, .collect = offline_collect,
                               .collect_arg = b, .cancel = b->o->interrupted};
@@ -376,18 +399,13 @@ char *engine_tool_versions(const char *scratch_dir)
     return text;
 }
 
-static char *tool_versions(struct build *b)
-{
-    return engine_tool_versions(b->out_dir);
-}
-
 static int write_manifest(struct build *b, const struct engine_result *res, const char *path)
 {
     json_error_t je;
     json_t *recipe = json_loads(b->r->canonical, 0, &je);
     json_t *lock = json_loads(b->lock.json, 0, &je);
     json_t *tools = json_object();
-    _cleanup_free_ char *versions = tool_versions(b);
+    _cleanup_free_ char *versions = xstrdup(b->tools);
     for (char *line = versions, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next)
@@ -410,6 +428,10 @@ static int write_manifest(struct build *b, const struct engine_result *res, cons
     /* The verdict describes this build's check, not the image: the ISO's bytes do not depend on it. */
     if (res->boot.checked)
         json_object_set_new(doc, "boot_check", bootcheck_json(&res->boot));
+    /* How this build got its tree: the bytes are the same either way. */
+    if (b->layer_key != NULL)
+        json_object_set_new(doc, "base_layer",
+                            json_pack("{s:s, s:b}", "key", b->layer_key, "reused", (int)b->base_reused));
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(doc);
     _cleanup_free_ char *with_nl = xasprintf("%s\n", text);
@@ -557,6 +579,27 @@ static int fetch_packages(struct build *b, struct engine_result *res)
     return 0;
 }
 
+/*
+ * The base layer: its key, and the cached layer put in the work directory
+ * when there is one to reuse (and the build is not asked to be cold);
+ * otherwise the root filesystem stage writes one for the cache.
+ */
+static int prepare_base_layer(struct build *b, struct engine_result *res)
+{
+    b->tools = engine_tool_versions(b->out_dir);
+    if (b->o->cfg->base_cache_mb == 0)
+        return 0;
+    b->layer_key = layers_key(b, b->tools);
+    snprintf(res->base_layer, sizeof(res->base_layer), "%s", b->layer_key);
+    b->base_dir = xasprintf("%s/base", b->work);
+    int rc = b->o->cold ? 0 : layers_take(b, b->layer_key, b->base_dir);
+    if (rc < 0)
+        return -1;
+    b->base_reused = res->base_reused = rc == 1;
+    b->base_save = !b->base_reused;
+    return 0;
+}
+
 /* The work directory beside the output (the same file system: the ISO is renamed into place). */
 static int make_work_dir(struct build *b)
 {
@@ -584,12 +627,17 @@ enum engine_error engine_build(const struct recipe *r, const struct engine_opts 
     struct build b = {.r = r, .o = o, .err = err, .errlen = errlen, .progress_fd = -1, .cause = ENGINE_E_FAILED};
     memset(res, 0, sizeof(*res));
     make_label(&b);
-    if (absolute_output(&b) < 0 || obtain_lock(&b) < 0 || fetch_packages(&b, res) < 0 || make_work_dir(&b) < 0)
+    if (absolute_output(&b) < 0 || obtain_lock(&b) < 0 || fetch_packages(&b, res) < 0 || make_work_dir(&b) < 0 ||
+        prepare_base_layer(&b, res) < 0)
         goto out;
     build_progress(&b, STAGE_ROOTFS, 0, "local mirror of the lock");
     if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || (o->boot_check && bootcheck_run(&b, res) < 0) ||
         finish(&b, res) < 0)
         goto out;
+    if (b.base_save) {
+        _cleanup_free_ char *layer = xasprintf("%s/" NEW_LAYER, b.out_dir);
+        layers_keep(&b, b.layer_key, layer);
+    }
     build_progress(&b, STAGE_DONE, 100, "%s sha256 %s", o->output, res->iso_sha256);
     b.cause = ENGINE_OK;
 out:
@@ -599,6 +647,9 @@ out:
     free(b.mirror_dir);
     free(b.out_dir);
     free(b.output);
+    free(b.tools);
+    free(b.layer_key);
+    free(b.base_dir);
     free(b.line);
     free(b.error);
     lock_release(&b.lock);

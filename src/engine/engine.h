@@ -73,6 +73,7 @@ struct engine_opts {
     unsigned hook_timeout_s;         /* per hook */
     unsigned timeout_s;              /* the whole sandboxed part; 0: cfg->build_timeout */
     bool boot_check;                 /* boot the ISO under QEMU once assembled (bootcheck.h) */
+    bool cold;                       /* install the packages even when a base layer is cached (one is still kept) */
     unsigned boot_check_timeout_s;   /* per firmware; 0: cfg->boot_check_timeout */
     engine_progress_cb progress;
     void *progress_arg;
@@ -88,6 +89,8 @@ struct engine_result {
     int fetched; /* packages downloaded */
     char lock_hash[65]; /* the lock built from */
     struct bootcheck_result boot; /* boot.checked when o->boot_check; the console log is at OUTPUT.boot.log */
+    char base_layer[65]; /* the base layer's key; empty when base layers are off */
+    bool base_reused;    /* the tree came from the cached base layer: no package was installed */
 };
 
 /* "package version" lines of the host tools that write the image (malloc'd); scratch_dir holds a temporary file. */

@@ -29,6 +29,10 @@
 #define WORK "/mnt/build"
 #define MIRROR "/mnt/mirror"
 #define KEYRING MIRROR "/archive-keyring.gpg"
+/* Inside: the reused base layer (read-only), and where a new one is written. */
+#define BASE "/mnt/base"
+#define BASE_LAYER BASE "/layer.tar.zst"
+#define NEW_LAYER "base.tar.zst" /* under WORK */
 
 struct build {
     const struct recipe *r;
@@ -53,6 +57,11 @@ struct build {
     size_t log_tail_len;
     char tool_line[1024]; /* inside: the running tool's output, up to its next newline */
     size_t tool_line_len;
+    char *tools;      /* engine_tool_versions: in the manifest and the base layer's key */
+    char *layer_key;  /* the base layer's key; NULL when base layers are off (base_cache_mb 0) */
+    char *base_dir;   /* work/base: the reused layer (read-only at BASE inside) */
+    bool base_reused; /* the root filesystem comes from the cached layer */
+    bool base_save;   /* the root filesystem stage leaves WORK/base.tar.zst for the cache */
     /* the tools' environment (build_tool_env) */
     const char *env[16];
     char env_sde[48], env_kept[6][256], env_preload[512];
@@ -97,6 +106,19 @@ void proto_host_finish(struct build *b);
 
 /* The sandbox's payload: every stage from rootfs to assembling; 0 when the ISO is at WORK/image.iso. */
 int stages_payload(void *arg);
+
+/* ---- layers.c: the cache of base layers, on the host ---- */
+
+/* The key of the build's base layer (malloc'd hex): everything the tree after the packages depends on. */
+char *layers_key(const struct build *b, const char *tools);
+/*
+ * Puts the cached layer of key, verified, at dest_dir/layer.tar.zst: 1. No
+ * such layer: 0. A damaged one is removed and reported (progress): 0.
+ * -1 with the cause when dest_dir cannot be made.
+ */
+int layers_take(struct build *b, const char *key, const char *dest_dir);
+/* Keeps layer (a file the sandbox made) as key's, then keeps the cache in its budget. Failures are reported, not fatal. */
+void layers_keep(struct build *b, const char *key, const char *layer);
 
 /* ---- bootcheck.c ---- */
 

@@ -96,7 +96,7 @@ static char *image_sources(const struct lock *l)
     "if [ -e \"$1/bin/busybox\" ]; then chroot \"$1\" /bin/busybox --install -s; "                                   \
     "else chroot \"$1\" /usr/bin/busybox --install -s; fi"
 
-static int rootfs(struct build *b)
+static int install_packages(struct build *b)
 {
     const char *keyring = KEYRING;
     _cleanup_free_ char *kr = xasprintf("--keyring=%s", keyring);
@@ -128,6 +128,38 @@ static int rootfs(struct build *b)
     for (size_t i = 0; i < ARRAY_SIZE(sources); i++)
         free(sources[i]);
     return rc;
+}
+
+/*
+ * The base layer: the tree as the packages left it, before any overlay or
+ * hook, as a tarball with every owner, mode, link and extended attribute.
+ * Times need not survive: squashfs stamps every file with the epoch.
+ */
+#define LAYER_TAR_OPTS "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls"
+
+static int layer_extract(struct build *b)
+{
+    build_progress(b, STAGE_ROOTFS, 10, "reusing the base layer %.12s: no package is installed", b->layer_key);
+    int rc = mkdir_p(WORK "/root", 0755);
+    if (rc < 0)
+        return build_fail(b, engine_errno_cause(-rc), "cannot create the root filesystem: %s", strerror(-rc));
+    const char *argv[] = {"/bin/tar", "-x", "-p", LAYER_TAR_OPTS, "--zstd", "-f", BASE_LAYER, "-C", WORK "/root", NULL};
+    return build_run_tool(b, "unpacking the base layer", argv, false);
+}
+
+static int layer_write(struct build *b)
+{
+    build_progress(b, STAGE_ROOTFS, 90, "writing the base layer %.12s for later builds", b->layer_key);
+    const char *argv[] = {"/bin/tar", "-c", "--sort=name", LAYER_TAR_OPTS, "--use-compress-program=zstd -T0 -3",
+                          "-f", WORK "/" NEW_LAYER, "-C", WORK "/root", ".", NULL};
+    return build_run_tool(b, "writing the base layer", argv, false);
+}
+
+static int rootfs(struct build *b)
+{
+    if (b->base_reused)
+        return layer_extract(b);
+    return install_packages(b) ?: (b->base_save ? layer_write(b) : 0);
 }
 
 /* ---- stage: customizing ----------------------------------------------------------------- */

@@ -98,14 +98,15 @@ def tiny_iso(data_dir):
     shutil.rmtree(d, ignore_errors=True)
 
 
-def assert_same_bytes_when_hostile(data_dir, recipe, reference, out_dir):
+def assert_same_bytes_when_hostile(data_dir, recipe, reference, out_dir, *args):
     deep = out_dir / "private" / "elsewhere"
     deep.mkdir(parents=True)
     (out_dir / "private").chmod(0o700)
     out = deep / reference.name
-    r = hostile_build(data_dir, recipe, out)
+    r = hostile_build(data_dir, recipe, out, *args)
     assert r.returncode == 0, r.stderr
     assert file_sha256(out) == file_sha256(reference)
+    return r
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,62 @@ def tiny_built(request, release):
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_tiny_is_byte_identical_under_a_hostile_environment(request, data_dir, out_dir, release):
-    assert_same_bytes_when_hostile(data_dir, TINY_OF[release], tiny_built(request, release), out_dir)
+    """Cold: the packages installed again, not taken from the base layer the first build kept."""
+    r = assert_same_bytes_when_hostile(data_dir, TINY_OF[release], tiny_built(request, release), out_dir, "--cold")
+    assert "installing the packages" in r.stdout and "reusing the base layer" not in r.stdout
+
+
+def manifest_of(iso):
+    return json.loads(Path(f"{iso}.manifest.json").read_text())
+
+
+def test_a_rebuild_reuses_the_base_layer_and_gives_the_same_bytes(data_dir, tiny_iso, out_dir):
+    out = out_dir / "again.iso"
+    r = build(data_dir, TINY, out)
+    assert r.returncode == 0, r.stderr
+    key = manifest_of(tiny_iso)["base_layer"]["key"]
+    assert f"reusing the base layer {key[:12]}: no package is installed" in r.stdout
+    assert manifest_of(out)["base_layer"] == {"key": key, "reused": True}
+    assert file_sha256(out) == file_sha256(tiny_iso)
+
+
+def test_an_overlay_change_reuses_the_base_boots_and_matches_its_cold_build(data_dir, tiny_iso, out_dir):
+    """A recipe that differs from tiny only in an overlay: built on tiny's
+    base layer (and boot-checked), then cold: the same bytes."""
+    doc = json.loads(TINY.read_text())
+    doc["overlays"] = doc.get("overlays", []) + [{"path": "/etc/debate-extra", "content": "only the overlay differs\n"}]
+    recipe = out_dir / "overlay.json"
+    recipe.write_text(json.dumps(doc))
+    reused, cold = out_dir / "reused.iso", out_dir / "cold.iso"
+    r = build(data_dir, recipe, reused, "--boot-check")
+    assert r.returncode == 0, r.stderr
+    key = manifest_of(tiny_iso)["base_layer"]["key"]
+    assert f"reusing the base layer {key[:12]}" in r.stdout
+    assert "boot check: bios pass, uefi pass" in r.stdout
+    r = build(data_dir, recipe, cold, "--cold")
+    assert r.returncode == 0, r.stderr
+    assert "reusing the base layer" not in r.stdout
+    assert manifest_of(cold)["base_layer"] == {"key": key, "reused": False}
+    assert file_sha256(reused) == file_sha256(cold) != file_sha256(tiny_iso)
+
+
+def test_a_damaged_base_layer_is_detected_and_rebuilt(data_dir, tiny_iso, out_dir):
+    key = manifest_of(tiny_iso)["base_layer"]["key"]
+    layer = data_dir / "cache" / "bases" / key / "layer.tar.zst"
+    data = bytearray(layer.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    os.unlink(layer)  # a new inode: builds holding a link to the old one keep their bytes
+    layer.write_bytes(bytes(data))
+    out = out_dir / "after-damage.iso"
+    r = build(data_dir, TINY, out)
+    assert r.returncode == 0, r.stderr
+    assert f"the base layer {key[:12]} is damaged (its SHA-256 differs)" in r.stdout
+    assert "reusing the base layer" not in r.stdout
+    assert f"kept the base layer {key[:12]}" in r.stdout
+    assert manifest_of(out)["base_layer"] == {"key": key, "reused": False}
+    assert file_sha256(out) == file_sha256(tiny_iso)
+    kept = (data_dir / "cache" / "bases" / key / "layer.sha256").read_text().split()[0]
+    assert file_sha256(layer) == kept
 
 
 def test_manifest_describes_the_build(data_dir, tiny_iso):
@@ -456,11 +512,11 @@ def test_full_disk_is_reported(data_dir, out_dir):
         subprocess.run(["umount", str(small)], check=True)
 
 
-def hostile_build(data_dir, recipe, out):
+def hostile_build(data_dir, recipe, out, *args):
     """Builds in another directory (below a 0700 one), with the clock 3 days
     ahead, another time zone, locale, umask and host name."""
     script = ('hostname evil-build-host && umask 077 && '
-              f'exec faketime -f +3d "{DEBATE}" build "{recipe}" -o "{out}"')
+              f'exec faketime -f +3d "{DEBATE}" build "{recipe}" -o "{out}" {" ".join(args)}')
     return subprocess.run(["unshare", "--uts", "--", "/bin/sh", "-c", script], capture_output=True, text=True,
                           timeout=1800, env=dict(os.environ, DEBATE_DATA_DIR=str(data_dir), TZ="Asia/Tokyo",
                                                  LC_ALL="C", NO_FAKE_STAT="1",
@@ -480,7 +536,10 @@ def minimal_iso(data_dir):
 
 @heavy
 def test_minimal_is_byte_identical_under_a_hostile_environment(data_dir, minimal_iso, out_dir):
-    assert_same_bytes_when_hostile(data_dir, MINIMAL, minimal_iso, out_dir)
+    """On the base layer the first build kept: the live image's packages
+    (maintainer scripts, the initramfs) are not installed again."""
+    r = assert_same_bytes_when_hostile(data_dir, MINIMAL, minimal_iso, out_dir)
+    assert "reusing the base layer" in r.stdout
 
 
 @heavy
