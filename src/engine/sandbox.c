@@ -74,6 +74,8 @@ struct super {
     const struct sandbox_opts *o;
     char *disk_img, *disk, *view;
     unsigned long long disk_mb; /* the build disk's size, the limit or less */
+    unsigned long long disk_base; /* bytes in use on the build disk when empty */
+    unsigned long long disk_peak; /* the most the build had written to it at once */
     int out_w;                  /* the payload's output pipe */
     int go[2], st[2];           /* supervisor -> init: go; init -> supervisor: status */
     struct sandbox_cgroup *cg;
@@ -318,6 +320,19 @@ static int attach_loop(const char *img, const char *workdir, char *dev, size_t d
     return loopfd;
 }
 
+/*
+ * Bytes in use on the build disk, 0 when it cannot be inspected. Blocks
+ * free, not available: the blocks ext4 holds back from writers are not in
+ * use. (Its fixed metadata, the inode tables, is outside f_blocks.)
+ */
+static unsigned long long disk_used(struct super *s)
+{
+    struct statvfs vfs;
+    if (statvfs(s->disk, &vfs) < 0)
+        return 0;
+    return (unsigned long long)(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+}
+
 static int make_disk(struct super *s, char *err, size_t errlen)
 {
     struct statvfs vfs;
@@ -372,6 +387,8 @@ static int make_disk(struct super *s, char *err, size_t errlen)
     }
     _cleanup_free_ char *lost = xasprintf("%s/lost+found", s->disk);
     rmdir(lost); /* owned by host root: nothing inside could use it */
+    /* What the empty file system already uses (its root directory) is not the build's. */
+    s->disk_base = disk_used(s);
     return 0;
 }
 
@@ -563,6 +580,19 @@ static bool disk_full(struct super *s)
     return free_b < (1ull << 20) || free_b < total / 100 || vfs.f_favail == 0;
 }
 
+/*
+ * Notes what the build has written to its disk, when it is more than
+ * before. ext4 counts blocks reserved for data still in the page cache as
+ * used, so the figure needs no sync.
+ */
+static void disk_sample(struct super *s)
+{
+    unsigned long long used = disk_used(s);
+    unsigned long long written = used > s->disk_base ? used - s->disk_base : 0;
+    if (written > s->disk_peak)
+        s->disk_peak = written;
+}
+
 static void describe_cause(struct super *s, struct sandbox_result *r)
 {
     const struct sandbox_limits *l = &s->o->limits;
@@ -610,6 +640,8 @@ static enum sandbox_cause watch(struct super *s, pid_t init, int *init_status)
     for (;;) {
         if (waitpid(init, init_status, WNOHANG) == init)
             break;
+        sandbox_cgroup_memory_sample(s->cg);
+        disk_sample(s);
         if (term_requested)
             cause = SANDBOX_CANCELLED;
         else if (clock_monotonic_ms() >= deadline)
@@ -734,6 +766,10 @@ static void supervise(const struct sandbox_opts *o, int out_w, int verdict_fd)
     /* The init is gone, so is its PID namespace; make sure of it. */
     if (!sandbox_cgroup_empty(s.cg, 5000))
         fprintf(stderr, "debate: warning: processes of a sandbox outlived it\n");
+    /* Nothing runs any more: the peaks are final, and the cgroup still holds its counters. */
+    disk_sample(&s);
+    r->disk_peak_bytes = s.disk_peak;
+    r->memory_peak_bytes = sandbox_cgroup_memory_peak(s.cg);
     char report[700] = "";
     ssize_t n = read(s.st[0], report, sizeof(report) - 1);
     report[n > 0 ? n : 0] = '\0';

@@ -76,6 +76,16 @@ struct sandbox_result {
     int status;        /* exit code, or signal number for SANDBOX_SIGNALED */
     char message[512]; /* the cause in words, for limits and collect failures */
     char collected[256]; /* what collect wrote for the caller */
+    /*
+     * The build's high-water marks, whatever the cause; 0 when unknown
+     * (the supervisor did not answer). memory_peak_bytes: the most memory
+     * the whole tree was charged at once (anonymous memory, page cache,
+     * tmpfs), as its cgroup recorded it, or as sampled every 100 ms where
+     * the kernel records no peak. disk_peak_bytes: the most the build had
+     * written to the build disk at once (space in use on it less what the
+     * empty file system takes), sampled every 100 ms and after the end.
+     */
+    unsigned long long memory_peak_bytes, disk_peak_bytes;
 };
 
 struct sandbox_opts {

@@ -30,6 +30,8 @@ struct sandbox_cgroup {
     int version[CTL_N];
     char *unique[CTL_N + 1]; /* distinct directories, for attach and removal */
     size_t nunique;
+    bool memory_sampled;            /* v2 without memory.peak: the peak is what watching saw */
+    unsigned long long memory_seen; /* the largest memory.current sampled */
 };
 
 
@@ -289,6 +291,13 @@ static int set_limit(struct sandbox_cgroup *cg, enum ctl c, const char *knob, co
     return 0;
 }
 
+/* Whether the kernel keeps the v2 cgroup dir's memory high-water mark: memory.peak came with Linux 5.19. */
+static bool v2_keeps_memory_peak(const char *dir)
+{
+    _cleanup_free_ char *path = xasprintf("%s/memory.peak", dir);
+    return access(path, R_OK) == 0;
+}
+
 struct sandbox_cgroup *sandbox_cgroup_create(const struct sandbox_limits *l, char *err, size_t errlen)
 {
     struct sandbox_cgroup *cg = xcalloc(1, sizeof(*cg));
@@ -344,6 +353,7 @@ struct sandbox_cgroup *sandbox_cgroup_create(const struct sandbox_limits *l, cha
         sandbox_cgroup_destroy(cg);
         return NULL;
     }
+    cg->memory_sampled = cg->version[CTL_MEMORY] == 2 && !v2_keeps_memory_peak(cg->dir[CTL_MEMORY]);
     return cg;
 }
 
@@ -375,13 +385,42 @@ static unsigned long long keyed(const char *dir, const char *file, const char *k
     return 0;
 }
 
+/* The number a one-value file holds; 0 when it cannot be read. */
+static unsigned long long number(const char *dir, const char *file)
+{
+    _cleanup_free_ char *path = xasprintf("%s/%s", dir, file), *text = NULL;
+    size_t len;
+    return read_file(path, 64, &text, &len) == 0 ? strtoull(text, NULL, 10) : 0;
+}
+
 unsigned long long sandbox_cgroup_cpu_ns(struct sandbox_cgroup *cg)
 {
     if (cg->version[CTL_CPU] == 2)
         return keyed(cg->dir[CTL_CPU], "cpu.stat", "usage_usec") * 1000ull;
-    _cleanup_free_ char *path = xasprintf("%s/cpuacct.usage", cg->dir[CTL_CPU]), *text = NULL;
-    size_t len;
-    return read_file(path, 64, &text, &len) == 0 ? strtoull(text, NULL, 10) : 0;
+    return number(cg->dir[CTL_CPU], "cpuacct.usage");
+}
+
+void sandbox_cgroup_memory_sample(struct sandbox_cgroup *cg)
+{
+    if (!cg->memory_sampled)
+        return;
+    unsigned long long now = number(cg->dir[CTL_MEMORY], "memory.current");
+    if (now > cg->memory_seen)
+        cg->memory_seen = now;
+}
+
+/*
+ * The kernel's own high-water mark where it keeps one: it sees every
+ * charge, where sampling every 100 ms can miss a short burst.
+ */
+unsigned long long sandbox_cgroup_memory_peak(struct sandbox_cgroup *cg)
+{
+    if (cg->version[CTL_MEMORY] == 1)
+        return number(cg->dir[CTL_MEMORY], "memory.max_usage_in_bytes");
+    if (!cg->memory_sampled)
+        return number(cg->dir[CTL_MEMORY], "memory.peak");
+    sandbox_cgroup_memory_sample(cg);
+    return cg->memory_seen;
 }
 
 unsigned long long sandbox_cgroup_oom_kills(struct sandbox_cgroup *cg)

@@ -1,7 +1,8 @@
 /*
  * The sandbox's C interface: reading results back without following links
  * out of the build disk, and sandbox_run's verdicts for payloads that are C
- * functions (exit codes, a planted link, a wall-time limit, a cancel).
+ * functions (exit codes, a planted link, a wall-time limit, a cancel, the
+ * peaks of memory and disk use).
  * The escape corpus (tests/sandbox/) attacks the same sandbox through
  * `debate sandbox`. sandbox_run needs root; as another user its tests are
  * skipped.
@@ -89,6 +90,43 @@ static int sleep_long(void *arg)
     return 0;
 }
 
+static int do_nothing(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+#define MIB (1ull << 20)
+
+/* Touches 64 MiB of memory, then writes 32 MiB to the build disk (the working directory). */
+static int fill_memory_and_disk(void *arg)
+{
+    (void)arg;
+    size_t n = 64 * MIB;
+    volatile char *mem = xmalloc(n);
+    for (size_t i = 0; i < n; i += 4096)
+        mem[i] = 1; /* volatile: every page is really touched */
+    int fd = open("big", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return 1;
+    for (size_t off = 0; off < 32 * MIB; off += MIB)
+        if (write(fd, (const char *)mem + off, MIB) != (ssize_t)MIB)
+            return 1;
+    return close(fd) == 0 ? 0 : 1;
+}
+
+/* As fill_memory_and_disk, then takes memory until the memory limit ends it. */
+static int fill_then_exhaust_memory(void *arg)
+{
+    if (fill_memory_and_disk(arg) != 0)
+        return 1;
+    for (;;) {
+        volatile char *more = xmalloc(MIB);
+        for (size_t i = 0; i < MIB; i += 4096)
+            more[i] = 1;
+    }
+}
+
 static int read_back(int diskfd, void *arg, char *out, size_t outlen, char *err, size_t errlen)
 {
     const char *name = arg;
@@ -112,11 +150,11 @@ static void need_root(void)
 
 static volatile sig_atomic_t never, already = 1;
 
-static int run(int (*payload)(void *), const char *collect_name, unsigned wall, volatile sig_atomic_t *cancel,
-               struct sandbox_result *res)
+static int run_limited(int (*payload)(void *), const char *collect_name, struct sandbox_limits limits,
+                       volatile sig_atomic_t *cancel, struct sandbox_result *res)
 {
     _cleanup_free_ char *dir = scratch();
-    struct sandbox_opts o = {.workdir = dir, .limits = {256, 64, 60, 64, wall}, .id_base = 100000,
+    struct sandbox_opts o = {.workdir = dir, .limits = limits, .id_base = 100000,
                              .env = sandbox_base_env, .payload = payload, .cancel = cancel};
     if (collect_name != NULL) {
         o.collect = read_back;
@@ -128,6 +166,12 @@ static int run(int (*payload)(void *), const char *collect_name, unsigned wall, 
         fprintf(stderr, "sandbox_run: %s\n", err);
     remove_dir(dir);
     return rc;
+}
+
+static int run(int (*payload)(void *), const char *collect_name, unsigned wall, volatile sig_atomic_t *cancel,
+               struct sandbox_result *res)
+{
+    return run_limited(payload, collect_name, (struct sandbox_limits){256, 64, 60, 64, wall}, cancel, res);
 }
 
 TEST(payload_exit_code_is_reported)
@@ -173,6 +217,44 @@ TEST(cancel_kills_the_payload)
     struct sandbox_result res;
     CHECK_INT(run(sleep_long, NULL, 60, &already, &res), 0);
     CHECK_INT(res.cause, SANDBOX_CANCELLED);
+}
+
+TEST(peaks_of_memory_and_disk_are_reported)
+{
+    need_root();
+    struct sandbox_result res;
+    CHECK_INT(run(fill_memory_and_disk, NULL, 60, &never, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_OK);
+    CHECK(res.memory_peak_bytes >= 64 * MIB);
+    CHECK(res.memory_peak_bytes < 1024 * MIB);
+    CHECK(res.disk_peak_bytes >= 32 * MIB);
+    CHECK(res.disk_peak_bytes < 1024 * MIB);
+}
+
+TEST(peaks_are_reported_when_a_limit_ends_the_build)
+{
+    need_root();
+    struct sandbox_result res;
+    CHECK_INT(run(fill_then_exhaust_memory, NULL, 60, &never, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_MEMORY);
+    CHECK(res.memory_peak_bytes >= 64 * MIB);
+    CHECK(res.memory_peak_bytes < 1024 * MIB);
+    CHECK(res.disk_peak_bytes >= 32 * MIB);
+    CHECK(res.disk_peak_bytes < 1024 * MIB);
+}
+
+/*
+ * Only what the build wrote counts: not what the empty file system already
+ * takes or holds back from writers (ext4 holds back 16 MiB of a 1 GiB disk).
+ */
+TEST(a_build_that_writes_nothing_has_a_small_disk_peak)
+{
+    need_root();
+    struct sandbox_result res;
+    CHECK_INT(run_limited(do_nothing, NULL, (struct sandbox_limits){256, 64, 60, 1024, 60}, &never, &res), 0);
+    CHECK_INT(res.cause, SANDBOX_OK);
+    CHECK(res.disk_peak_bytes < 8 * MIB);
+    CHECK(res.memory_peak_bytes > 0);
 }
 
 /* The first child of this process that /proc shows (the sandbox's supervisor), or -1. */
