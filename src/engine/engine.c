@@ -316,6 +316,8 @@ static int run_offline(struct build *b, struct engine_result *res)
     if (sandbox_run(&so, &sr, serr, sizeof(serr)) < 0)
         return build_fail(b, ENGINE_E_FAILED, "the build's sandbox could not be set up: %s", serr);
     proto_host_finish(b);
+    res->memory_peak_bytes = sr.memory_peak_bytes;
+    res->disk_peak_bytes = sr.disk_peak_bytes;
     const char *why = b->error ? b->error : "the build stopped";
     switch (sr.cause) {
     case SANDBOX_OK:
@@ -428,6 +430,10 @@ static int write_manifest(struct build *b, const struct engine_result *res, cons
     /* The verdict describes this build's check, not the image: the ISO's bytes do not depend on it. */
     if (res->boot.checked)
         json_object_set_new(doc, "boot_check", bootcheck_json(&res->boot));
+    /* What the build's sandbox used at most (memory counts the page cache of what it wrote). */
+    json_object_set_new(doc, "resources",
+                        json_pack("{s:I, s:I}", "memory_peak_bytes", (json_int_t)res->memory_peak_bytes,
+                                  "disk_peak_bytes", (json_int_t)res->disk_peak_bytes));
     /* How this build got its tree: the bytes are the same either way. */
     if (b->layer_key != NULL)
         json_object_set_new(doc, "base_layer",

@@ -91,6 +91,7 @@ struct engine_result {
     struct bootcheck_result boot; /* boot.checked when o->boot_check; the console log is at OUTPUT.boot.log */
     char base_layer[65]; /* the base layer's key; empty when base layers are off */
     bool base_reused;    /* the tree came from the cached base layer: no package was installed */
+    unsigned long long memory_peak_bytes, disk_peak_bytes; /* the build's sandbox at most (sandbox_result) */
 };
 
 /* "package version" lines of the host tools that write the image (malloc'd); scratch_dir holds a temporary file. */

@@ -143,6 +143,10 @@ def test_a_rebuild_reuses_the_base_layer_and_gives_the_same_bytes(data_dir, tiny
     assert f"reusing the base layer {key[:12]}: no package is installed" in r.stdout
     assert manifest_of(out)["base_layer"] == {"key": key, "reused": True}
     assert file_sha256(out) == file_sha256(tiny_iso)
+    # What the sandbox used at most is recorded, and does not grow from one build to the next.
+    first, again = manifest_of(tiny_iso)["resources"], manifest_of(out)["resources"]
+    assert 0 < again["memory_peak_bytes"] <= 4096 << 20 and 0 < again["disk_peak_bytes"]
+    assert again["disk_peak_bytes"] <= first["disk_peak_bytes"] + (8 << 20)
 
 
 def test_an_overlay_change_reuses_the_base_boots_and_matches_its_cold_build(data_dir, tiny_iso, out_dir):

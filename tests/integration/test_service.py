@@ -756,6 +756,27 @@ def test_the_same_recipe_again_is_a_cache_hit(shared, tiny_build):
     assert r2.status == 200 and r2.json()["build"]["id"] == tiny_build.id, r2
 
 
+def test_an_overlay_change_reuses_the_base_layer_and_the_stream_says_so(shared, tiny_build):
+    """A recipe that differs from tiny only in an overlay misses the cache
+    but not the base layer: the stream says the packages were not installed."""
+    api = shared.api
+    doc = tiny()
+    doc["overlays"] = doc["overlays"] + [{"path": "/etc/debate-extra", "content": "a new overlay\n"}]
+    sub = api.submit(doc)
+    assert sub.status == 202 and sub.json()["cache"] == "miss", sub
+    bid = sub.json()["build"]["id"]
+    _, events, _ = api.sse(bid, timeout=FIRST_BUILD_TIMEOUT)
+    build = api.wait_end(bid, timeout=60)
+    assert build["status"] == "succeeded", build
+    progress = [json.loads(e.data) for e in events if e.event == "progress"]
+    reused = [p for p in progress if "reusing the base layer" in p["message"]]
+    assert reused and reused[0]["stage"] == "rootfs", [p["message"] for p in progress]
+    assert not any("writing the base layer" in p["message"] for p in progress), progress
+    m = api.get(build["manifest_url"]).json()
+    assert m["base_layer"]["reused"] is True, m["base_layer"]
+    assert m["base_layer"]["key"] == tiny_build.manifest.json()["base_layer"]["key"]
+
+
 # --------------------------------------------------------------------------
 # 7. the ISO route: ranges, HEAD, conditional requests
 # --------------------------------------------------------------------------
