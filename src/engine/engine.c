@@ -236,22 +236,36 @@ static int make_mirror(struct build *b)
     return 0;
 }
 
-/* The base layer the root filesystem stage wrote, copied out beside the ISO (out/base.tar.zst). */
-static int collect_layer(int diskfd, struct build *b, char *err, size_t errlen)
+/* A file the stages made for the cache (rel, beneath the build disk) copied out to out/DIR/NAME. */
+static int collect_for_cache(int diskfd, struct build *b, const char *rel, const char *dir, const char *name,
+                             char *err, size_t errlen)
 {
-    _cleanup_close_ int in = sandbox_open_beneath(diskfd, NEW_LAYER, O_RDONLY);
+    _cleanup_close_ int in = sandbox_open_beneath(diskfd, rel, O_RDONLY);
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "the build left no regular base layer: %s", strerror(errno));
+        snprintf(err, errlen, "the build left no regular \"%s\": %s", rel, strerror(errno));
         return -1;
     }
-    _cleanup_free_ char *path = xasprintf("%s/" NEW_LAYER, b->out_dir);
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    _cleanup_free_ char *to_dir = xasprintf("%s/%s", b->out_dir, dir), *path = xasprintf("%s/%s", to_dir, name);
+    _cleanup_close_ int fd = mkdir(to_dir, 0755) < 0 && errno != EEXIST
+                                 ? -1
+                                 : open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 || copy_fd(in, fd) < 0) {
-        snprintf(err, errlen, "cannot copy the base layer to \"%s\": %s", path,
+        snprintf(err, errlen, "cannot copy \"%s\" to \"%s\": %s", rel, path,
                  errno == ENOSPC ? "the disk is full" : strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+/* The layers this build makes for later ones: out/base/layer.tar.zst, out/kernel/{vmlinuz,initrd.img}. */
+static int collect_layers(int diskfd, struct build *b, char *err, size_t errlen)
+{
+    if (b->base_save && collect_for_cache(diskfd, b, NEW_LAYER, "base", "layer.tar.zst", err, errlen) < 0)
+        return -1;
+    if (b->kernel_save && (collect_for_cache(diskfd, b, "iso/live/vmlinuz", "kernel", "vmlinuz", err, errlen) < 0 ||
+                           collect_for_cache(diskfd, b, "iso/live/initrd.img", "kernel", "initrd.img", err, errlen) < 0))
+        return -1;
     return 0;
 }
 
@@ -288,7 +302,7 @@ static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char
         snprintf(out, outlen, "%d", (int)engine_errno_cause(saved));
         return -1;
     }
-    if (b->base_save && collect_layer(diskfd, b, err, errlen) < 0) {
+    if (collect_layers(diskfd, b, err, errlen) < 0) {
         snprintf(out, outlen, "%d", (int)engine_errno_cause(errno));
         return -1;
     }
@@ -301,7 +315,7 @@ static int run_offline(struct build *b, struct engine_result *res)
 {
     const struct config *cfg = b->o->cfg;
     struct sandbox_bind binds[] = {{.host = b->mirror_dir, .inside = MIRROR}, {.host = b->base_dir, .inside = BASE}};
-    struct sandbox_opts so = {.workdir = b->work, .binds = binds, .nbinds = b->base_reused ? 2 : 1, .id_base = cfg->sandbox_id_base,
+    struct sandbox_opts so = {.workdir = b->work, .binds = binds, .nbinds = b->base_reused || b->kernel_reused ? 2 : 1, .id_base = cfg->sandbox_id_base,
                               .env = build_tool_env(b, true), .hostname = "debate-build", .payload = stages_payload,
                               .arg = b, .on_output = proto_host_output, .output_arg = b, .collect = offline_collect,
                               .collect_arg = b, .cancel = b->o->interrupted};
@@ -438,6 +452,9 @@ static int write_manifest(struct build *b, const struct engine_result *res, cons
     if (b->layer_key != NULL)
         json_object_set_new(doc, "base_layer",
                             json_pack("{s:s, s:b}", "key", b->layer_key, "reused", (int)b->base_reused));
+    if (b->kernel_key != NULL)
+        json_object_set_new(doc, "kernel_layer",
+                            json_pack("{s:s, s:b}", "key", b->kernel_key, "reused", (int)b->kernel_reused));
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(doc);
     _cleanup_free_ char *with_nl = xasprintf("%s\n", text);
@@ -586,23 +603,31 @@ static int fetch_packages(struct build *b, struct engine_result *res)
 }
 
 /*
- * The base layer: its key, and the cached layer put in the work directory
- * when there is one to reuse (and the build is not asked to be cold);
- * otherwise the root filesystem stage writes one for the cache.
+ * The layers: their keys, and the cached ones put in the work directory
+ * (WORK/base, read-only inside) when there are some to reuse and the build
+ * is not asked to be cold; otherwise the stages make them for the cache.
  */
-static int prepare_base_layer(struct build *b, struct engine_result *res)
+static int prepare_layers(struct build *b, struct engine_result *res)
 {
     b->tools = engine_tool_versions(b->out_dir);
     if (b->o->cfg->base_cache_mb == 0)
         return 0;
+    b->base_dir = xasprintf("%s/base", b->work);
     b->layer_key = layers_key(b, b->tools);
     snprintf(res->base_layer, sizeof(res->base_layer), "%s", b->layer_key);
-    b->base_dir = xasprintf("%s/base", b->work);
-    int rc = b->o->cold ? 0 : layers_take(b, b->layer_key, b->base_dir);
+    int rc = b->o->cold ? 0 : layers_take(b, &layer_base, b->layer_key, b->base_dir);
     if (rc < 0)
         return -1;
     b->base_reused = res->base_reused = rc == 1;
     b->base_save = !b->base_reused;
+    if (build_is_live(b))
+        return 0; /* its kernel and initramfs are in the tree */
+    b->kernel_key = layers_kernel_key(b, b->tools);
+    rc = b->o->cold ? 0 : layers_take(b, &layer_kernel, b->kernel_key, b->base_dir);
+    if (rc < 0)
+        return -1;
+    b->kernel_reused = rc == 1;
+    b->kernel_save = !b->kernel_reused;
     return 0;
 }
 
@@ -634,15 +659,19 @@ enum engine_error engine_build(const struct recipe *r, const struct engine_opts 
     memset(res, 0, sizeof(*res));
     make_label(&b);
     if (absolute_output(&b) < 0 || obtain_lock(&b) < 0 || fetch_packages(&b, res) < 0 || make_work_dir(&b) < 0 ||
-        prepare_base_layer(&b, res) < 0)
+        prepare_layers(&b, res) < 0)
         goto out;
     build_progress(&b, STAGE_ROOTFS, 0, "local mirror of the lock");
     if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || (o->boot_check && bootcheck_run(&b, res) < 0) ||
         finish(&b, res) < 0)
         goto out;
     if (b.base_save) {
-        _cleanup_free_ char *layer = xasprintf("%s/" NEW_LAYER, b.out_dir);
-        layers_keep(&b, b.layer_key, layer);
+        _cleanup_free_ char *src = xasprintf("%s/base", b.out_dir);
+        layers_keep(&b, &layer_base, b.layer_key, src);
+    }
+    if (b.kernel_save) {
+        _cleanup_free_ char *src = xasprintf("%s/kernel", b.out_dir);
+        layers_keep(&b, &layer_kernel, b.kernel_key, src);
     }
     build_progress(&b, STAGE_DONE, 100, "%s sha256 %s", o->output, res->iso_sha256);
     b.cause = ENGINE_OK;
@@ -655,6 +684,7 @@ out:
     free(b.output);
     free(b.tools);
     free(b.layer_key);
+    free(b.kernel_key);
     free(b.base_dir);
     free(b.line);
     free(b.error);

@@ -29,7 +29,7 @@
 #define WORK "/mnt/build"
 #define MIRROR "/mnt/mirror"
 #define KEYRING MIRROR "/archive-keyring.gpg"
-/* Inside: the reused base layer (read-only), and where a new one is written. */
+/* Inside: the reused layers (read-only), and where a new base layer is written. */
 #define BASE "/mnt/base"
 #define BASE_LAYER BASE "/layer.tar.zst"
 #define NEW_LAYER "base.tar.zst" /* under WORK */
@@ -62,6 +62,9 @@ struct build {
     char *base_dir;   /* work/base: the reused layer (read-only at BASE inside) */
     bool base_reused; /* the root filesystem comes from the cached layer */
     bool base_save;   /* the root filesystem stage leaves WORK/base.tar.zst for the cache */
+    char *kernel_key;   /* the kernel layer's key (busybox variant); NULL when none */
+    bool kernel_reused; /* the kernel and initramfs come from the cached kernel layer (BASE) */
+    bool kernel_save;   /* the kernel stage's results are kept in the cache */
     /* the tools' environment (build_tool_env) */
     const char *env[16];
     char env_sde[48], env_kept[6][256], env_preload[512];
@@ -107,18 +110,30 @@ void proto_host_finish(struct build *b);
 /* The sandbox's payload: every stage from rootfs to assembling; 0 when the ISO is at WORK/image.iso. */
 int stages_payload(void *arg);
 
-/* ---- layers.c: the cache of base layers, on the host ---- */
+/* ---- layers.c: the cache of layers, on the host ---- */
+
+struct layer_kind {
+    const char *dir;         /* under the cache directory */
+    const char *what;        /* in messages: "base layer" */
+    const char *files[3];    /* an entry's files, NULL-terminated */
+    enum engine_stage stage; /* where a damaged entry is reported */
+    const char *redo;        /* what a damaged entry means for the build */
+};
+extern const struct layer_kind layer_base;   /* layer.tar.zst: the tree after the packages */
+extern const struct layer_kind layer_kernel; /* vmlinuz, initrd.img: the busybox variant's kernel stage */
 
 /* The key of the build's base layer (malloc'd hex): everything the tree after the packages depends on. */
 char *layers_key(const struct build *b, const char *tools);
+/* The key of the busybox variant's kernel layer (malloc'd hex); needs b->kernel_pkg, busybox_pkg, label, epoch. */
+char *layers_kernel_key(const struct build *b, const char *tools);
 /*
- * Puts the cached layer of key, verified, at dest_dir/layer.tar.zst: 1. No
- * such layer: 0. A damaged one is removed and reported (progress): 0.
- * -1 with the cause when dest_dir cannot be made.
+ * Puts the cached entry of key, verified, in dest_dir (its files by their
+ * names): 1. No such entry: 0. A damaged one is removed and reported
+ * (progress): 0. -1 with the cause when dest_dir cannot be made.
  */
-int layers_take(struct build *b, const char *key, const char *dest_dir);
-/* Keeps layer (a file the sandbox made) as key's, then keeps the cache in its budget. Failures are reported, not fatal. */
-void layers_keep(struct build *b, const char *key, const char *layer);
+int layers_take(struct build *b, const struct layer_kind *k, const char *key, const char *dest_dir);
+/* Keeps src_dir's files (copied out of the sandbox) as key's entry, then the cache in its budget. Failures are reported, not fatal. */
+void layers_keep(struct build *b, const struct layer_kind *k, const char *key, const char *src_dir);
 
 /* ---- bootcheck.c ---- */
 

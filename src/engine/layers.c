@@ -1,19 +1,24 @@
 /*
- * The cache of base layers, on the host: the image's tree as the packages
- * left it, before any overlay or hook, kept as a tarball so that a later
- * build with the same packages skips installing them.
+ * The cache of layers, on the host: what a stage made from inputs no
+ * recipe's overlay or hook can touch, kept so that a later build with the
+ * same inputs skips the stage.
  *
- *   CACHE/bases/KEY/layer.tar.zst   the tree (tar, zstd), made inside the sandbox
- *   CACHE/bases/KEY/layer.sha256    its SHA-256, written when it was kept
+ *   CACHE/bases/KEY/layer.tar.zst     the image's tree as the packages left it (tar, zstd)
+ *   CACHE/kernels/KEY/vmlinuz, initrd.img
+ *                                     the busybox variant's kernel and initramfs
+ *   CACHE/{bases,kernels}/KEY/SHA256SUMS
+ *                                     each file's SHA-256, written when it was kept
  *
- * KEY is the SHA-256 of everything the tree depends on (layers_key): the
- * lock (every package and its version, the suites, the release date that
- * is SOURCE_DATE_EPOCH), the variant, the packages asked for, the host
- * tools that install them and this program's version. An entry is written
- * once, complete, by a rename of its directory; it is verified against its
- * SHA-256 every time before use, and a damaged one is removed and rebuilt.
- * The whole cache is kept under cfg->base_cache_mb, the least recently used
- * entries going first.
+ * A base layer's KEY is the SHA-256 of everything the tree depends on
+ * (layers_key): the lock (every package and its version, the suites, the
+ * release date that is SOURCE_DATE_EPOCH), the variant, the packages asked
+ * for, the host tools that install them and this program's version. A
+ * kernel layer's (layers_kernel_key): the kernel and busybox packages, the
+ * volume label the init looks for, the epoch, the tools and the version.
+ * An entry is written once, complete, by a rename of its directory; it is
+ * verified against its sums every time before use, and a damaged one is
+ * removed and made again. All entries together are kept under
+ * cfg->base_cache_mb, the least recently used going first.
  */
 #include "engine/engine_int.h"
 
@@ -31,8 +36,23 @@
 #include "util.h"
 #include "banned.h"
 
-/* Bumped whenever the root filesystem stage makes a different tree from the same inputs. */
+/* Bumped whenever the root filesystem or kernel stage makes a different result from the same inputs. */
 #define LAYERS_FORMAT "1"
+
+const struct layer_kind layer_base = {
+    .dir = "bases", .what = "base layer", .files = {"layer.tar.zst", NULL}, .stage = STAGE_ROOTFS,
+    .redo = "the packages are installed anew"};
+const struct layer_kind layer_kernel = {
+    .dir = "kernels", .what = "kernel layer", .files = {"vmlinuz", "initrd.img", NULL}, .stage = STAGE_KERNEL,
+    .redo = "the kernel and initramfs are made anew"};
+static const struct layer_kind *const kinds[] = {&layer_base, &layer_kernel};
+
+static char *key_of(const char *text)
+{
+    char *key = xmalloc(65);
+    sha256_hex(text, strlen(text), key);
+    return key;
+}
 
 char *layers_key(const struct build *b, const char *tools)
 {
@@ -43,31 +63,40 @@ char *layers_key(const struct build *b, const char *tools)
         free(text);
         text = longer;
     }
-    char *all = xasprintf("%stools\n%s", text, tools);
+    _cleanup_free_ char *all = xasprintf("%stools\n%s", text, tools);
     free(text);
-    char *key = xmalloc(65);
-    sha256_hex(all, strlen(all), key);
-    free(all);
-    return key;
+    return key_of(all);
 }
 
-static char *bases_dir(const struct build *b)
+char *layers_kernel_key(const struct build *b, const char *tools)
 {
-    return xasprintf("%s/bases", b->o->cfg->cache_dir);
+    _cleanup_free_ char *all =
+        xasprintf("debate kernel layer %s\nbuilder debate " DEBATE_VERSION "\nkernel %s\nbusybox %s\nlabel %s\n"
+                  "epoch %lld\ntools\n%s",
+                  LAYERS_FORMAT, b->kernel_pkg->sha256, b->busybox_pkg->sha256, b->label, b->epoch, tools);
+    return key_of(all);
 }
+
+#define SUMS "SHA256SUMS"
 
 /* Removes an entry (or a half-made one): renamed aside first, so no reader ever sees it half gone. */
 static void remove_entry(const char *dir)
 {
     _cleanup_free_ char *aside = xasprintf("%s.gone-%ld", dir, (long)getpid());
     const char *victim = rename(dir, aside) == 0 ? aside : dir;
-    _cleanup_free_ char *layer = xasprintf("%s/layer.tar.zst", victim), *sum = xasprintf("%s/layer.sha256", victim);
-    unlink(layer);
-    unlink(sum);
+    DIR *d = opendir(victim);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        _cleanup_free_ char *path = xasprintf("%s/%s", victim, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(path);
+    }
+    if (d != NULL)
+        closedir(d);
     rmdir(victim);
 }
 
-/* dest gets the layer's bytes: a hard link when the cache is on the same file system, else a copy. */
+/* dest gets from's bytes: a hard link when the cache is on the same file system, else a copy. 0 or -errno. */
 static int link_or_copy_file(const char *from, const char *dest)
 {
     if (link(from, dest) == 0)
@@ -81,35 +110,62 @@ static int link_or_copy_file(const char *from, const char *dest)
     return 0;
 }
 
-int layers_take(struct build *b, const char *key, const char *dest_dir)
+/* The SHA-256 SUMS records for name ("HEX  NAME" lines), into want; false when it has none. */
+static bool recorded_sum(const char *sums, const char *name, char want[65])
 {
-    _cleanup_free_ char *dir = xasprintf("%s/bases/%s", b->o->cfg->cache_dir, key);
-    _cleanup_free_ char *layer = xasprintf("%s/layer.tar.zst", dir), *sum_path = xasprintf("%s/layer.sha256", dir);
-    _cleanup_free_ char *dest = xasprintf("%s/layer.tar.zst", dest_dir);
-    _cleanup_free_ char *want = NULL;
+    for (const char *line = sums; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        size_t n = strlen(name);
+        if (strlen(line) > 66 + n && line[64] == ' ' && line[65] == ' ' && strncmp(line + 66, name, n) == 0 &&
+            (line[66 + n] == '\n' || line[66 + n] == '\0')) {
+            memcpy(want, line, 64);
+            want[64] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Each of the kind's files linked into dest_dir and checked against SUMS: 0, or -errno (-EBADMSG: a sum differs). */
+static int take_files(const struct layer_kind *k, const char *dir, const char *dest_dir)
+{
+    _cleanup_free_ char *sums_path = xasprintf("%s/" SUMS, dir), *sums = NULL;
     size_t len;
+    int rc = read_file(sums_path, 4096, &sums, &len);
+    for (size_t i = 0; rc == 0 && k->files[i] != NULL; i++) {
+        _cleanup_free_ char *from = xasprintf("%s/%s", dir, k->files[i]);
+        _cleanup_free_ char *dest = xasprintf("%s/%s", dest_dir, k->files[i]);
+        char want[65], got[65];
+        unlink(dest);
+        if ((rc = link_or_copy_file(from, dest)) == 0 && (rc = sha256_file(dest, got, NULL)) == 0 &&
+            (!recorded_sum(sums, k->files[i], want) || strcmp(got, want) != 0))
+            rc = -EBADMSG;
+        chmod(dest, 0644);
+    }
+    return rc;
+}
+
+int layers_take(struct build *b, const struct layer_kind *k, const char *key, const char *dest_dir)
+{
+    _cleanup_free_ char *dir = xasprintf("%s/%s/%s", b->o->cfg->cache_dir, k->dir, key);
     if (access(dir, F_OK) != 0)
         return 0;
     int rc = mkdir_p(dest_dir, 0755);
     if (rc < 0)
         return build_fail(b, engine_errno_cause(-rc), "cannot create \"%s\": %s", dest_dir, strerror(-rc));
-    rc = read_file(sum_path, 128, &want, &len);
-    if (rc == 0 && (rc = link_or_copy_file(layer, dest)) == 0) {
-        char got[65];
-        rc = sha256_file(dest, got, NULL);
-        if (rc == 0 && len >= 64 && memcmp(got, want, 64) == 0) {
-            /* The least recently used go first when the cache is over its budget. */
-            utimensat(AT_FDCWD, dir, NULL, 0);
-            chmod(dest, 0644);
-            return 1;
-        }
-        rc = rc < 0 ? rc : -EBADMSG;
+    rc = take_files(k, dir, dest_dir);
+    if (rc == 0) {
+        /* The least recently used go first when the cache is over its budget. */
+        utimensat(AT_FDCWD, dir, NULL, 0);
+        return 1;
     }
-    unlink(dest);
+    for (size_t i = 0; k->files[i] != NULL; i++) {
+        _cleanup_free_ char *dest = xasprintf("%s/%s", dest_dir, k->files[i]);
+        unlink(dest);
+    }
     if (rc == -ENOENT && access(dir, F_OK) != 0)
         return 0; /* collected meanwhile: a miss */
-    build_progress(b, STAGE_ROOTFS, 2, "the base layer %.12s is damaged (%s): removed, the packages are installed anew",
-                   key, rc == -EBADMSG ? "its SHA-256 differs" : strerror(-rc));
+    build_progress(b, k->stage, 2, "the %s %.12s is damaged (%s): removed, %s", k->what, key,
+                   rc == -EBADMSG ? "its SHA-256 differs" : strerror(-rc), k->redo);
     remove_entry(dir);
     return 0;
 }
@@ -138,33 +194,50 @@ static void sweep_leftover(const char *bases, const char *name)
         remove_entry(path);
 }
 
-/* Removes the least recently used entries until the cache holds at most budget_mb; keep stays. */
-static void collect_garbage(const char *bases, unsigned budget_mb, const char *keep)
+/* Every entry of kind k into *v (with its size and last use); leftovers of a crash removed. */
+static void list_entries(const char *dir, struct entry **v, size_t *n, long long *total)
 {
-    DIR *d = opendir(bases);
-    if (d == NULL)
-        return;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (!is_sha256_hex(e->d_name)) {
+            sweep_leftover(dir, e->d_name);
+            continue;
+        }
+        char *entry = xasprintf("%s/%s", dir, e->d_name);
+        struct stat st;
+        long long bytes = 0;
+        DIR *files = opendir(entry);
+        struct dirent *f;
+        while (files != NULL && (f = readdir(files)) != NULL) {
+            _cleanup_free_ char *path = xasprintf("%s/%s", entry, f->d_name);
+            if (f->d_name[0] != '.' && stat(path, &st) == 0)
+                bytes += (long long)st.st_size;
+        }
+        if (files != NULL)
+            closedir(files);
+        if (stat(entry, &st) < 0) {
+            free(entry);
+            continue;
+        }
+        *v = xrealloc(*v, (*n + 1) * sizeof(**v));
+        (*v)[(*n)++] = (struct entry){.dir = entry, .bytes = bytes, .used = st.st_mtim};
+        *total += bytes;
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
+/* Removes the least recently used entries of every kind until they hold at most budget_mb together; keep stays. */
+static void collect_garbage(const char *cache_dir, unsigned budget_mb, const char *keep)
+{
     struct entry *v = NULL;
     size_t n = 0;
     long long total = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!is_sha256_hex(e->d_name)) {
-            sweep_leftover(bases, e->d_name);
-            continue;
-        }
-        _cleanup_free_ char *layer = xasprintf("%s/%s/layer.tar.zst", bases, e->d_name);
-        struct stat dst, lst;
-        char *dir = xasprintf("%s/%s", bases, e->d_name);
-        if (stat(dir, &dst) < 0 || stat(layer, &lst) < 0) {
-            free(dir);
-            continue;
-        }
-        v = xrealloc(v, (n + 1) * sizeof(*v));
-        v[n++] = (struct entry){.dir = dir, .bytes = (long long)lst.st_size, .used = dst.st_mtim};
-        total += (long long)lst.st_size;
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        _cleanup_free_ char *dir = xasprintf("%s/%s", cache_dir, kinds[i]->dir);
+        list_entries(dir, &v, &n, &total);
     }
-    closedir(d);
     qsort(v, n, sizeof(*v), by_use);
     long long budget = (long long)budget_mb << 20;
     for (size_t i = 0; i < n; i++) {
@@ -178,33 +251,49 @@ static void collect_garbage(const char *bases, unsigned budget_mb, const char *k
     free(v);
 }
 
-void layers_keep(struct build *b, const char *key, const char *layer)
+/* The kind's files from src_dir into the new entry tmp, with their SHA256SUMS. 0 or -errno; *size their bytes. */
+static int fill_entry(const struct layer_kind *k, const char *src_dir, const char *tmp, long long *size)
+{
+    char *sums = xstrdup("");
+    int rc = mkdir_p(tmp, 0755);
+    for (size_t i = 0; rc == 0 && k->files[i] != NULL; i++) {
+        _cleanup_free_ char *from = xasprintf("%s/%s", src_dir, k->files[i]);
+        _cleanup_free_ char *to = xasprintf("%s/%s", tmp, k->files[i]);
+        char sum[65];
+        long long bytes = 0;
+        if ((rc = sha256_file(from, sum, &bytes)) == 0 && (rc = link_or_copy_file(from, to)) == 0 &&
+            (rc = fsync_path(to)) == 0) {
+            char *longer = xasprintf("%s%s  %s\n", sums, sum, k->files[i]);
+            free(sums);
+            sums = longer;
+            *size += bytes;
+        }
+    }
+    _cleanup_free_ char *sums_path = xasprintf("%s/" SUMS, tmp);
+    if (rc == 0)
+        rc = write_file_atomic(sums_path, sums, strlen(sums), 0644);
+    free(sums);
+    return rc;
+}
+
+void layers_keep(struct build *b, const struct layer_kind *k, const char *key, const char *src_dir)
 {
     const struct config *cfg = b->o->cfg;
-    _cleanup_free_ char *bases = bases_dir(b);
-    _cleanup_free_ char *dir = xasprintf("%s/%s", bases, key);
-    _cleanup_free_ char *tmp = xasprintf("%s/.new-%s-%ld", bases, key, (long)gettid());
-    _cleanup_free_ char *tmp_layer = xasprintf("%s/layer.tar.zst", tmp), *tmp_sum = xasprintf("%s/layer.sha256", tmp);
-    char sum[65], line[80];
+    _cleanup_free_ char *kind_dir = xasprintf("%s/%s", cfg->cache_dir, k->dir);
+    _cleanup_free_ char *dir = xasprintf("%s/%s", kind_dir, key);
+    _cleanup_free_ char *tmp = xasprintf("%s/.new-%s-%ld", kind_dir, key, (long)gettid());
     long long size = 0;
-    const char *why = NULL;
-    int rc = mkdir_p(tmp, 0755);
-    if (rc == 0 && (rc = sha256_file(layer, sum, &size)) == 0 && (rc = link_or_copy_file(layer, tmp_layer)) == 0) {
-        snprintf(line, sizeof(line), "%s\n", sum);
-        rc = write_file_atomic(tmp_sum, line, strlen(line), 0644);
-    }
-    if (rc == 0 && (rc = fsync_path(tmp_layer)) == 0 && rename(tmp, dir) < 0)
-        rc = errno == EEXIST || errno == ENOTEMPTY ? 1 : -errno; /* another build kept the same layer first */
+    int rc = fill_entry(k, src_dir, tmp, &size);
+    if (rc == 0 && rename(tmp, dir) < 0)
+        rc = errno == EEXIST || errno == ENOTEMPTY ? 1 : -errno; /* another build kept the same entry first */
     if (rc != 0)
         remove_entry(tmp);
-    if (rc < 0)
-        why = strerror(-rc);
-    if (why != NULL) {
-        build_progress(b, STAGE_ASSEMBLING, 100, "the base layer %.12s was not kept: %s", key, why);
+    if (rc < 0) {
+        build_progress(b, STAGE_ASSEMBLING, 100, "the %s %.12s was not kept: %s", k->what, key, strerror(-rc));
         return;
     }
     if (rc == 0)
-        build_progress(b, STAGE_ASSEMBLING, 100, "kept the base layer %.12s (%lld MiB) for builds with the same packages",
-                       key, (size + (1 << 20) - 1) >> 20);
-    collect_garbage(bases, cfg->base_cache_mb, key);
+        build_progress(b, STAGE_ASSEMBLING, 100, "kept the %s %.12s (%lld MiB) for later builds", k->what, key,
+                       (size + (1 << 20) - 1) >> 20);
+    collect_garbage(cfg->cache_dir, cfg->base_cache_mb, key);
 }

@@ -522,10 +522,24 @@ static int kernel_live(struct build *b)
     return copy_into(b, vmlinuz, WORK "/iso/live/vmlinuz", 0644) ?: copy_into(b, initrd, WORK "/iso/live/initrd.img", 0644);
 }
 
+/* busybox: the kernel and initramfs an earlier build made from the same packages, label and epoch. */
+static int kernel_reuse(struct build *b)
+{
+    build_progress(b, STAGE_KERNEL, 50, "reusing the kernel layer %.12s: the initramfs is not made again",
+                   b->kernel_key);
+    int rc = mkdir_p(WORK "/iso/live", 0755);
+    if (rc < 0)
+        return build_fail(b, engine_errno_cause(-rc), "cannot create the ISO's directories: %s", strerror(-rc));
+    return copy_into(b, BASE "/vmlinuz", WORK "/iso/live/vmlinuz", 0644) ?:
+           copy_into(b, BASE "/initrd.img", WORK "/iso/live/initrd.img", 0644);
+}
+
 static int kernel(struct build *b)
 {
     if (build_is_live(b))
         return kernel_live(b);
+    if (b->kernel_reused)
+        return kernel_reuse(b);
     /* A '*' before lib: bookworm's kernel has its modules in /lib, trixie's in /usr/lib (tar's '*' matches '/'). */
     static const char *const members[] = {
         "./boot/vmlinuz-*", "./*lib/modules/*/modules.order", "./*lib/modules/*/modules.builtin",

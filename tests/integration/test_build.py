@@ -142,6 +142,9 @@ def test_a_rebuild_reuses_the_base_layer_and_gives_the_same_bytes(data_dir, tiny
     key = manifest_of(tiny_iso)["base_layer"]["key"]
     assert f"reusing the base layer {key[:12]}: no package is installed" in r.stdout
     assert manifest_of(out)["base_layer"] == {"key": key, "reused": True}
+    kernel = manifest_of(tiny_iso)["kernel_layer"]["key"]
+    assert f"reusing the kernel layer {kernel[:12]}: the initramfs is not made again" in r.stdout
+    assert manifest_of(out)["kernel_layer"] == {"key": kernel, "reused": True}
     assert file_sha256(out) == file_sha256(tiny_iso)
     # What the sandbox used at most is recorded, and does not grow from one build to the next.
     first, again = manifest_of(tiny_iso)["resources"], manifest_of(out)["resources"]
@@ -169,23 +172,28 @@ def test_an_overlay_change_reuses_the_base_boots_and_matches_its_cold_build(data
     assert file_sha256(reused) == file_sha256(cold) != file_sha256(tiny_iso)
 
 
-def test_a_damaged_base_layer_is_detected_and_rebuilt(data_dir, tiny_iso, out_dir):
-    key = manifest_of(tiny_iso)["base_layer"]["key"]
-    layer = data_dir / "cache" / "bases" / key / "layer.tar.zst"
-    data = bytearray(layer.read_bytes())
+@pytest.mark.parametrize("entry,damaged", [("base_layer", "layer.tar.zst"), ("kernel_layer", "initrd.img")])
+def test_a_damaged_layer_is_detected_and_made_again(data_dir, tiny_iso, out_dir, entry, damaged):
+    """One flipped byte in a cached layer (the tree after the packages, or
+    the busybox kernel stage's initramfs): found before use, removed, made
+    again by the build, which still gives the same bytes."""
+    key = manifest_of(tiny_iso)[entry]["key"]
+    kind, what = {"base_layer": ("bases", "base layer"), "kernel_layer": ("kernels", "kernel layer")}[entry]
+    path = data_dir / "cache" / kind / key / damaged
+    data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
-    os.unlink(layer)  # a new inode: builds holding a link to the old one keep their bytes
-    layer.write_bytes(bytes(data))
+    os.unlink(path)  # a new inode: builds holding a link to the old one keep their bytes
+    path.write_bytes(bytes(data))
     out = out_dir / "after-damage.iso"
     r = build(data_dir, TINY, out)
     assert r.returncode == 0, r.stderr
-    assert f"the base layer {key[:12]} is damaged (its SHA-256 differs)" in r.stdout
-    assert "reusing the base layer" not in r.stdout
-    assert f"kept the base layer {key[:12]}" in r.stdout
-    assert manifest_of(out)["base_layer"] == {"key": key, "reused": False}
+    assert f"the {what} {key[:12]} is damaged (its SHA-256 differs)" in r.stdout
+    assert f"reusing the {what}" not in r.stdout
+    assert f"kept the {what} {key[:12]}" in r.stdout
+    assert manifest_of(out)[entry] == {"key": key, "reused": False}
     assert file_sha256(out) == file_sha256(tiny_iso)
-    kept = (data_dir / "cache" / "bases" / key / "layer.sha256").read_text().split()[0]
-    assert file_sha256(layer) == kept
+    sums = dict(line.split()[::-1] for line in (path.parent / "SHA256SUMS").read_text().splitlines())
+    assert file_sha256(path) == sums[damaged]
 
 
 def test_manifest_describes_the_build(data_dir, tiny_iso):
