@@ -619,7 +619,7 @@ static int prepare_layers(struct build *b, struct engine_result *res)
     if (rc < 0)
         return -1;
     b->base_reused = res->base_reused = rc == 1;
-    b->base_save = !b->base_reused;
+    b->base_save = !b->base_reused && !layers_have(b, &layer_base, b->layer_key); /* a cold build may find one */
     if (build_is_live(b))
         return 0; /* its kernel and initramfs are in the tree */
     b->kernel_key = layers_kernel_key(b, b->tools);
@@ -627,7 +627,7 @@ static int prepare_layers(struct build *b, struct engine_result *res)
     if (rc < 0)
         return -1;
     b->kernel_reused = rc == 1;
-    b->kernel_save = !b->kernel_reused;
+    b->kernel_save = !b->kernel_reused && !layers_have(b, &layer_kernel, b->kernel_key);
     return 0;
 }
 

@@ -132,6 +132,8 @@ char *layers_kernel_key(const struct build *b, const char *tools);
  * (progress): 0. -1 with the cause when dest_dir cannot be made.
  */
 int layers_take(struct build *b, const struct layer_kind *k, const char *key, const char *dest_dir);
+/* Whether the cache has an entry for key (unchecked: layers_take checks it). */
+bool layers_have(const struct build *b, const struct layer_kind *k, const char *key);
 /* Keeps src_dir's files (copied out of the sandbox) as key's entry, then the cache in its budget. Failures are reported, not fatal. */
 void layers_keep(struct build *b, const struct layer_kind *k, const char *key, const char *src_dir);
 

@@ -144,6 +144,12 @@ static int take_files(const struct layer_kind *k, const char *dir, const char *d
     return rc;
 }
 
+bool layers_have(const struct build *b, const struct layer_kind *k, const char *key)
+{
+    _cleanup_free_ char *dir = xasprintf("%s/%s/%s", b->o->cfg->cache_dir, k->dir, key);
+    return access(dir, F_OK) == 0;
+}
+
 int layers_take(struct build *b, const struct layer_kind *k, const char *key, const char *dest_dir)
 {
     _cleanup_free_ char *dir = xasprintf("%s/%s/%s", b->o->cfg->cache_dir, k->dir, key);
