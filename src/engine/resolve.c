@@ -386,15 +386,16 @@ static enum engine_error apt_fetch_lists(struct apt *a, const struct lock *l, ch
  * mirror for what changed and fetches only that. When a fetch fails apt
  * keeps the suite's old lists and carries on ("old ones used instead"),
  * so the lists prove nothing then: --error-on=any makes any failure an
- * exit status, and whether it succeeded is all this says. It does not
+ * exit status, and whether it succeeded is all this says; a failure costs
+ * an update from nothing, which retries (so this does not). It does not
  * build apt's caches (pkgCacheFile::Generate): apt-get update would
  * remove and rebuild them every time, the first apt-cache rebuilds them
  * only when the lists changed.
  */
 static bool apt_revalidate(struct apt *a, const struct lock *l)
 {
-    const char *args[] = {"/usr/bin/apt-get", "-q", "--error-on=any", "-o", "pkgCacheFile::Generate=false",
-                          "update", NULL};
+    const char *args[] = {"/usr/bin/apt-get", "-q",          "--error-on=any", "-o", "pkgCacheFile::Generate=false",
+                          "-o",               "Acquire::Retries=0", "update",         NULL};
     struct proc_opts o = {0};
     char ignored[256];
     int rc = apt_run(a, args, NULL, &o, ignored, sizeof(ignored));

@@ -10,13 +10,19 @@
  * that published again, fails as the first would when a suite is gone, and
  * waits its turn when another resolves the same sources.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -545,30 +551,109 @@ TEST(a_suite_gone_after_a_good_resolution_fails_as_a_first_resolution_does)
     mirror_remove(&m);
 }
 
+/* A connection to 127.0.0.1:port: 0, or -1 when nothing listens. */
+static int try_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    return rc;
+}
+
+/* An HTTP server of dir on a free loopback port (python's http.server): its pid, the port in *port. */
+static pid_t http_serve(const char *dir, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        harness_fail(__FILE__, __LINE__, "cannot find a free port: %s", strerror(errno));
+    close(fd);
+    *port = ntohs(sa.sin_port);
+    char number[16];
+    snprintf(number, sizeof(number), "%d", *port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("python3", "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir, number,
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && try_connect(*port) < 0; i++)
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    if (try_connect(*port) < 0)
+        harness_fail(__FILE__, __LINE__, "the HTTP server of %s did not start", dir);
+    return pid;
+}
+
 /*
- * An update that did not finish (killed: its mark is left) may have left
- * a list out of step with its InRelease, here trixie's emptied: the next
- * resolution starts from nothing instead of trusting it.
+ * The security archive, served over HTTP, stops answering after a good
+ * resolution: apt would warn and keep the old lists; the next resolution
+ * fails as a first one does (the mirror is unreachable, that suite named).
+ */
+TEST(a_suite_unreachable_after_a_good_resolution_fails_as_a_first_resolution_does)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(busybox_recipe, &r);
+    int port;
+    pid_t server = http_serve(m.dir, &port);
+    _cleanup_free_ char *security = xasprintf("http://127.0.0.1:%d/s", port);
+    struct lock l, again;
+    char err[2048] = "";
+    enum engine_error cause = resolve(&m, m.url, security, m.keyring, &r, &l, err, sizeof(err));
+    kill(server, SIGTERM);
+    waitpid(server, NULL, 0);
+    if (cause != ENGINE_OK)
+        harness_fail(__FILE__, __LINE__, "the first resolution failed: %s", err);
+    CHECK_STR(l.pkgs[0].version, SECURITY_BUSYBOX);
+    CHECK_INT(resolve(&m, m.url, security, m.keyring, &r, &again, err, sizeof(err)), ENGINE_E_MIRROR);
+    _cleanup_free_ char *want = xasprintf("the mirror is unreachable (%s trixie-security): ", security);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    lock_release(&l);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+/*
+ * An update killed while apt moved the new lists into place (its mark is
+ * left) may leave a suite's new InRelease beside its old index: here the
+ * index of before the mirror published again. apt would take the lists as
+ * current (the InRelease has not changed since); the next resolution
+ * starts from nothing instead and pins the new version.
  */
 TEST(lists_of_an_update_that_did_not_finish_are_not_used)
 {
     struct mirror m;
     mirror_make(&m, true);
     struct recipe r;
-    recipe_of(busybox_recipe, &r);
-    struct lock l, again;
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"],\"security\":false}", &r);
+    struct lock l;
     char err[2048] = "";
     CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    lock_release(&l);
     int locks;
     _cleanup_free_ char *dir = NULL;
     CHECK_INT(apt_state_dirs(&m, &locks, &dir), 1);
-    _cleanup_free_ char *cmd = xasprintf("cd '%s/state' && touch updating && : > lists/*_dists_trixie_main_binary-amd64_Packages "
-                                         "&& rm -f ../cache/*.bin",
-                                         dir);
-    run(cmd);
-    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &again, err, sizeof(err)), ENGINE_OK);
-    CHECK_STR(again.json, l.json);
-    lock_release(&again);
+    _cleanup_free_ char *save = xasprintf("cp %s/state/lists/*_dists_trixie_main_binary-amd64_Packages %s/old-index",
+                                          dir, m.dir);
+    run(save);
+    mirror_publish(&m, "1.35.0-5");
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(l.pkgs[0].version, "1.35.0-5");
+    lock_release(&l);
+    _cleanup_free_ char *kill = xasprintf("cd '%s' && touch state/updating && rm -f cache/*.bin && "
+                                          "cp %s/old-index state/lists/*_dists_trixie_main_binary-amd64_Packages",
+                                          dir, m.dir);
+    run(kill);
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(l.pkgs[0].version, "1.35.0-5");
     lock_release(&l);
     recipe_release(&r);
     mirror_remove(&m);
