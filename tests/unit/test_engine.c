@@ -40,7 +40,8 @@
  * s/, the security archive, holds trixie-security with a newer
  * busybox-static. Each suite is signed as the test says; the keyring holds
  * the key of SIGNED alone, so FOREIGN is a valid signature by a key the
- * archive does not trust. A package cache beside.
+ * archive does not trust. Every file carries the same time. A package
+ * cache beside.
  */
 enum signing { UNSIGNED, SIGNED, FOREIGN };
 
@@ -90,6 +91,7 @@ static const char mirror_script[] =
     "suite m trixie-updates 'Sun, 01 Jan 2023 00:00:00 UTC' $2\n"
     "suite s trixie-security '" SECURITY_DATE "' $3 main busybox-static '" SECURITY_BUSYBOX "' "
     "pool/updates/main/b/busybox/busybox-static_1.35.0-4+deb13u1_amd64.deb\n"
+    "find m s -exec touch -d '2023-01-01 00:00:00 UTC' {} +\n"
     "gpgconf --kill gpg-agent; GNUPGHOME=\"$top/g2\" gpgconf --kill gpg-agent\n";
 
 static void mirror_make_signed(struct mirror *m, enum signing main_suites, enum signing security)
@@ -489,9 +491,10 @@ TEST(a_second_resolution_reuses_apt_s_state)
 }
 
 /*
- * The mirror publishes trixie again with a newer busybox-static (an index
- * of the same size, within the same second): the next resolution pins it
- * and the new InRelease.
+ * The mirror publishes trixie again with a newer busybox-static: an index
+ * of the same size and time as before (every file of the test's mirrors
+ * has one time), which apt alone would take for the one its caches were
+ * built from. The next resolution pins the new version and InRelease.
  */
 TEST(a_mirror_that_published_again_is_resolved_afresh)
 {
