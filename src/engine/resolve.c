@@ -394,8 +394,8 @@ static enum engine_error apt_fetch_lists(struct apt *a, const struct lock *l, ch
  */
 static bool apt_revalidate(struct apt *a, const struct lock *l)
 {
-    const char *args[] = {"/usr/bin/apt-get", "-q",          "--error-on=any", "-o", "pkgCacheFile::Generate=false",
-                          "-o",               "Acquire::Retries=0", "update",         NULL};
+    const char *args[] = {"/usr/bin/apt-get", "-q", "--error-on=any", "-o", "pkgCacheFile::Generate=false",
+                          "-o", "Acquire::Retries=0", "update", NULL};
     struct proc_opts o = {0};
     char ignored[256];
     int rc = apt_run(a, args, NULL, &o, ignored, sizeof(ignored));

@@ -543,7 +543,8 @@ TEST(a_suite_gone_after_a_good_resolution_fails_as_a_first_resolution_does)
     CHECK_STR(err, fresh_err);
     /* A file: mirror without the suite: apt finds no release file, which says nothing of the network. */
     CHECK_INT(cause, ENGINE_E_FAILED);
-    _cleanup_free_ char *want = xasprintf("apt-get update failed (%s trixie-security): E: The repository ", m.security_url);
+    _cleanup_free_ char *want =
+        xasprintf("apt-get update failed (%s trixie-security): E: The repository ", m.security_url);
     CHECK(strncmp(err, want, strlen(want)) == 0);
     CHECK_INT(rename(gone, s), 0);
     CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &again, err, sizeof(err)), ENGINE_OK);
