@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,91 +18,207 @@
 #include "util.h"
 #include "banned.h"
 
-/* A private apt: its own configuration, state and lists, under dir. */
+/*
+ * A private apt: its own configuration, state, lists and binary caches,
+ * under dir = CACHE/apt/<key>, one directory a source set (the key hashes
+ * the sources and apt's settings). The directory outlives the resolution so
+ * that the next one revalidates the lists with the mirror instead of
+ * fetching them and building apt's caches from nothing. lock_fd holds an
+ * exclusive flock on CACHE/apt/<key>.lock from apt_init to apt_release:
+ * apt's own locks are off (Debug::NoLocking), and two resolvers of the same
+ * sources (worker threads, processes) take turns.
+ */
 struct apt {
     char *dir, *conf;
+    int lock_fd;
+    bool kept; /* lists from an earlier resolution, to revalidate */
 };
+
+/*
+ * Present while apt-get update runs, and left behind when it failed or
+ * was killed: lists of a suite may then belong to another InRelease than
+ * the one beside them, so the next resolution starts from nothing.
+ */
+#define APT_UPDATING "state/updating"
+/* The InRelease hashes apt's binary caches were built from (see apt_check_caches). */
+#define APT_BUILT_FROM "cache/built-from"
 
 static void apt_release(struct apt *a)
 {
-    if (a->dir != NULL) {
-        const char *argv[] = {"/bin/rm", "-rf", a->dir, NULL};
-        struct proc_opts o = {0};
-        char err[128];
-        proc_run(argv, &o, err, sizeof(err));
-    }
+    if (a->lock_fd >= 0)
+        close(a->lock_fd); /* releases the flock */
     free(a->dir);
     free(a->conf);
+}
+
+/* apt's settings, the same for every directory: part of the directory's key. */
+static char *apt_settings(const char *arch)
+{
+    return xasprintf("APT::Architecture \"%1$s\";\n"
+                     "APT::Architectures { \"%1$s\"; };\n"
+                     "APT::Install-Recommends \"false\";\n"
+                     "APT::Sandbox::User \"root\";\n"
+                     "Acquire::Languages \"none\";\n"
+                     "Acquire::AllowInsecureRepositories \"false\";\n"
+                     "Acquire::IndexTargets::deb::Packages::KeepCompressed \"false\";\n"
+                     "Acquire::CompressionTypes::Order { \"xz\"; };\n"
+                     "Acquire::Retries \"2\";\n"
+                     "Acquire::http::Timeout \"20\";\n"
+                     "Debug::NoLocking \"true\";\n",
+                     arch);
+}
+
+/* The whole apt.conf: every Dir:: below dir (absolute: apt reads relative ones against Dir), then settings. */
+static char *apt_conf_text(const char *dir, const char *settings)
+{
+    return xasprintf("Dir \"%1$s/\";\n"
+                     "Dir::State \"%1$s/state/\";\n"
+                     "Dir::State::status \"%1$s/state/status\";\n"
+                     "Dir::Cache \"%1$s/cache/\";\n"
+                     "Dir::Etc \"%1$s/etc/\";\n"
+                     "Dir::Etc::SourceList \"%1$s/etc/sources.list\";\n"
+                     "Dir::Etc::SourceParts \"%1$s/etc/sources.list.d/\";\n"
+                     "Dir::Etc::Parts \"%1$s/etc/apt.conf.d/\";\n"
+                     "Dir::Etc::Preferences \"%1$s/etc/preferences\";\n"
+                     "Dir::Etc::PreferencesParts \"%1$s/etc/preferences.d/\";\n"
+                     "Dir::Etc::Trusted \"%1$s/etc/trusted.gpg\";\n"
+                     "Dir::Etc::TrustedParts \"%1$s/etc/trusted.gpg.d/\";\n"
+                     "Dir::Log \"%1$s/log/\";\n"
+                     "%2$s",
+                     dir, settings);
+}
+
+/* Waits for the exclusive flock on path (created when missing): the fd, or -errno. */
+static int lock_wait(const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc;
+    while ((rc = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
+        ;
+    return rc < 0 ? -errno : steal_fd(&fd);
+}
+
+/*
+ * Writes text to path unless it holds it already: apt takes a sources.list
+ * newer than its caches as a reason to rebuild them, so an unchanged file
+ * keeps its time. 0 or -errno.
+ */
+static int write_if_changed(const char *path, const char *text)
+{
+    _cleanup_free_ char *old = NULL;
+    size_t len;
+    if (read_file(path, 1 << 20, &old, &len) == 0 && len == strlen(text) && memcmp(old, text, len) == 0)
+        return 0;
+    return write_file_atomic(path, text, strlen(text), 0600);
+}
+
+static enum engine_error apt_mkdirs(struct apt *a, char *err, size_t errlen)
+{
+    const char *subdirs[] = {"etc/apt.conf.d", "etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
+                             "state/lists/partial", "cache/archives/partial", "log"};
+    for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", a->dir, subdirs[i]);
+        int rc = mkdir_p(p, 0700);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot create \"%s\": %s", p, strerror(-rc));
+            return engine_errno_cause(-rc);
+        }
+    }
+    return ENGINE_OK;
+}
+
+/* Forgets the lists and apt's caches built from them: the next update starts from nothing. */
+static enum engine_error apt_wipe(struct apt *a, char *err, size_t errlen)
+{
+    _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
+    _cleanup_free_ char *caches = xasprintf("%s/cache", a->dir);
+    const char *argv[] = {"/bin/rm", "-rf", "--one-file-system", lists, caches, NULL};
+    struct proc_opts o = {0};
+    if (proc_run(argv, &o, err, errlen) != 0) {
+        snprintf(err, errlen, "cannot remove apt's lists in \"%s\": %s", a->dir, o.tail);
+        return ENGINE_E_FAILED;
+    }
+    a->kept = false;
+    return apt_mkdirs(a, err, errlen);
+}
+
+/* Whether the lists hold any release file: what an earlier update kept. */
+static bool apt_has_lists(struct apt *a)
+{
+    _cleanup_free_ char *lists = xasprintf("%s/state/lists", a->dir);
+    static const char tail[] = "_InRelease";
+    DIR *d = opendir(lists);
+    bool found = false;
+    struct dirent *e;
+    while (d != NULL && !found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        found = n > strlen(tail) && strcmp(e->d_name + n - strlen(tail), tail) == 0;
+    }
+    if (d != NULL)
+        closedir(d);
+    return found;
+}
+
+/* Locks and opens CACHE/apt/<key>: the lists of an update that did not finish are dropped. */
+static enum engine_error apt_open(struct apt *a, const char *base, const char *key, char *err, size_t errlen)
+{
+    _cleanup_free_ char *lock = xasprintf("%s/%s.lock", base, key);
+    _cleanup_free_ char *dir = xasprintf("%s/%s", base, key);
+    a->lock_fd = lock_wait(lock);
+    if (a->lock_fd < 0) {
+        snprintf(err, errlen, "cannot lock \"%s\": %s", lock, strerror(-a->lock_fd));
+        return engine_errno_cause(-a->lock_fd);
+    }
+    int rc = mkdir_p(dir, 0700);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create \"%s\": %s", dir, strerror(-rc));
+        return engine_errno_cause(-rc);
+    }
+    a->dir = realpath(dir, NULL);
+    if (a->dir == NULL) {
+        snprintf(err, errlen, "cannot resolve \"%s\": %s", dir, strerror(errno));
+        return ENGINE_E_FAILED;
+    }
+    _cleanup_free_ char *updating = xasprintf("%s/%s", a->dir, APT_UPDATING);
+    if (access(updating, F_OK) == 0)
+        return apt_wipe(a, err, errlen);
+    enum engine_error cause = apt_mkdirs(a, err, errlen);
+    a->kept = cause == ENGINE_OK && apt_has_lists(a);
+    return cause;
 }
 
 static enum engine_error apt_init(struct apt *a, const char *cache_dir, const char *src, const char *arch, char *err,
                                   size_t errlen)
 {
     memset(a, 0, sizeof(*a));
+    a->lock_fd = -1;
     _cleanup_free_ char *base = xasprintf("%s/apt", cache_dir);
     int rc = mkdir_p(base, 0700);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", base, strerror(-rc));
         return engine_errno_cause(-rc);
     }
-    _cleanup_free_ char *tmpl = xasprintf("%s/run-XXXXXX", base);
-    if (mkdtemp(tmpl) == NULL) {
-        int saved = errno;
-        snprintf(err, errlen, "cannot create a directory in \"%s\": %s", base, strerror(saved));
-        return engine_errno_cause(saved);
-    }
-    /* apt reads relative Dir:: paths as relative to Dir: give it absolute ones. */
-    a->dir = realpath(tmpl, NULL);
-    if (a->dir == NULL) {
-        snprintf(err, errlen, "cannot resolve \"%s\": %s", tmpl, strerror(errno));
-        return ENGINE_E_FAILED;
-    }
-    const char *subdirs[] = {"etc/apt.conf.d", "etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
-                             "state/lists/partial", "cache/archives/partial", "log"};
-    for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++) {
-        _cleanup_free_ char *p = xasprintf("%s/%s", a->dir, subdirs[i]);
-        if ((rc = mkdir_p(p, 0700)) < 0) {
-            snprintf(err, errlen, "cannot create \"%s\": %s", p, strerror(-rc));
-            return engine_errno_cause(-rc);
-        }
-    }
+    _cleanup_free_ char *settings = apt_settings(arch);
+    _cleanup_free_ char *keyed = xasprintf("%s%c%s", src, '\0', settings);
+    char key[65];
+    sha256_hex(keyed, strlen(src) + 1 + strlen(settings), key);
+    enum engine_error cause = apt_open(a, base, key, err, errlen);
+    if (cause != ENGINE_OK)
+        return cause;
     _cleanup_free_ char *status = xasprintf("%s/state/status", a->dir);
     _cleanup_free_ char *sources = xasprintf("%s/etc/sources.list", a->dir);
-    _cleanup_free_ char *conf = xasprintf(
-        "Dir \"%1$s/\";\n"
-        "Dir::State \"%1$s/state/\";\n"
-        "Dir::State::status \"%1$s/state/status\";\n"
-        "Dir::Cache \"%1$s/cache/\";\n"
-        "Dir::Etc \"%1$s/etc/\";\n"
-        "Dir::Etc::SourceList \"%1$s/etc/sources.list\";\n"
-        "Dir::Etc::SourceParts \"%1$s/etc/sources.list.d/\";\n"
-        "Dir::Etc::Parts \"%1$s/etc/apt.conf.d/\";\n"
-        "Dir::Etc::Preferences \"%1$s/etc/preferences\";\n"
-        "Dir::Etc::PreferencesParts \"%1$s/etc/preferences.d/\";\n"
-        "Dir::Etc::Trusted \"%1$s/etc/trusted.gpg\";\n"
-        "Dir::Etc::TrustedParts \"%1$s/etc/trusted.gpg.d/\";\n"
-        "Dir::Log \"%1$s/log/\";\n"
-        "APT::Architecture \"%2$s\";\n"
-        "APT::Architectures { \"%2$s\"; };\n"
-        "APT::Install-Recommends \"false\";\n"
-        "APT::Sandbox::User \"root\";\n"
-        "Acquire::Languages \"none\";\n"
-        "Acquire::AllowInsecureRepositories \"false\";\n"
-        "Acquire::IndexTargets::deb::Packages::KeepCompressed \"true\";\n"
-        "Acquire::CompressionTypes::Order { \"xz\"; };\n"
-        "Acquire::Retries \"2\";\n"
-        "Acquire::http::Timeout \"20\";\n"
-        "Debug::NoLocking \"true\";\n",
-        a->dir, arch);
+    _cleanup_free_ char *conf = apt_conf_text(a->dir, settings);
     a->conf = xasprintf("%s/apt.conf", a->dir);
-    if ((rc = write_file_atomic(status, "", 0, 0600)) < 0 || (rc = write_file_atomic(sources, src, strlen(src), 0600)) < 0 ||
-        (rc = write_file_atomic(a->conf, conf, strlen(conf), 0600)) < 0) {
+    /* The status stays empty: the closure is computed against an empty system. */
+    if ((rc = write_if_changed(status, "")) < 0 || (rc = write_if_changed(sources, src)) < 0 ||
+        (rc = write_if_changed(a->conf, conf)) < 0) {
         snprintf(err, errlen, "cannot write apt's configuration in \"%s\": %s", a->dir, strerror(-rc));
         return engine_errno_cause(-rc);
     }
     return ENGINE_OK;
 }
-
 /* Runs apt-get (or apt-cache) with the private configuration; output into out (malloc'd) when non-NULL. */
 static int apt_run(struct apt *a, const char *const *args, char **out, struct proc_opts *o, char *err, size_t errlen)
 {
@@ -114,6 +232,7 @@ static int apt_run(struct apt *a, const char *const *args, char **out, struct pr
         size_t len;
         if (read_file(out_path, 64u << 20, out, &len) < 0)
             *out = xstrdup("");
+        unlink(out_path); /* the directory outlives the run: no copy of an index left in it */
     }
     return rc;
 }
@@ -240,10 +359,10 @@ static const struct lock_suite *missing_suite(struct apt *a, const struct lock *
     return NULL;
 }
 
-/* apt-get update of every suite: each one's InRelease fetched and verified, or the first that is not named. */
-static enum engine_error apt_update(struct apt *a, const struct lock *l, char *err, size_t errlen)
+/* apt-get update from nothing: every suite's InRelease fetched and verified, or the first that is not named. */
+static enum engine_error apt_fetch_lists(struct apt *a, const struct lock *l, char *err, size_t errlen)
 {
-    const char *args[] = {"/usr/bin/apt-get", "-q", "update", NULL};
+    const char *args[] = {"/usr/bin/apt-get", "-q", "-o", "pkgCacheFile::Generate=false", "update", NULL};
     struct proc_opts o = {0};
     _cleanup_free_ char *out = NULL;
     int rc = apt_run(a, args, &out, &o, err, errlen);
@@ -260,6 +379,89 @@ static enum engine_error apt_update(struct apt *a, const struct lock *l, char *e
     snprintf(err, errlen, "%s (%s %s): %s", why, missing->mirror, missing->name,
              tl > 400 ? o.tail + tl - 400 : o.tail);
     return cause;
+}
+
+/*
+ * apt-get update over the lists of an earlier resolution: apt asks the
+ * mirror for what changed and fetches only that. When a fetch fails apt
+ * keeps the suite's old lists and carries on ("old ones used instead"),
+ * so the lists prove nothing then: --error-on=any makes any failure an
+ * exit status, and whether it succeeded is all this says; a failure costs
+ * an update from nothing, which retries (so this does not). It does not
+ * build apt's caches (pkgCacheFile::Generate): apt-get update would
+ * remove and rebuild them every time, the first apt-cache rebuilds them
+ * only when the lists changed.
+ */
+static bool apt_revalidate(struct apt *a, const struct lock *l)
+{
+    const char *args[] = {"/usr/bin/apt-get", "-q", "--error-on=any", "-o", "pkgCacheFile::Generate=false",
+                          "-o", "Acquire::Retries=0", "update", NULL};
+    struct proc_opts o = {0};
+    char ignored[256];
+    int rc = apt_run(a, args, NULL, &o, ignored, sizeof(ignored));
+    return rc == 0 && missing_suite(a, l) == NULL && strstr(o.tail, "E: ") == NULL;
+}
+
+/*
+ * Every suite's InRelease fetched and verified. Kept lists are revalidated;
+ * when that fails in any way, they are dropped and fetched from nothing, so
+ * that the failure is found and named exactly as for a first resolution and
+ * an old list is never used. The APT_UPDATING mark covers an update that
+ * does not return (a kill): the next apt_open drops the lists.
+ */
+static enum engine_error apt_update(struct apt *a, const struct lock *l, char *err, size_t errlen)
+{
+    _cleanup_free_ char *updating = xasprintf("%s/%s", a->dir, APT_UPDATING);
+    int rc = write_file_atomic(updating, "", 0, 0600);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot write \"%s\": %s", updating, strerror(-rc));
+        return engine_errno_cause(-rc);
+    }
+    enum engine_error cause = ENGINE_OK;
+    if (!a->kept || !apt_revalidate(a, l)) {
+        cause = a->kept ? apt_wipe(a, err, errlen) : ENGINE_OK;
+        cause = cause ?: apt_fetch_lists(a, l, err, errlen);
+    }
+    if (cause == ENGINE_OK)
+        unlink(updating);
+    return cause;
+}
+
+/*
+ * apt decides whether its binary caches still match the lists by each
+ * list's size and time, which a suite republished within the second may
+ * share with the one before. The caches are dropped whenever the suites'
+ * InRelease files are not those they were built from (read_inreleases
+ * filled the hashes), so the next apt-cache builds them from these lists.
+ */
+static enum engine_error apt_check_caches(struct apt *a, const struct lock *l, char *err, size_t errlen)
+{
+    _cleanup_free_ char *want = xstrdup("");
+    for (size_t i = 0; i < l->nsuites; i++) {
+        char *longer = xasprintf("%s%s\n", want, l->suites[i].inrelease_sha256);
+        free(want);
+        want = longer;
+    }
+    _cleanup_free_ char *path = xasprintf("%s/%s", a->dir, APT_BUILT_FROM);
+    _cleanup_free_ char *have = NULL;
+    size_t len;
+    if (read_file(path, 1 << 16, &have, &len) == 0 && strcmp(have, want) == 0)
+        return ENGINE_OK;
+    const char *bins[] = {"pkgcache.bin", "srcpkgcache.bin"};
+    for (size_t i = 0; i < ARRAY_SIZE(bins); i++) {
+        _cleanup_free_ char *bin = xasprintf("%s/cache/%s", a->dir, bins[i]);
+        if (unlink(bin) < 0 && errno != ENOENT) {
+            int saved = errno;
+            snprintf(err, errlen, "cannot remove \"%s\": %s", bin, strerror(saved));
+            return engine_errno_cause(saved);
+        }
+    }
+    int rc = write_file_atomic(path, want, strlen(want), 0600);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot write \"%s\": %s", path, strerror(-rc));
+        return engine_errno_cause(-rc);
+    }
+    return ENGINE_OK;
 }
 
 /*
@@ -361,15 +563,19 @@ static int parse_uri_line(const char *line, const struct lock *l, struct lock_pk
     return 0;
 }
 
-/* Fills sha256, size and filename of every package from the signed index (apt-cache show). */
+/*
+ * Fills sha256, size and filename of every package from the signed index
+ * (apt-cache show). A name=version names one version whatever
+ * --no-all-versions says, and without it apt-cache does not work out every
+ * package's candidate first (its dependency cache, most of its time).
+ */
 static enum engine_error index_metadata(struct apt *a, struct lock *l, char *err, size_t errlen)
 {
-    const char **args = xcalloc(l->npkgs + 4, sizeof(*args));
+    const char **args = xcalloc(l->npkgs + 3, sizeof(*args));
     char **specs = xcalloc(l->npkgs + 1, sizeof(*specs));
     size_t argc = 0;
     args[argc++] = "/usr/bin/apt-cache";
     args[argc++] = "show";
-    args[argc++] = "--no-all-versions";
     for (size_t i = 0; i < l->npkgs; i++) {
         specs[i] = xasprintf("%s=%s", l->pkgs[i].name, l->pkgs[i].version);
         args[argc++] = specs[i];
@@ -975,6 +1181,7 @@ enum engine_error resolve_lock(const struct recipe *r, const struct resolve_mirr
         goto done;
     cause = apt_update(&a, out, err, errlen);
     cause = cause ?: read_inreleases(&a, out, err, errlen);
+    cause = cause ?: apt_check_caches(&a, out, err, errlen);
     cause = cause ?: closure(&a, r, out, err, errlen);
     cause = cause ?: keep_indexes(&a, cache_dir, out, err, errlen);
     if (cause == ENGINE_OK)

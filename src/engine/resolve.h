@@ -24,6 +24,15 @@
  * recipe gets a format 1 lock: one suite, main, none of the later fields,
  * exactly the text it always had; lock_parse reads both.
  *
+ * apt's directory (CACHE/apt/<key>/, the key hashing the sources and
+ * apt's settings) is kept between resolutions of the same sources: the
+ * next one revalidates the lists with the mirror and reuses apt's caches
+ * while they are unchanged; after any failed revalidation it starts from
+ * nothing, so a list apt kept from before is never used. Threads: any
+ * thread may call resolve_lock, several at once; an exclusive flock on
+ * CACHE/apt/<key>.lock makes resolutions of the same sources (in this
+ * process or another) wait for one another.
+ *
  * The package cache (CACHE/debs/SHA256.deb) holds every package a lock
  * names, verified, written by rename so that concurrent builds are safe;
  * the signed indexes are kept beside (CACHE/indexes/<InRelease sha256>/:

@@ -5,13 +5,24 @@
  * the cause as a value: an unknown package, a bad signature, an unreachable
  * mirror; engine_build passes it on. An output whose directory does not
  * exist is refused before anything is fetched, and an interrupt while
- * resolving is the cause whatever apt said.
+ * resolving is the cause whatever apt said. apt's state outlives a
+ * resolution (CACHE/apt/<key>/): the next one reuses it, sees a mirror
+ * that published again, fails as the first would when a suite is gone, and
+ * waits its turn when another resolves the same sources.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -29,7 +40,8 @@
  * s/, the security archive, holds trixie-security with a newer
  * busybox-static. Each suite is signed as the test says; the keyring holds
  * the key of SIGNED alone, so FOREIGN is a valid signature by a key the
- * archive does not trust. A package cache beside.
+ * archive does not trust. Every file carries the same time. A package
+ * cache beside.
  */
 enum signing { UNSIGNED, SIGNED, FOREIGN };
 
@@ -47,11 +59,12 @@ static void run(const char *cmd)
 #define SECURITY_DATE "Mon, 02 Jan 2023 00:00:00 UTC"
 
 static const char mirror_script[] =
-    "set -e; top=$1; cd \"$top\"; mkdir -m 700 g g2; export GNUPGHOME=\"$top/g\"\n"
+    "set -e; top=$1; cd \"$top\"; export GNUPGHOME=\"$top/g\"\n"
+    "if [ ! -d g ]; then mkdir -m 700 g g2\n"
     "gpg --batch --quiet --passphrase '' --quick-gen-key 'debate test <test@invalid>' ed25519 sign never\n"
     "gpg --batch --quiet --export > keyring.gpg\n"
     "GNUPGHOME=\"$top/g2\" gpg --batch --quiet --passphrase '' --quick-gen-key 'other <o@invalid>' ed25519 sign "
-    "never\n"
+    "never; fi\n"
     "stanza() { printf 'Package: %s\\nVersion: %s\\nArchitecture: amd64\\nMaintainer: t <t@invalid>\\n"
     "Filename: %s\\nSize: 1\\nSHA256: 1111111111111111111111111111111111111111111111111111111111111111\\n"
     "Description: t\\n\\n' \"$1\" \"$2\" \"$3\"; }\n"
@@ -60,23 +73,25 @@ static const char mirror_script[] =
     "  for c in main non-free-firmware; do mkdir -p \"$d/$c/binary-amd64\"; : > \"$d/$c/binary-amd64/Packages\"; done\n"
     "  while [ $# -ge 4 ]; do stanza \"$2\" \"$3\" \"$4\" >> \"$d/$1/binary-amd64/Packages\"; shift 4; done\n"
     "  cd \"$d\"\n"
-    "  for c in main non-free-firmware; do f=$c/binary-amd64/Packages; xz -k $f; mkdir -p $c/binary-amd64/by-hash/SHA256\n"
+    "  for c in main non-free-firmware; do f=$c/binary-amd64/Packages; xz -kf $f; mkdir -p $c/binary-amd64/by-hash/SHA256\n"
     "    cp $f.xz $c/binary-amd64/by-hash/SHA256/$(sha256sum $f.xz | cut -d' ' -f1); done\n"
     "  { printf 'Origin: debate-test\\nSuite: %s\\nCodename: %s\\nDate: %s\\nArchitectures: amd64\\n' \"${d##*/}\" "
     "\"${d##*/}\" \"$date\"\n"
     "    printf 'Components: main non-free-firmware\\nSHA256:\\n'\n"
     "    for f in */binary-amd64/Packages */binary-amd64/Packages.xz; do\n"
     "      printf ' %s %s %s\\n' $(sha256sum $f | cut -d' ' -f1) $(stat -c %s $f) $f; done; } > Release\n"
-    "  case $sign in 1) gpg --batch --quiet --clearsign -o InRelease Release;;\n"
-    "    2) GNUPGHOME=\"$top/g2\" gpg --batch --quiet --clearsign -o InRelease Release;; esac\n"
+    "  case $sign in 1) gpg --batch --quiet --yes --clearsign -o InRelease Release;;\n"
+    "    2) GNUPGHOME=\"$top/g2\" gpg --batch --quiet --yes --clearsign -o InRelease Release;; esac\n"
     "  cd \"$top\"\n"
     "}\n"
-    "suite m trixie 'Sun, 01 Jan 2023 00:00:00 UTC' $2 main busybox-static 1.35.0-4 "
-    "pool/main/b/busybox/busybox-static_1.35.0-4_amd64.deb non-free-firmware firmware-test 1.0 "
+    "bb=${4:-1.35.0-4}\n"
+    "suite m trixie 'Sun, 01 Jan 2023 00:00:00 UTC' $2 main busybox-static $bb "
+    "pool/main/b/busybox/busybox-static_${bb}_amd64.deb non-free-firmware firmware-test 1.0 "
     "pool/non-free-firmware/f/firmware-test/firmware-test_1.0_amd64.deb\n"
     "suite m trixie-updates 'Sun, 01 Jan 2023 00:00:00 UTC' $2\n"
     "suite s trixie-security '" SECURITY_DATE "' $3 main busybox-static '" SECURITY_BUSYBOX "' "
     "pool/updates/main/b/busybox/busybox-static_1.35.0-4+deb13u1_amd64.deb\n"
+    "find m s -exec touch -d '2023-01-01 00:00:00 UTC' {} +\n"
     "gpgconf --kill gpg-agent; GNUPGHOME=\"$top/g2\" gpgconf --kill gpg-agent\n";
 
 static void mirror_make_signed(struct mirror *m, enum signing main_suites, enum signing security)
@@ -92,6 +107,14 @@ static void mirror_make_signed(struct mirror *m, enum signing main_suites, enum 
     if (write_file_atomic(script, mirror_script, strlen(mirror_script), 0700) < 0)
         harness_fail(__FILE__, __LINE__, "cannot write %s", script);
     _cleanup_free_ char *cmd = xasprintf("sh '%s' '%s' %d %d", script, m->dir, main_suites, security);
+    run(cmd);
+}
+
+/* Publishes the mirror again, every suite signed, with busybox_version in trixie: new InRelease files. */
+static void mirror_publish(struct mirror *m, const char *busybox_version)
+{
+    _cleanup_free_ char *cmd =
+        xasprintf("sh '%s/make-mirror.sh' '%s' %d %d '%s'", m->dir, m->dir, SIGNED, SIGNED, busybox_version);
     run(cmd);
 }
 
@@ -401,5 +424,283 @@ TEST(an_interrupt_while_resolving_is_the_cause)
     _cleanup_free_ char *want =
         xasprintf("interrupted: the build stopped while resolving and nothing was written to \"%s\"", output);
     CHECK_STR(err, want);
+    mirror_remove(&m);
+}
+
+/* The directories in CACHE/apt (apt's state, one a source set) and the lock files beside; *dir the last directory. */
+static int apt_state_dirs(const struct mirror *m, int *locks, char **dir)
+{
+    _cleanup_free_ char *base = xasprintf("%s/apt", m->cache);
+    DIR *d = opendir(base);
+    if (d == NULL)
+        harness_fail(__FILE__, __LINE__, "cannot open %s: %s", base, strerror(errno));
+    int dirs = 0;
+    *locks = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] == '.')
+            continue;
+        if (n > 5 && strcmp(e->d_name + n - 5, ".lock") == 0) {
+            (*locks)++;
+            continue;
+        }
+        dirs++;
+        free(*dir);
+        *dir = xasprintf("%s/%s", base, e->d_name);
+    }
+    closedir(d);
+    return dirs;
+}
+
+static const char busybox_recipe[] = "{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"]}";
+
+/*
+ * The second resolution of the same sources gives the same lock from the
+ * same state directory, whose apt caches it did not rebuild: the lists had
+ * not changed.
+ */
+TEST(a_second_resolution_reuses_apt_s_state)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(busybox_recipe, &r);
+    struct lock first, second;
+    char err[2048] = "";
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &first, err, sizeof(err)), ENGINE_OK);
+    int locks;
+    _cleanup_free_ char *dir = NULL;
+    CHECK_INT(apt_state_dirs(&m, &locks, &dir), 1);
+    CHECK_INT(locks, 1);
+    _cleanup_free_ char *bin = xasprintf("%s/cache/pkgcache.bin", dir);
+    struct stat before, after;
+    CHECK_INT(stat(bin, &before), 0);
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &second, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(second.json, first.json);
+    CHECK_INT(apt_state_dirs(&m, &locks, &dir), 1);
+    CHECK_INT(locks, 1);
+    CHECK_INT(stat(bin, &after), 0);
+    CHECK_INT(after.st_ino, before.st_ino);
+    CHECK_INT(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    CHECK_INT(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+    lock_release(&second);
+    lock_release(&first);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+/*
+ * The mirror publishes trixie again with a newer busybox-static: an index
+ * of the same size and time as before (every file of the test's mirrors
+ * has one time), which apt alone would take for the one its caches were
+ * built from. The next resolution pins the new version and InRelease.
+ */
+TEST(a_mirror_that_published_again_is_resolved_afresh)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"],\"security\":false}", &r);
+    struct lock first, second;
+    char err[2048] = "";
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &first, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(first.pkgs[0].version, "1.35.0-4");
+    mirror_publish(&m, "1.35.0-5");
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &second, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(second.pkgs[0].version, "1.35.0-5");
+    CHECK_STR(second.pkgs[0].filename, "pool/main/b/busybox/busybox-static_1.35.0-5_amd64.deb");
+    CHECK(strcmp(second.suites[0].inrelease_sha256, first.suites[0].inrelease_sha256) != 0);
+    lock_release(&second);
+    lock_release(&first);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+/*
+ * After a good resolution the security archive goes away: apt would keep
+ * its old lists and carry on, the resolution fails with the very error a
+ * first resolution gives, and succeeds again once the archive is back.
+ */
+TEST(a_suite_gone_after_a_good_resolution_fails_as_a_first_resolution_does)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(busybox_recipe, &r);
+    struct lock l, again;
+    char err[2048] = "", fresh_err[2048] = "";
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    _cleanup_free_ char *s = xasprintf("%s/s", m.dir), *gone = xasprintf("%s/s.gone", m.dir);
+    CHECK_INT(rename(s, gone), 0);
+    enum engine_error cause = resolve(&m, m.url, m.security_url, m.keyring, &r, &again, err, sizeof(err));
+    char *cache = m.cache;
+    m.cache = xasprintf("%s/fresh-cache", m.dir);
+    enum engine_error fresh = resolve(&m, m.url, m.security_url, m.keyring, &r, &again, fresh_err, sizeof(fresh_err));
+    free(m.cache);
+    m.cache = cache;
+    CHECK_INT(cause, fresh);
+    CHECK_STR(err, fresh_err);
+    /* A file: mirror without the suite: apt finds no release file, which says nothing of the network. */
+    CHECK_INT(cause, ENGINE_E_FAILED);
+    _cleanup_free_ char *want =
+        xasprintf("apt-get update failed (%s trixie-security): E: The repository ", m.security_url);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    CHECK_INT(rename(gone, s), 0);
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &again, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(again.json, l.json);
+    lock_release(&again);
+    lock_release(&l);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+/* A connection to 127.0.0.1:port: 0, or -1 when nothing listens. */
+static int try_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    return rc;
+}
+
+/* An HTTP server of dir on a free loopback port (python's http.server): its pid, the port in *port. */
+static pid_t http_serve(const char *dir, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        harness_fail(__FILE__, __LINE__, "cannot find a free port: %s", strerror(errno));
+    close(fd);
+    *port = ntohs(sa.sin_port);
+    char number[16];
+    snprintf(number, sizeof(number), "%d", *port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("python3", "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir, number,
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && try_connect(*port) < 0; i++)
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    if (try_connect(*port) < 0)
+        harness_fail(__FILE__, __LINE__, "the HTTP server of %s did not start", dir);
+    return pid;
+}
+
+/*
+ * The security archive, served over HTTP, stops answering after a good
+ * resolution: apt would warn and keep the old lists; the next resolution
+ * fails as a first one does (the mirror is unreachable, that suite named).
+ */
+TEST(a_suite_unreachable_after_a_good_resolution_fails_as_a_first_resolution_does)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(busybox_recipe, &r);
+    int port;
+    pid_t server = http_serve(m.dir, &port);
+    _cleanup_free_ char *security = xasprintf("http://127.0.0.1:%d/s", port);
+    struct lock l, again;
+    char err[2048] = "";
+    enum engine_error cause = resolve(&m, m.url, security, m.keyring, &r, &l, err, sizeof(err));
+    kill(server, SIGTERM);
+    waitpid(server, NULL, 0);
+    if (cause != ENGINE_OK)
+        harness_fail(__FILE__, __LINE__, "the first resolution failed: %s", err);
+    CHECK_STR(l.pkgs[0].version, SECURITY_BUSYBOX);
+    CHECK_INT(resolve(&m, m.url, security, m.keyring, &r, &again, err, sizeof(err)), ENGINE_E_MIRROR);
+    _cleanup_free_ char *want = xasprintf("the mirror is unreachable (%s trixie-security): ", security);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    lock_release(&l);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+/*
+ * An update killed while apt moved the new lists into place (its mark is
+ * left) may leave a suite's new InRelease beside its old index: here the
+ * index of before the mirror published again. apt would take the lists as
+ * current (the InRelease has not changed since); the next resolution
+ * starts from nothing instead and pins the new version.
+ */
+TEST(lists_of_an_update_that_did_not_finish_are_not_used)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of("{\"name\":\"t\",\"variant\":\"busybox\",\"packages\":[\"busybox-static\"],\"security\":false}", &r);
+    struct lock l;
+    char err[2048] = "";
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    lock_release(&l);
+    int locks;
+    _cleanup_free_ char *dir = NULL;
+    CHECK_INT(apt_state_dirs(&m, &locks, &dir), 1);
+    _cleanup_free_ char *save = xasprintf("cp %s/state/lists/*_dists_trixie_main_binary-amd64_Packages %s/old-index",
+                                          dir, m.dir);
+    run(save);
+    mirror_publish(&m, "1.35.0-5");
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(l.pkgs[0].version, "1.35.0-5");
+    lock_release(&l);
+    _cleanup_free_ char *kill = xasprintf("cd '%s' && touch state/updating && rm -f cache/*.bin && "
+                                          "cp %s/old-index state/lists/*_dists_trixie_main_binary-amd64_Packages",
+                                          dir, m.dir);
+    run(kill);
+    CHECK_INT(resolve(&m, m.url, m.security_url, m.keyring, &r, &l, err, sizeof(err)), ENGINE_OK);
+    CHECK_STR(l.pkgs[0].version, "1.35.0-5");
+    lock_release(&l);
+    recipe_release(&r);
+    mirror_remove(&m);
+}
+
+struct concurrent {
+    const struct mirror *m;
+    const struct recipe *r;
+    struct lock l;
+    enum engine_error cause;
+    char err[2048];
+};
+
+static void *resolve_thread(void *arg)
+{
+    struct concurrent *c = arg;
+    c->cause = resolve(c->m, c->m->url, c->m->security_url, c->m->keyring, c->r, &c->l, c->err, sizeof(c->err));
+    return NULL;
+}
+
+/* Two resolutions of the same sources at once (two workers' threads): one waits for the other, both succeed. */
+TEST(two_resolutions_at_once_both_succeed)
+{
+    struct mirror m;
+    mirror_make(&m, true);
+    struct recipe r;
+    recipe_of(busybox_recipe, &r);
+    struct concurrent c[2] = {{.m = &m, .r = &r}, {.m = &m, .r = &r}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(pthread_create(&t[i], NULL, resolve_thread, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        if (c[i].cause != ENGINE_OK)
+            harness_fail(__FILE__, __LINE__, "resolution %d: %s", i, c[i].err);
+    }
+    CHECK_STR(c[1].l.json, c[0].l.json);
+    int locks;
+    _cleanup_free_ char *dir = NULL;
+    CHECK_INT(apt_state_dirs(&m, &locks, &dir), 1);
+    lock_release(&c[1].l);
+    lock_release(&c[0].l);
+    recipe_release(&r);
     mirror_remove(&m);
 }
