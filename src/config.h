@@ -64,7 +64,7 @@ struct config {
     char *security_mirror;
     char *archive_keyring;
     char *cache_dir;
-    unsigned base_cache_mb;     /* the base layers kept in cache_dir/bases; 0: none */
+    unsigned base_cache_mb;     /* the layers kept in cache_dir/bases and cache_dir/kernels; 0: none */
     unsigned sandbox_id_base;   /* root inside a sandbox is this uid/gid outside; 65536 ids from here */
     unsigned sandbox_memory_mb; /* per build, swap included */
     unsigned sandbox_pids;

@@ -236,37 +236,32 @@ static int make_mirror(struct build *b)
     return 0;
 }
 
-/* A file the stages made for the cache (rel, beneath the build disk) copied out to out/DIR/NAME. */
-static int collect_for_cache(int diskfd, struct build *b, const char *rel, const char *dir, const char *name,
-                             char *err, size_t errlen)
+/*
+ * A file the stages made for the cache (rel, beneath the build disk)
+ * copied out to out/DIR/NAME, or nothing there: a layer that cannot be
+ * copied is not kept (layers_keep says so), and the build goes on.
+ */
+static void collect_for_cache(int diskfd, struct build *b, const char *rel, const char *dir, const char *name)
 {
+    _cleanup_free_ char *to_dir = xasprintf("%s/%s", b->out_dir, dir), *path = xasprintf("%s/%s", to_dir, name);
     _cleanup_close_ int in = sandbox_open_beneath(diskfd, rel, O_RDONLY);
     struct stat st;
-    if (in < 0 || fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "the build left no regular \"%s\": %s", rel, strerror(errno));
-        return -1;
-    }
-    _cleanup_free_ char *to_dir = xasprintf("%s/%s", b->out_dir, dir), *path = xasprintf("%s/%s", to_dir, name);
-    _cleanup_close_ int fd = mkdir(to_dir, 0755) < 0 && errno != EEXIST
-                                 ? -1
-                                 : open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 || copy_fd(in, fd) < 0) {
-        snprintf(err, errlen, "cannot copy \"%s\" to \"%s\": %s", rel, path,
-                 errno == ENOSPC ? "the disk is full" : strerror(errno));
-        return -1;
-    }
-    return 0;
+    if (in < 0 || fstat(in, &st) < 0 || !S_ISREG(st.st_mode) || (mkdir(to_dir, 0755) < 0 && errno != EEXIST))
+        return;
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0 && copy_fd(in, fd) < 0)
+        unlink(path); /* never a truncated layer */
 }
 
 /* The layers this build makes for later ones: out/base/layer.tar.zst, out/kernel/{vmlinuz,initrd.img}. */
-static int collect_layers(int diskfd, struct build *b, char *err, size_t errlen)
+static void collect_layers(int diskfd, struct build *b)
 {
-    if (b->base_save && collect_for_cache(diskfd, b, NEW_LAYER, "base", "layer.tar.zst", err, errlen) < 0)
-        return -1;
-    if (b->kernel_save && (collect_for_cache(diskfd, b, "iso/live/vmlinuz", "kernel", "vmlinuz", err, errlen) < 0 ||
-                           collect_for_cache(diskfd, b, "iso/live/initrd.img", "kernel", "initrd.img", err, errlen) < 0))
-        return -1;
-    return 0;
+    if (b->base_save)
+        collect_for_cache(diskfd, b, NEW_LAYER, "base", "layer.tar.zst");
+    if (b->kernel_save) {
+        collect_for_cache(diskfd, b, "iso/live/vmlinuz", "kernel", "vmlinuz");
+        collect_for_cache(diskfd, b, "iso/live/initrd.img", "kernel", "initrd.img");
+    }
 }
 
 /*
@@ -302,10 +297,7 @@ static int offline_collect(int diskfd, void *arg, char *out, size_t outlen, char
         snprintf(out, outlen, "%d", (int)engine_errno_cause(saved));
         return -1;
     }
-    if (collect_layers(diskfd, b, err, errlen) < 0) {
-        snprintf(out, outlen, "%d", (int)engine_errno_cause(errno));
-        return -1;
-    }
+    collect_layers(diskfd, b);
     snprintf(out, outlen, "%s", sha);
     return 0;
 }
@@ -610,7 +602,8 @@ static int fetch_packages(struct build *b, struct engine_result *res)
 static int prepare_layers(struct build *b, struct engine_result *res)
 {
     b->tools = engine_tool_versions(b->out_dir);
-    if (b->o->cfg->base_cache_mb == 0)
+    /* Without the tools' versions a key could not tell two hosts' trees apart: no layers then. */
+    if (b->o->cfg->base_cache_mb == 0 || b->tools[0] == '\0')
         return 0;
     b->base_dir = xasprintf("%s/base", b->work);
     b->layer_key = layers_key(b, b->tools);
@@ -620,8 +613,8 @@ static int prepare_layers(struct build *b, struct engine_result *res)
         return -1;
     b->base_reused = res->base_reused = rc == 1;
     b->base_save = !b->base_reused && !layers_have(b, &layer_base, b->layer_key); /* a cold build may find one */
-    if (build_is_live(b))
-        return 0; /* its kernel and initramfs are in the tree */
+    if (build_is_live(b) || b->kernel_pkg == NULL)
+        return 0; /* the tree holds a live image's kernel; a recipe without one fails in the kernel stage */
     b->kernel_key = layers_kernel_key(b, b->tools);
     rc = b->o->cold ? 0 : layers_take(b, &layer_kernel, b->kernel_key, b->base_dir);
     if (rc < 0)
@@ -629,6 +622,20 @@ static int prepare_layers(struct build *b, struct engine_result *res)
     b->kernel_reused = rc == 1;
     b->kernel_save = !b->kernel_reused && !layers_have(b, &layer_kernel, b->kernel_key);
     return 0;
+}
+
+/* The layers this build made, kept for later builds; then the cache within its budget, these staying. */
+static void keep_layers(struct build *b)
+{
+    _cleanup_free_ char *base = xasprintf("%s/base", b->out_dir), *kernel = xasprintf("%s/kernel", b->out_dir);
+    if (b->base_save)
+        layers_keep(b, &layer_base, b->layer_key, base);
+    if (b->kernel_save)
+        layers_keep(b, &layer_kernel, b->kernel_key, kernel);
+    if (b->base_save || b->kernel_save) {
+        const char *keep[] = {b->layer_key, b->kernel_key, NULL};
+        layers_collect(b, keep);
+    }
 }
 
 /* The work directory beside the output (the same file system: the ISO is renamed into place). */
@@ -665,14 +672,7 @@ enum engine_error engine_build(const struct recipe *r, const struct engine_opts 
     if (make_mirror(&b) < 0 || run_offline(&b, res) < 0 || (o->boot_check && bootcheck_run(&b, res) < 0) ||
         finish(&b, res) < 0)
         goto out;
-    if (b.base_save) {
-        _cleanup_free_ char *src = xasprintf("%s/base", b.out_dir);
-        layers_keep(&b, &layer_base, b.layer_key, src);
-    }
-    if (b.kernel_save) {
-        _cleanup_free_ char *src = xasprintf("%s/kernel", b.out_dir);
-        layers_keep(&b, &layer_kernel, b.kernel_key, src);
-    }
+    keep_layers(&b);
     build_progress(&b, STAGE_DONE, 100, "%s sha256 %s", o->output, res->iso_sha256);
     b.cause = ENGINE_OK;
 out:

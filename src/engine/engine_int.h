@@ -128,14 +128,18 @@ char *layers_key(const struct build *b, const char *tools);
 char *layers_kernel_key(const struct build *b, const char *tools);
 /*
  * Puts the cached entry of key, verified, in dest_dir (its files by their
- * names): 1. No such entry: 0. A damaged one is removed and reported
- * (progress): 0. -1 with the cause when dest_dir cannot be made.
+ * names, mode 0644, dest_dir 0755): 1. No such entry: 0. A damaged one (a
+ * sum that differs, a file missing) is removed and reported (progress): 0.
+ * One that cannot be read for another reason is reported and left: 0.
+ * -1 with the cause when dest_dir cannot be made.
  */
 int layers_take(struct build *b, const struct layer_kind *k, const char *key, const char *dest_dir);
 /* Whether the cache has an entry for key (unchecked: layers_take checks it). */
 bool layers_have(const struct build *b, const struct layer_kind *k, const char *key);
-/* Keeps src_dir's files (copied out of the sandbox) as key's entry, then the cache in its budget. Failures are reported, not fatal. */
+/* Keeps src_dir's files (copied out of the sandbox) as key's entry. Failures are reported, not fatal. */
 void layers_keep(struct build *b, const struct layer_kind *k, const char *key, const char *src_dir);
+/* Keeps the cache within base_cache_mb, the least recently used going first; the keys in keep (NULL-ended) stay. */
+void layers_collect(struct build *b, const char *const *keep);
 
 /* ---- bootcheck.c ---- */
 

@@ -96,20 +96,6 @@ static void remove_entry(const char *dir)
     rmdir(victim);
 }
 
-/* dest gets from's bytes: a hard link when the cache is on the same file system, else a copy. 0 or -errno. */
-static int link_or_copy_file(const char *from, const char *dest)
-{
-    if (link(from, dest) == 0)
-        return 0;
-    _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (in < 0)
-        return -errno;
-    _cleanup_close_ int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (out < 0 || copy_fd(in, out) < 0)
-        return -errno;
-    return 0;
-}
-
 /* The SHA-256 SUMS records for name ("HEX  NAME" lines), into want; false when it has none. */
 static bool recorded_sum(const char *sums, const char *name, char want[65])
 {
@@ -125,21 +111,45 @@ static bool recorded_sum(const char *sums, const char *name, char want[65])
     return false;
 }
 
-/* Each of the kind's files linked into dest_dir and checked against SUMS: 0, or -errno (-EBADMSG: a sum differs). */
-static int take_files(const struct layer_kind *k, const char *dir, const char *dest_dir)
+/* name (under dirfd, or AT_FDCWD) linked to dest, or copied across file systems. 0 or -errno. */
+static int link_or_copy_at(int dirfd, const char *name, const char *dest)
 {
-    _cleanup_free_ char *sums_path = xasprintf("%s/" SUMS, dir), *sums = NULL;
-    size_t len;
-    int rc = read_file(sums_path, 4096, &sums, &len);
+    if (linkat(dirfd, name, AT_FDCWD, dest, 0) == 0)
+        return 0;
+    if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+        return -errno;
+    _cleanup_close_ int in = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0)
+        return -errno;
+    _cleanup_close_ int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0 || copy_fd(in, out) < 0)
+        return -errno;
+    return 0;
+}
+
+/*
+ * Each of the kind's files of the entry open at dirfd linked into dest_dir
+ * (readable by the sandbox's ids) and checked against its SUMS: 0, or
+ * -errno; -EBADMSG when a sum differs or is missing, -ENOENT when a file is.
+ */
+static int take_files(const struct layer_kind *k, int dirfd, const char *dest_dir)
+{
+    _cleanup_close_ int sfd = openat(dirfd, SUMS, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char sums[1024];
+    ssize_t n = sfd < 0 ? -1 : read(sfd, sums, sizeof(sums) - 1);
+    if (n < 0)
+        return -errno;
+    sums[n] = '\0';
+    int rc = 0;
     for (size_t i = 0; rc == 0 && k->files[i] != NULL; i++) {
-        _cleanup_free_ char *from = xasprintf("%s/%s", dir, k->files[i]);
         _cleanup_free_ char *dest = xasprintf("%s/%s", dest_dir, k->files[i]);
         char want[65], got[65];
         unlink(dest);
-        if ((rc = link_or_copy_file(from, dest)) == 0 && (rc = sha256_file(dest, got, NULL)) == 0 &&
+        if ((rc = link_or_copy_at(dirfd, k->files[i], dest)) == 0 && (rc = sha256_file(dest, got, NULL)) == 0 &&
             (!recorded_sum(sums, k->files[i], want) || strcmp(got, want) != 0))
             rc = -EBADMSG;
-        chmod(dest, 0644);
+        if (rc == 0 && chmod(dest, 0644) < 0)
+            rc = -errno;
     }
     return rc;
 }
@@ -150,28 +160,44 @@ bool layers_have(const struct build *b, const struct layer_kind *k, const char *
     return access(dir, F_OK) == 0;
 }
 
+/* Whether path is still the directory open at dirfd (not one kept again since under the same name). */
+static bool same_dir(int dirfd, const char *path)
+{
+    struct stat a, b;
+    return fstat(dirfd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int layers_take(struct build *b, const struct layer_kind *k, const char *key, const char *dest_dir)
 {
     _cleanup_free_ char *dir = xasprintf("%s/%s/%s", b->o->cfg->cache_dir, k->dir, key);
-    if (access(dir, F_OK) != 0)
+    /* Opened once: a collection and a new entry under the same name meanwhile cannot mix their files. */
+    _cleanup_close_ int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dirfd < 0)
         return 0;
+    /* The sandbox's ids must be able to enter it whatever the umask (debate.service's is 0077). */
     int rc = mkdir_p(dest_dir, 0755);
-    if (rc < 0)
-        return build_fail(b, engine_errno_cause(-rc), "cannot create \"%s\": %s", dest_dir, strerror(-rc));
-    rc = take_files(k, dir, dest_dir);
+    if (rc < 0 || chmod(dest_dir, 0755) < 0)
+        return build_fail(b, engine_errno_cause(rc < 0 ? -rc : errno), "cannot create \"%s\": %s", dest_dir,
+                          strerror(rc < 0 ? -rc : errno));
+    rc = take_files(k, dirfd, dest_dir);
     if (rc == 0) {
         /* The least recently used go first when the cache is over its budget. */
-        utimensat(AT_FDCWD, dir, NULL, 0);
+        futimens(dirfd, NULL);
         return 1;
     }
     for (size_t i = 0; k->files[i] != NULL; i++) {
         _cleanup_free_ char *dest = xasprintf("%s/%s", dest_dir, k->files[i]);
         unlink(dest);
     }
-    if (rc == -ENOENT && access(dir, F_OK) != 0)
-        return 0; /* collected meanwhile: a miss */
+    if (!same_dir(dirfd, dir))
+        return 0; /* collected (or kept again) meanwhile: a miss */
+    if (rc != -EBADMSG && rc != -ENOENT) {
+        /* Not the entry's fault (a full disk, no descriptors left): keep it, build without it. */
+        build_progress(b, k->stage, 2, "the %s %.12s cannot be used (%s): %s", k->what, key, strerror(-rc), k->redo);
+        return 0;
+    }
     build_progress(b, k->stage, 2, "the %s %.12s is damaged (%s): removed, %s", k->what, key,
-                   rc == -EBADMSG ? "its SHA-256 differs" : strerror(-rc), k->redo);
+                   rc == -EBADMSG ? "its SHA-256 differs" : "a file is missing", k->redo);
     remove_entry(dir);
     return 0;
 }
@@ -234,8 +260,16 @@ static void list_entries(const char *dir, struct entry **v, size_t *n, long long
         closedir(d);
 }
 
-/* Removes the least recently used entries of every kind until they hold at most budget_mb together; keep stays. */
-static void collect_garbage(const char *cache_dir, unsigned budget_mb, const char *keep)
+static bool is_kept(const char *name, const char *const *keep)
+{
+    for (size_t i = 0; keep[i] != NULL; i++)
+        if (strcmp(name, keep[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Removes the least recently used entries of every kind until they hold at most budget_mb together; keep stay. */
+static void collect_garbage(const char *cache_dir, unsigned budget_mb, const char *const *keep)
 {
     struct entry *v = NULL;
     size_t n = 0;
@@ -248,7 +282,7 @@ static void collect_garbage(const char *cache_dir, unsigned budget_mb, const cha
     long long budget = (long long)budget_mb << 20;
     for (size_t i = 0; i < n; i++) {
         const char *name = strrchr(v[i].dir, '/') + 1;
-        if (total > budget && strcmp(name, keep) != 0) {
+        if (total > budget && !is_kept(name, keep)) {
             remove_entry(v[i].dir);
             total -= v[i].bytes;
         }
@@ -267,7 +301,7 @@ static int fill_entry(const struct layer_kind *k, const char *src_dir, const cha
         _cleanup_free_ char *to = xasprintf("%s/%s", tmp, k->files[i]);
         char sum[65];
         long long bytes = 0;
-        if ((rc = sha256_file(from, sum, &bytes)) == 0 && (rc = link_or_copy_file(from, to)) == 0 &&
+        if ((rc = sha256_file(from, sum, &bytes)) == 0 && (rc = link_or_copy_at(AT_FDCWD, from, to)) == 0 &&
             (rc = fsync_path(to)) == 0) {
             char *longer = xasprintf("%s%s  %s\n", sums, sum, k->files[i]);
             free(sums);
@@ -284,8 +318,7 @@ static int fill_entry(const struct layer_kind *k, const char *src_dir, const cha
 
 void layers_keep(struct build *b, const struct layer_kind *k, const char *key, const char *src_dir)
 {
-    const struct config *cfg = b->o->cfg;
-    _cleanup_free_ char *kind_dir = xasprintf("%s/%s", cfg->cache_dir, k->dir);
+    _cleanup_free_ char *kind_dir = xasprintf("%s/%s", b->o->cfg->cache_dir, k->dir);
     _cleanup_free_ char *dir = xasprintf("%s/%s", kind_dir, key);
     _cleanup_free_ char *tmp = xasprintf("%s/.new-%s-%ld", kind_dir, key, (long)gettid());
     long long size = 0;
@@ -295,11 +328,16 @@ void layers_keep(struct build *b, const struct layer_kind *k, const char *key, c
     if (rc != 0)
         remove_entry(tmp);
     if (rc < 0) {
-        build_progress(b, STAGE_ASSEMBLING, 100, "the %s %.12s was not kept: %s", k->what, key, strerror(-rc));
+        build_progress(b, STAGE_ASSEMBLING, 100, "the %s %.12s was not kept: %s", k->what, key,
+                       rc == -ENOENT ? "the build did not leave it" : strerror(-rc));
         return;
     }
     if (rc == 0)
         build_progress(b, STAGE_ASSEMBLING, 100, "kept the %s %.12s (%lld MiB) for later builds", k->what, key,
                        (size + (1 << 20) - 1) >> 20);
-    collect_garbage(cfg->cache_dir, cfg->base_cache_mb, key);
+}
+
+void layers_collect(struct build *b, const char *const *keep)
+{
+    collect_garbage(b->o->cfg->cache_dir, b->o->cfg->base_cache_mb, keep);
 }

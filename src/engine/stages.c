@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <libgen.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -147,12 +148,30 @@ static int layer_extract(struct build *b)
     return build_run_tool(b, "unpacking the base layer", argv, false);
 }
 
+/*
+ * The base layer, unless the packages made what no other image may share:
+ * private host keys (openssh-server's postinst) would go to every recipe
+ * with the same packages. A layer that cannot be written is not kept; the
+ * build goes on.
+ */
 static int layer_write(struct build *b)
 {
+    glob_t g;
+    if (glob(WORK "/root/etc/ssh/ssh_host_*_key", GLOB_NOSORT, NULL, &g) == 0) {
+        globfree(&g);
+        build_progress(b, STAGE_ROOTFS, 90, "the base layer %.12s is not kept: the packages made private host keys "
+                       "(/etc/ssh/ssh_host_*_key), which no other image may share", b->layer_key);
+        return 0;
+    }
     build_progress(b, STAGE_ROOTFS, 90, "writing the base layer %.12s for later builds", b->layer_key);
     const char *argv[] = {"/bin/tar", "-c", "--sort=name", LAYER_TAR_OPTS, "--use-compress-program=zstd -T0 -3",
                           "-f", WORK "/" NEW_LAYER, "-C", WORK "/root", ".", NULL};
-    return build_run_tool(b, "writing the base layer", argv, false);
+    if (build_run_tool(b, "writing the base layer", argv, false) < 0) {
+        build_progress(b, STAGE_ROOTFS, 95, "the base layer %.12s is not kept: %s", b->layer_key, b->err);
+        unlink(WORK "/" NEW_LAYER);
+        b->err[0] = '\0';
+    }
+    return 0;
 }
 
 static int rootfs(struct build *b)

@@ -434,6 +434,15 @@ def test_verify_names_the_file_the_boot_catalog_and_the_grub_image_that_differ(d
     assert list((data_dir / "verify").iterdir()) == [], "verify left its work directory"
 
 
+def test_a_busybox_image_without_a_kernel_is_refused_by_name(data_dir, out_dir):
+    recipe = write_recipe(out_dir, packages=["busybox-static"])
+    out = out_dir / "nokernel.iso"
+    r = build(data_dir, recipe, out)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "the image needs a kernel: add linux-image-amd64" in r.stderr
+    assert_no_iso(out)
+
+
 def test_unknown_package_is_named(data_dir, out_dir):
     recipe = write_recipe(out_dir, packages=["busybox-static", "linux-image-amd64", "no-such-package-zz"])
     out = out_dir / "x.iso"

@@ -59,13 +59,15 @@ static void write_bytes(const char *path, size_t n, char fill)
     free(data);
 }
 
-/* A layer made by a "build": WORK/src/layer.tar.zst of n bytes, kept under key. */
+/* A layer made by a "build": WORK/src/layer.tar.zst of n bytes, kept under key; then the budget applied. */
 static void keep_base(struct fixture *f, const char *key, size_t n, char fill)
 {
     _cleanup_free_ char *src = xasprintf("%s/src-%s", f->dir, key), *file = xasprintf("%s/layer.tar.zst", src);
     CHECK(mkdir_p(src, 0755) == 0);
     write_bytes(file, n, fill);
     layers_keep(&f->b, &layer_base, key, src);
+    const char *keep[] = {key, NULL};
+    layers_collect(&f->b, keep); /* as engine_build does after keeping */
 }
 
 static char *key_for(char c)
@@ -147,6 +149,39 @@ TEST(an_entry_without_its_sums_is_damaged)
     teardown(&f);
 }
 
+TEST(an_entry_missing_a_file_is_damaged)
+{
+    struct fixture f;
+    setup(&f, 100);
+    _cleanup_free_ char *key = key_for('f');
+    keep_base(&f, key, 100, 'm');
+    _cleanup_free_ char *file = xasprintf("%s/bases/%s/layer.tar.zst", f.dir, key);
+    CHECK(unlink(file) == 0);
+    _cleanup_free_ char *dest = xasprintf("%s/work", f.dir);
+    CHECK_INT(layers_take(&f.b, &layer_base, key, dest), 0);
+    CHECK(strstr(f.said, "the base layer ffffffffffff is damaged (a file is missing)") != NULL);
+    CHECK(!entry_exists(&f, "bases", key));
+    teardown(&f);
+}
+
+TEST(a_taken_layer_is_readable_by_the_sandbox_whatever_the_umask)
+{
+    struct fixture f;
+    setup(&f, 100);
+    mode_t old = umask(077);
+    _cleanup_free_ char *key = key_for('9');
+    keep_base(&f, key, 100, 'u');
+    _cleanup_free_ char *dest = xasprintf("%s/work/base", f.dir), *got = xasprintf("%s/layer.tar.zst", dest);
+    CHECK_INT(layers_take(&f.b, &layer_base, key, dest), 1);
+    umask(old);
+    struct stat st;
+    CHECK(stat(dest, &st) == 0);
+    CHECK_INT(st.st_mode & 07777, 0755);
+    CHECK(stat(got, &st) == 0);
+    CHECK_INT(st.st_mode & 07777, 0644);
+    teardown(&f);
+}
+
 TEST(a_kernel_layer_checks_each_of_its_files)
 {
     struct fixture f;
@@ -200,6 +235,28 @@ TEST(the_entry_just_kept_stays_even_over_the_budget)
     keep_base(&f, b, 2 << 20, 'b');
     CHECK(!entry_exists(&f, "bases", a));
     CHECK(entry_exists(&f, "bases", b));
+    teardown(&f);
+}
+
+TEST(the_layers_one_build_kept_stay_together_over_the_budget)
+{
+    struct fixture f;
+    setup(&f, 1);
+    _cleanup_free_ char *base = key_for('7'), *kernel = key_for('8');
+    _cleanup_free_ char *src = xasprintf("%s/kernel", f.dir);
+    _cleanup_free_ char *vmlinuz = xasprintf("%s/vmlinuz", src), *initrd = xasprintf("%s/initrd.img", src);
+    CHECK(mkdir_p(src, 0755) == 0);
+    write_bytes(vmlinuz, 600 << 10, 'k');
+    write_bytes(initrd, 10, 'i');
+    _cleanup_free_ char *bsrc = xasprintf("%s/base", f.dir), *layer = xasprintf("%s/layer.tar.zst", bsrc);
+    CHECK(mkdir_p(bsrc, 0755) == 0);
+    write_bytes(layer, 600 << 10, 'b');
+    layers_keep(&f.b, &layer_base, base, bsrc);
+    layers_keep(&f.b, &layer_kernel, kernel, src);
+    const char *keep[] = {base, kernel, NULL};
+    layers_collect(&f.b, keep);
+    CHECK(entry_exists(&f, "bases", base));
+    CHECK(entry_exists(&f, "kernels", kernel));
     teardown(&f);
 }
 
