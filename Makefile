@@ -69,6 +69,12 @@ build/fuzz/%: CC := $(FUZZ_CC)
 $(patsubst fuzz/%.c,build/fuzz/obj/fuzz/%.o,$(FUZZ_SRCS)): fuzz/fuzz.h
 
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
+
+# Unit tests that include the source file they test (to reach its static
+# functions) are rebuilt when that file changes.
+$(foreach v,build build/asan,$(v)/obj/tests/unit/test_isodiff.o): src/engine/isodiff.c
+$(foreach v,build build/asan,$(v)/obj/tests/unit/test_layers.o): src/engine/layers.c
+$(foreach v,build build/asan,$(v)/obj/tests/unit/test_sandbox_cgroup.o): src/engine/sandbox_cgroup.c
 FUZZ_NAMES := $(patsubst fuzz/%.c,%,$(FUZZ_SRCS))
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the systemd
