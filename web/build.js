@@ -275,16 +275,20 @@ export class BuildView {
     el.className = `status-line status-${b.status}`;
     const text = statusText(b);
     if (el.textContent !== text) el.textContent = text;
-    this.renderStages(b.stage, b.status);
+    this.renderStages(b.stage, b.status, b.boot_check);
   }
 
-  renderStages(stage, status) {
+  // A build that did not ask for a boot check skips "booting": it is never
+  // shown as done (the ISO was not booted) but as not asked for.
+  renderStages(stage, status, bootCheck) {
     const at = STAGES.indexOf(stage);
     const items = STAGES.map((name, i) => {
       let state = i < at ? 'done' : (i === at ? 'current' : 'pending');
       if (status === 'succeeded') state = 'done';
       else if (i === at && (status === 'failed' || status === 'cancelled')) state = 'stopped';
-      const words = {done: 'done', current: 'in progress', pending: 'not yet', stopped: status};
+      if (name === 'booting' && bootCheck === false && state !== 'current') state = 'skipped';
+      const words = {done: 'done', current: 'in progress', pending: 'not yet', stopped: status,
+        skipped: 'not asked for'};
       return h('li', {class: `stage ${state}`, 'aria-current': state === 'current' ? 'step' : false},
         name, h('span', {class: 'visually-hidden'}, `: ${words[state]}`));
     });

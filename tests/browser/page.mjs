@@ -337,12 +337,20 @@ async function stepStaleAnswers(page) {
     other.render(running);
     other.render({...running, stage: 'rootfs', progress: 35});
     out.runningProgress = $('b-progress').value;
+    // A build that did not ask for a boot check was never booted: that stage is not "done".
+    const unchecked = new BuildView({announce() {}});
+    unchecked.id = id;
+    unchecked.render({...finished, boot_check: false});
+    out.skipped = [...document.querySelectorAll('#b-stages .stage.skipped')].map((li) => li.firstChild.textContent);
+    out.doneWithoutCheck = document.querySelectorAll('#b-stages .stage.done').length;
     return out;
   }, result.build_id);
   check(seen.status === 'Succeeded.', `a late "running" record turned a finished build into: ${seen.status}`);
   check(seen.iso, 'a late record hid the ISO');
   check(seen.progress === 100, `a late record moved the bar back to ${seen.progress}`);
   check(seen.runningProgress === 60, `an older progress moved the bar back to ${seen.runningProgress}`);
+  check(seen.skipped.length === 1 && seen.skipped[0] === 'booting' && seen.doneWithoutCheck === 11,
+    `without a boot check "booting" is shown as not asked for (skipped: ${seen.skipped}, done: ${seen.doneWithoutCheck})`);
   await page.reload();
   await waitStatus(page, /^Succeeded\./, 60);
 }
