@@ -124,6 +124,13 @@ def tiny_built(request, release):
     return request.getfixturevalue("tiny_iso" if release == "trixie" else "tiny_bookworm_iso")
 
 
+# The hostile and the overlay-change builds exercise the tools more than debate's own code, which the
+# sanitizer run covers through every other build: once, in the release run.
+once = pytest.mark.skipif(os.environ.get("DEBATE_TEST_HEAVY") != "1",
+                          reason="a cold build under faketime and a boot check: once, in the release run")
+
+
+@once
 @pytest.mark.parametrize("release", RELEASES)
 def test_tiny_is_byte_identical_under_a_hostile_environment(request, data_dir, out_dir, release):
     """Cold: the packages installed again, not taken from the base layer the first build kept."""
@@ -152,6 +159,7 @@ def test_a_rebuild_reuses_the_base_layer_and_gives_the_same_bytes(data_dir, tiny
     assert again["disk_peak_bytes"] <= first["disk_peak_bytes"] + (8 << 20)
 
 
+@once
 def test_an_overlay_change_reuses_the_base_boots_and_matches_its_cold_build(data_dir, tiny_iso, out_dir):
     """A recipe that differs from tiny only in an overlay: built on tiny's
     base layer (and boot-checked), then cold: the same bytes."""
