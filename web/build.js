@@ -40,8 +40,11 @@ const KEY_PARTS = [
 
 function statusText(b) {
   switch (b.status) {
-    case 'queued':
-      return b.queue_position ? `Queued: number ${b.queue_position} in the queue.` : 'Queued.';
+    case 'queued': {
+      const place = b.queue_position ? `Queued: number ${b.queue_position} in the queue.` : 'Queued.';
+      // No live worker has the builder identity the build's key was made for.
+      return b.waiting ? `${place} Waiting: ${b.waiting}.` : place;
+    }
     case 'running':
       return `Running: ${b.stage}${b.attempts > 1 ? ` (attempt ${b.attempts} of ${b.max_attempts})` : ''}.`;
     case 'succeeded':
@@ -67,6 +70,7 @@ export class BuildView {
     this.frame = null;      // the animation frame that will put them there
     this.cancelling = false;
     $('b-cancel').addEventListener('click', () => this.cancel());
+    $('b-verify-button').addEventListener('click', () => this.verify());
   }
 
   show(id) {
@@ -80,7 +84,8 @@ export class BuildView {
     $('build-title').textContent = 'Build';
     this.clearLog();
     $('b-cancel-msg').textContent = '';
-    for (const el of ['b-result', 'b-error', 'b-cache', 'b-cancel', 'b-cancelling']) $(el).hidden = true;
+    $('b-verify-msg').textContent = '';
+    for (const el of ['b-result', 'b-error', 'b-cache', 'b-cancel', 'b-cancelling', 'b-verifies']) $(el).hidden = true;
     $('b-message').textContent = '';
     this.renderStages('queued', null);
     this.setProgress(0);
@@ -117,11 +122,12 @@ export class BuildView {
     }
   }
 
-  // Polls the build object while it is queued, for its place in the queue;
-  // once it runs, the stream says everything that changes.
+  // Polls the build object while it is queued, for its place in the queue,
+  // and while a rebuild verifies it, for the verdict; once it runs, the
+  // stream says everything that changes.
   poll(delay = POLL_MS) {
     clearTimeout(this.poller);
-    if (!this.build || this.build.status !== 'queued') return;
+    if (!this.build || !(this.build.status === 'queued' || this.build.verifying)) return;
     this.poller = setTimeout(async () => {
       const id = this.id;
       let next = POLL_MS;
@@ -262,8 +268,10 @@ export class BuildView {
     this.renderResult(b);
     this.renderError(b);
     this.renderCache(b);
+    this.renderVerifies(b);
     if (TERMINAL.has(b.status)) {
       clearTimeout(this.poller);
+      if (b.verifying) this.poll();
       forgetToken(b.id);
       this.cancelling = false;
       if (before && before.status !== b.status) this.announce(`The build ${b.status}.`);
@@ -314,6 +322,7 @@ export class BuildView {
     $('b-sha').textContent = b.iso_sha256 || '';
     $('b-manifest').href = b.manifest_url || '';
     this.renderBoot(b);
+    this.renderVerify(b);
   }
 
   // The boot check's verdict, in words a glance takes in; the build succeeds whatever it says.
@@ -327,6 +336,60 @@ export class BuildView {
     $('b-boot-detail').textContent = v ? `BIOS: ${v.bios}, UEFI: ${v.uefi} (${v.seconds} s).` : '';
     $('b-boot-log').hidden = !b.boot_log_url;
     $('b-boot-log').href = b.boot_log_url || '';
+  }
+
+  // What an independent rebuild said about the ISO, and the button that asks for one.
+  renderVerify(b) {
+    const v = b.verification;
+    $('b-verify').hidden = !b.verify_url;
+    if (!b.verify_url) return;
+    const words = {match: 'Verified: an independent rebuild gave the same bytes.',
+      differs: 'Not verified: an independent rebuild gave other bytes.',
+      failed: 'Not verified: the rebuild failed.', cancelled: 'Not verified: the rebuild was cancelled.'};
+    let result = 'Not verified yet.';
+    let detail = '';
+    if (b.verifying) {
+      result = 'Verifying: an independent rebuild is under way.';
+    } else if (v) {
+      result = words[v.result] || v.result;
+      detail = `By ${v.worker || 'a worker'}, ${v.at || ''}${v.result === 'differs' ? `; its SHA-256 ${v.sha256}` : ''}${v.error ? `: ${v.error}` : ''}.`;
+    }
+    $('b-verify-result').textContent = result;
+    $('b-verify-detail').textContent = detail;
+    $('b-verify-text').className = `verify-verdict ${v && !b.verifying ? v.result : ''}`;
+    const link = $('b-verify-link');
+    link.hidden = !(v && v.build) || b.verifying;
+    link.href = v && v.build ? `/builds/${v.build}` : '';
+    $('b-verify-button').hidden = Boolean(b.verifying);
+  }
+
+  renderVerifies(b) {
+    $('b-verifies').hidden = !b.verify_of;
+    if (!b.verify_of) return;
+    $('b-verifies-link').href = `/builds/${b.verify_of}`;
+    $('b-verifies-id').textContent = b.verify_of;
+  }
+
+  async verify() {
+    const id = this.id;
+    const b = this.build;
+    const button = $('b-verify-button');
+    if (!b || !b.verify_url) return;
+    button.disabled = true;
+    $('b-verify-msg').textContent = '';
+    try {
+      await postJson(b.verify_url, {});
+      if (this.id !== id) return;
+      this.announce('A rebuild that verifies this build was queued.');
+      const now = await getJson(`/api/v1/builds/${encodeURIComponent(id)}`);
+      if (this.id !== id) return;
+      this.render(now);
+    } catch (e) {
+      if (this.id !== id) return;
+      $('b-verify-msg').textContent = `No rebuild was queued: ${e.message}.`;
+    } finally {
+      button.disabled = false;
+    }
   }
 
   renderError(b) {

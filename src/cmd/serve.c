@@ -129,7 +129,8 @@ static int worker_main(struct supervisor *sup)
     sandbox_prepare_cgroups();
     atomic_int stop = 0;
     struct worker_pool pool;
-    worker_pool_start(&pool, cfg, sup->srv->db.conninfo, cfg->nworkers, &stop, NULL, NULL);
+    worker_pool_start(&pool, cfg, sup->srv->db.conninfo, cfg->nworkers, &stop, NULL, NULL,
+                      &sup->srv->service.identity);
     log_infox("%u build workers started", cfg->nworkers);
     int sig = 0;
     sigwait(&set, &sig);

@@ -32,6 +32,26 @@ static void status_print_boot(const json_t *b)
         printf("boot      asked, not checked yet\n");
 }
 
+/* Who built it, and what an independent rebuild said; or what a rebuild verifies. */
+static void status_print_verification(const json_t *b)
+{
+    const json_t *v = json_object_get(b, "verification");
+    if (json_is_string(json_object_get(b, "built_by")))
+        cmd_print(stdout, "built by  %s\n", str(b, "built_by"));
+    if (json_is_string(json_object_get(b, "verify_of")))
+        cmd_print(stdout, "verifies  %s\n", str(b, "verify_of"));
+    if (json_is_true(json_object_get(b, "verifying")))
+        printf("verified  a rebuild is under way\n");
+    else if (json_is_object(v) && json_is_string(json_object_get(v, "error")))
+        cmd_print(stdout, "verified  %s (rebuild %s by %s, %s: %s)\n", str(v, "result"), str(v, "build"), str(v, "worker"),
+                  str(v, "at"), str(v, "error"));
+    else if (json_is_object(v))
+        cmd_print(stdout, "verified  %s (rebuild %s by %s, %s; sha256 %s)\n", str(v, "result"), str(v, "build"),
+                  str(v, "worker"), str(v, "at"), str(v, "sha256"));
+    if (json_is_string(json_object_get(b, "waiting")))
+        cmd_print(stdout, "waiting   %s\n", str(b, "waiting"));
+}
+
 /* One "name  value" line per fact a person looks for. */
 static void status_print(const json_t *b)
 {
@@ -51,6 +71,7 @@ static void status_print(const json_t *b)
         cmd_print(stdout, "iso       %s (%lld bytes)\n", str(b, "iso_sha256"),
                   (long long)json_integer_value(json_object_get(b, "iso_size")));
     status_print_boot(b);
+    status_print_verification(b);
     json_t *err = json_object_get(b, "error");
     if (json_is_object(err))
         cmd_print(stdout, "error     %s: %s\n", str(err, "code"), str(err, "message"));

@@ -4,7 +4,10 @@
  * says whether the bytes are the same; when they are not, where they differ
  * (engine/isodiff.h). The ISO and its manifest are a local file and the
  * file beside it, or a build of a debate server, downloaded as debate
- * download does. Exit statuses: VERIFY_EXIT_* below and docs/client.md.
+ * download does. With --on-server the server rebuilds instead (POST
+ * /api/v1/builds/ID/verify, on another worker when it has one) and this
+ * command follows the rebuild and prints the verdict the build records.
+ * Exit statuses: VERIFY_EXIT_* below and docs/client.md.
  */
 #include <errno.h>
 #include <signal.h>
@@ -41,18 +44,21 @@ enum verify_exit {
 
 const struct cmd_usage cmd_verify_usage = {
     .name = "verify",
-    .synopsis = "{ISO [--manifest FILE] | --build ID [--server URL] [--cacert FILE]} [--diffoscope DIR] "
-                "[--config FILE]",
+    .synopsis = "{ISO [--manifest FILE] | --build ID [--on-server] [--server URL] [--cacert FILE]} "
+                "[--diffoscope DIR] [--config FILE]",
     .summary = "rebuild an ISO from its manifest, compare the bytes; needs root",
     .options = "      --manifest FILE  the ISO's manifest (default: ISO.manifest.json)\n"
                "  -b, --build ID       verify a build of a debate server: its ISO and manifest\n"
                "                       are downloaded first\n"
+               "      --on-server      with --build: the server rebuilds it (on another worker\n"
+               "                       when it has one) and records the verdict; no root needed\n"
                "      --diffoscope DIR when the bytes differ, also write diffoscope's report\n"
                "                       (report.txt, report.html) to DIR (needs diffoscope)\n" REMOTE_OPTIONS_USAGE,
     .notes = "The rebuild uses the manifest's recipe and lock, the cache of the configuration\n"
              "(offline when it holds the lock's packages) and a work directory under\n"
              "DATA_DIR/verify, removed afterwards. Standard output says \"match\" or\n"
-             "\"differs\" and the SHA-256, then where the images differ.\n\n"
+             "\"differs\" and the SHA-256, then where the images differ (with --on-server,\n"
+             "the rebuild's SHA-256 and worker; compare the bytes with a local verify).\n\n"
              "exit status: 0 the rebuild is the same bytes; 1 it differs; 2 a usage error,\n"
              "an invalid configuration, a manifest or ISO that cannot be read, a build that\n"
              "did not succeed, --diffoscope without diffoscope; 3 the server or the network\n"
@@ -73,6 +79,7 @@ struct verify_request {
     const char *manifest; /* --manifest, or NULL */
     const char *build;    /* --build, or NULL */
     const char *diffoscope_dir;
+    bool on_server;
     struct remote remote;
 };
 
@@ -106,6 +113,7 @@ static int verify_parse(int argc, char **argv, struct verify_request *q)
     static const struct option opts[] = {{"manifest", required_argument, NULL, 'm'},
                                          {"build", required_argument, NULL, 'b'},
                                          {"diffoscope", required_argument, NULL, 'D'},
+                                         {"on-server", no_argument, NULL, 'S'},
                                          REMOTE_OPTIONS,
                                          CMD_OPTION_HELP,
                                          {NULL, 0, NULL, 0}};
@@ -120,6 +128,8 @@ static int verify_parse(int argc, char **argv, struct verify_request *q)
             q->build = optarg;
         else if (c == 'D')
             q->diffoscope_dir = optarg;
+        else if (c == 'S')
+            q->on_server = true;
         else if (remote_option(&q->remote, c, optarg))
             remote = remote || c != 'c';
         else
@@ -134,6 +144,10 @@ static int verify_parse(int argc, char **argv, struct verify_request *q)
         return cmd_usage_fail(&cmd_verify_usage, "--manifest is for a local ISO; --build downloads the build's own");
     if (q->build == NULL && remote)
         return cmd_usage_fail(&cmd_verify_usage, "--server and --cacert go with --build ID");
+    if (q->on_server && q->build == NULL)
+        return cmd_usage_fail(&cmd_verify_usage, "--on-server goes with --build ID");
+    if (q->on_server && q->diffoscope_dir != NULL)
+        return cmd_usage_fail(&cmd_verify_usage, "--diffoscope compares bytes here; --on-server rebuilds on the server");
     if (q->build != NULL && !remote_id_ok("verify", q->build))
         return VERIFY_EXIT_USAGE;
     q->iso = q->build ? NULL : argv[optind];
@@ -291,7 +305,7 @@ static int verify_rebuild(struct verify *v, const char *out, char sha[65])
     progress_init(&view, "verify", stderr);
     struct engine_opts o = {.cfg = &v->cfg, .output = out, .lock_path = lock, .hook_timeout_s = 300,
                             .progress = verify_show_progress, .progress_arg = &view,
-                            .interrupted = &verify_interrupted};
+                            .interrupted = &verify_interrupted, .cold = true};
     struct engine_result res;
     char msg[4096];
     enum engine_error cause = engine_build(&v->recipe, &o, &res, msg, sizeof(msg));
@@ -386,12 +400,97 @@ static int verify_run(struct verify *v)
     return verify_compare(v, rebuilt, sha);
 }
 
+/* ---- --on-server: the service rebuilds ------------------------------------------------------ */
+
+static void verify_server_progress(void *arg, const char *stage, int pct, const char *message)
+{
+    progress_show(arg, stage, pct, message);
+}
+
+/* The verdict the build records, as a line and an exit status. */
+static int verify_server_verdict(const char *id, const json_t *b)
+{
+    const json_t *v = json_object_get(b, "verification");
+    const char *result = json_string_value(json_object_get(v, "result"));
+    const char *worker = json_string_value(json_object_get(v, "worker")) ?: "?";
+    const char *sha = json_string_value(json_object_get(b, "iso_sha256")) ?: "?";
+    if (result == NULL)
+        return verify_fail(VERIFY_EXIT_SERVER, "build %s records no verdict after its rebuild ended", id);
+    if (strcmp(result, "match") == 0) {
+        cmd_print(stdout, "match  %s  %s  rebuilt by %s\n", sha, id, worker);
+        return VERIFY_EXIT_MATCH;
+    }
+    if (strcmp(result, "differs") == 0) {
+        cmd_print(stdout, "differs  %s  %s  rebuilt %s by %s\n", sha, id,
+                  json_string_value(json_object_get(v, "sha256")) ?: "?", worker);
+        cmd_print(stdout, "  where: debate verify --build %s (rebuilds here and compares the bytes)\n", id);
+        return VERIFY_EXIT_DIFFERS;
+    }
+    return verify_fail(VERIFY_EXIT_REBUILD, "the rebuild %s on the server %s: %s",
+                       json_string_value(json_object_get(v, "build")) ?: "?", result,
+                       json_string_value(json_object_get(v, "error")) ?: "no error recorded");
+}
+
+static int verify_on_server(const struct verify_request *q)
+{
+    struct client *c = NULL;
+    int rc = remote_open("verify", &q->remote, &c);
+    if (rc != 0)
+        return rc == REMOTE_EXIT_USAGE ? VERIFY_EXIT_USAGE : VERIFY_EXIT_SERVER;
+    _cleanup_free_ char *path = xasprintf("/api/v1/builds/%s/verify", q->build);
+    _cleanup_free_ char *record = xasprintf("/api/v1/builds/%s", q->build);
+    json_t *body = json_object(), *answer = NULL, *final = NULL, *b = NULL;
+    long status;
+    struct client_error e;
+    if (client_post_json(c, path, body, &status, &answer, &e) != CLIENT_OK) {
+        rc = remote_fail("verify", &e);
+        if (rc < 128)
+            rc = rc == REMOTE_EXIT_USAGE || strcmp(e.code, "not_verifiable") == 0 ? VERIFY_EXIT_USAGE
+                                                                                 : VERIFY_EXIT_SERVER;
+        goto out;
+    }
+    const char *rid = json_string_value(json_object_get(json_object_get(answer, "build"), "id"));
+    if (rid == NULL) {
+        rc = verify_fail(VERIFY_EXIT_SERVER, "the server's answer names no rebuild");
+        goto out;
+    }
+    cmd_print(stderr, "debate verify: build %s: rebuild %s %s on the server\n", q->build, rid,
+              json_is_true(json_object_get(answer, "merged")) ? "was already under way" : "queued");
+    struct progress view;
+    progress_init(&view, "verify", stderr);
+    struct client_events ev = {.progress = verify_server_progress, .arg = &view};
+    enum client_status st = client_follow(c, rid, &ev, &final, &e);
+    progress_end(&view);
+    if (st != CLIENT_OK) {
+        rc = remote_fail("verify", &e);
+        rc = rc >= 128 ? rc : VERIFY_EXIT_SERVER;
+        cmd_print(stderr, "debate verify: the rebuild goes on; its verdict will be in \"debate status %s\"\n",
+                  q->build);
+        goto out;
+    }
+    if (client_get_json(c, record, &b, &e) != CLIENT_OK) {
+        remote_fail("verify", &e);
+        rc = VERIFY_EXIT_SERVER;
+        goto out;
+    }
+    rc = verify_server_verdict(q->build, b);
+out:
+    json_decref(body);
+    json_decref(answer);
+    json_decref(final);
+    json_decref(b);
+    client_free(c);
+    return rc;
+}
+
 int cmd_verify(int argc, char **argv)
 {
     struct verify_request q = {0};
     int rc = verify_parse(argc, argv, &q);
     if (rc >= 0)
         return rc;
+    if (q.on_server)
+        return verify_on_server(&q);
     if (geteuid() != 0)
         return verify_fail(VERIFY_EXIT_USAGE, "must run as root (the rebuild runs in namespaces of its own)");
     if ((rc = verify_diffoscope_dir(q.diffoscope_dir)) != 0)

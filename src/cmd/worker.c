@@ -8,6 +8,7 @@
 #include "db/db.h"
 #include "engine/sandbox.h"
 #include "log.h"
+#include "service/service.h"
 #include "service/worker.h"
 #include "banned.h"
 
@@ -41,9 +42,12 @@ static int workers_run(const struct config *cfg, unsigned count)
     cmd_trap_signals(worker_on_signal, 0);
     signal(SIGPIPE, SIG_IGN);
     sandbox_prepare_cgroups();
+    struct builder_id identity;
+    service_identity(cfg, &identity);
     struct worker_pool pool;
-    worker_pool_start(&pool, cfg, db.conninfo, count, &worker_stop, NULL, NULL);
-    log_infox("%u build workers started; artifacts in %s", count, cfg->artifact_dir);
+    worker_pool_start(&pool, cfg, db.conninfo, count, &worker_stop, NULL, NULL, &identity);
+    log_infox("%u build workers started (%s, tools %.12s, %s); artifacts in %s", count, identity.builder,
+              identity.tools, identity.arch, cfg->artifact_dir);
     worker_pool_join(&pool);
     log_infox("workers stopped");
     db_close(&db);

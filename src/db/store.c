@@ -15,14 +15,18 @@
     "id::text, config_hash, build_key, status::text, stage, progress, recipe::text, lock::text, key_parts::text, "     \
     "coalesce(iso_sha256, ''), coalesce(iso_size, -1), error_code, error_message, attempts, max_attempts, "            \
     "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
-    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, ''), boot_check, boot_verdict::text"
+    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, ''), boot_check, boot_verdict::text, "  \
+    "coalesce(arch, ''), built_by, coalesce(verify_of::text, ''), verification::text, "                     \
+    "EXISTS (SELECT 1 FROM builds v WHERE v.verify_of = builds.id AND v.status IN ('queued', 'running'))"
 
 /* The same without the recipe and the lock (NULL): what the status routes show. */
 #define COLS_BRIEF                                                                                                     \
     "id::text, config_hash, build_key, status::text, stage, progress, NULL::text, NULL::text, key_parts::text, "       \
     "coalesce(iso_sha256, ''), coalesce(iso_size, -1), error_code, error_message, attempts, max_attempts, "            \
     "lease_owner, cancel_requested, " TS("created_at") ", " TS("updated_at") ", " TS("started_at") ", "                \
-    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, ''), boot_check, boot_verdict::text"
+    TS("finished_at") ", " TS("lease_expires_at") ", kind, coalesce(lock_hash, ''), boot_check, boot_verdict::text, "  \
+    "coalesce(arch, ''), built_by, coalesce(verify_of::text, ''), verification::text, "                     \
+    "EXISTS (SELECT 1 FROM builds v WHERE v.verify_of = builds.id AND v.status IN ('queued', 'running'))"
 
 /* A lease is held by owner while it has not expired. */
 #define HELD "id = $1::uuid AND status = 'running' AND lease_owner = $2 AND lease_expires_at > now()"
@@ -38,6 +42,8 @@ void build_record_release(struct build_record *b)
     free(b->error_message);
     free(b->lease_owner);
     free(b->boot_verdict);
+    free(b->built_by);
+    free(b->verification);
     memset(b, 0, sizeof(*b));
 }
 
@@ -81,6 +87,11 @@ static void parse_row(PGresult *r, int row, struct build_record *b)
     copy_field(b->lock_hash, sizeof(b->lock_hash), r, row, i++);
     b->boot_check = PQgetvalue(r, row, i++)[0] == 't';
     b->boot_verdict = dup_or_null(r, row, i++);
+    copy_field(b->arch, sizeof(b->arch), r, row, i++);
+    b->built_by = dup_or_null(r, row, i++);
+    copy_field(b->verify_of, sizeof(b->verify_of), r, row, i++);
+    b->verification = dup_or_null(r, row, i++);
+    b->verifying = PQgetvalue(r, row, i++)[0] == 't';
 }
 
 static bool valid_uuid(const char *s)
@@ -143,8 +154,10 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
     char hash[67], attempts[16];
     hex32(hash, in->cancel_token_hash);
     snprintf(attempts, sizeof(attempts), "%d", in->max_attempts > 0 ? in->max_attempts : 3);
+    const struct builder_id *id = in->identity;
     const char *ins[] = {in->config_hash, in->build_key, in->key_parts ? in->key_parts : "{}", in->recipe, in->lock,
-                         hash, attempts, in->client, in->kind ? in->kind : "build", in->boot_check ? "t" : "f"};
+                         hash, attempts, in->client, in->kind ? in->kind : "build", in->boot_check ? "t" : "f",
+                         id ? id->arch : NULL, id ? id->builder : NULL, id ? id->tools : NULL};
     const char *key[] = {in->build_key, in->boot_check ? "t" : "f"};
     *merged = false;
     /* A build that finishes between the two statements frees the key: try again. */
@@ -152,10 +165,10 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
         enum db_status st = query_one(
             c,
             "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, cancel_token_hash, max_attempts, "
-            "client, kind, boot_check) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::bytea, $7, $8, $9, "
-            "$10::boolean) ON CONFLICT (build_key, boot_check) WHERE status IN ('queued', 'running') DO NOTHING "
-            "RETURNING " COLS,
-            10, ins, out, err, errlen);
+            "client, kind, boot_check, arch, builder, tools) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, "
+            "$6::bytea, $7, $8, $9, $10::boolean, $11, $12, $13) ON CONFLICT (build_key, boot_check) "
+            "WHERE status IN ('queued', 'running') AND verify_of IS NULL DO NOTHING RETURNING " COLS,
+            13, ins, out, err, errlen);
         if (st == DB_OK) {
             char ignored[64];
             db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
@@ -165,7 +178,7 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
             return st;
         st = query_one(c,
                        "SELECT " COLS " FROM builds WHERE build_key = $1 AND boot_check = $2::boolean "
-                       "AND status IN ('queued', 'running')",
+                       "AND status IN ('queued', 'running') AND verify_of IS NULL",
                        2, key, out, err, errlen);
         if (st == DB_OK) {
             *merged = true;
@@ -183,7 +196,7 @@ enum db_status store_build_find_cached(PGconn *c, const char *build_key, bool bo
 {
     const char *p[] = {build_key, boot_checked ? "t" : "f"};
     return query_one(c,
-                     "SELECT " COLS " FROM builds WHERE build_key = $1 AND status = 'succeeded' "
+                     "SELECT " COLS " FROM builds WHERE build_key = $1 AND status = 'succeeded' AND verify_of IS NULL "
                      "AND (NOT $2::boolean OR boot_verdict IS NOT NULL) ORDER BY finished_at DESC LIMIT 1",
                      2, p, out, err, errlen);
 }
@@ -202,7 +215,7 @@ enum db_status store_build_find_active(PGconn *c, const char *build_key, bool bo
     const char *p[] = {build_key, boot_check ? "t" : "f"};
     return query_one(c,
                      "SELECT " COLS " FROM builds WHERE build_key = $1 AND boot_check = $2::boolean "
-                     "AND status IN ('queued', 'running')",
+                     "AND status IN ('queued', 'running') AND verify_of IS NULL",
                      2, p, out, err, errlen);
 }
 
@@ -231,6 +244,7 @@ enum db_status store_build_find_previous(PGconn *c, const char *config_hash, con
     const char *p[] = {config_hash, valid_uuid(exclude_id) ? exclude_id : NULL};
     return query_one(c,
                      "SELECT " COLS " FROM builds WHERE config_hash = $1 AND ($2::uuid IS NULL OR id <> $2::uuid) "
+                     "AND verify_of IS NULL "
                      "ORDER BY created_at DESC LIMIT 1",
                      2, p, out, err, errlen);
 }
@@ -252,16 +266,177 @@ enum db_status store_build_claim(PGconn *c, const char *owner, unsigned lease_s,
 enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lease_s, const char *kind,
                                       struct build_record *out, char *err, size_t errlen)
 {
-    char lease[16];
+    struct claim_filter f = {.kind = kind};
+    return store_build_claim_for(c, owner, lease_s, &f, out, err, errlen);
+}
+
+/* How long a rebuild that verifies waits for another worker than the one that made its build. */
+#define VERIFY_WAIT_S "60"
+
+/* Workers of the identity of row b (its arch, builder, tools) seen within $LIVE seconds. */
+#define LIVE_OF(b, live)                                                                                               \
+    "SELECT 1 FROM workers w WHERE w.arch = " b ".arch AND w.builder = " b ".builder AND w.tools = " b ".tools "        \
+    "AND w.seen_at > now() - make_interval(secs => " live "::int)"
+
+enum db_status store_build_claim_for(PGconn *c, const char *owner, unsigned lease_s, const struct claim_filter *f,
+                                     struct build_record *out, char *err, size_t errlen)
+{
+    char lease[16], live[16];
     snprintf(lease, sizeof(lease), "%u", lease_s);
-    const char *p[] = {owner, lease, kind};
-    return query_one(c,
-                     "UPDATE builds SET status = 'running', attempts = attempts + 1, lease_owner = $1, "
-                     "lease_expires_at = now() + make_interval(secs => $2::int), started_at = coalesce(started_at, "
-                     "now()), stage = 'resolving', progress = 0, updated_at = now() "
-                     "WHERE id = (SELECT id FROM builds WHERE status = 'queued' AND ($3::text IS NULL OR kind = $3) "
-                     "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " COLS,
-                     3, p, out, err, errlen);
+    snprintf(live, sizeof(live), "%u", f->live_s ? f->live_s : 3 * lease_s);
+    const struct builder_id *id = f->identity;
+    const char *p[] = {owner, lease, f->kind, id ? id->arch : NULL, id ? id->builder : NULL, id ? id->tools : NULL,
+                       live};
+    return query_one(
+        c,
+        "UPDATE builds SET status = 'running', attempts = attempts + 1, lease_owner = $1, "
+        "lease_expires_at = now() + make_interval(secs => $2::int), started_at = coalesce(started_at, "
+        "now()), stage = 'resolving', progress = 0, updated_at = now() "
+        "WHERE id = (SELECT id FROM builds b WHERE status = 'queued' AND ($3::text IS NULL OR kind = $3) "
+        "AND (b.tools IS NULL OR $6::text IS NULL OR (b.arch = $4 AND b.builder = $5 AND b.tools = $6)) "
+        "AND (b.verify_avoid IS NULL OR b.verify_avoid <> $1 "
+        "     OR b.created_at < now() - interval '" VERIFY_WAIT_S " seconds' "
+        "     OR NOT EXISTS (" LIVE_OF("b", "$7") " AND w.name <> $1)) "
+        "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " COLS,
+        7, p, out, err, errlen);
+}
+
+enum db_status store_worker_seen(PGconn *c, const char *name, const struct builder_id *id, char *err, size_t errlen)
+{
+    const char *p[] = {name, id->arch, id->builder, id->tools};
+    PGresult *r;
+    enum db_status st = query(c,
+                              "INSERT INTO workers (name, arch, builder, tools) VALUES ($1, $2, $3, $4) "
+                              "ON CONFLICT (name) DO UPDATE SET arch = $2, builder = $3, tools = $4, seen_at = now()",
+                              4, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_worker_gone(PGconn *c, const char *name, char *err, size_t errlen)
+{
+    const char *p[] = {name};
+    PGresult *r;
+    enum db_status st = query(c, "DELETE FROM workers WHERE name = $1", 1, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
+enum db_status store_builder_pick(PGconn *c, const char *arch, const struct builder_id *mine, unsigned live_s,
+                                  struct builder_id *out, char *err, size_t errlen)
+{
+    *out = *mine;
+    char live[16];
+    snprintf(live, sizeof(live), "%u", live_s);
+    const char *p[] = {arch, live, mine->builder, mine->tools};
+    PGresult *r;
+    enum db_status st = query(c,
+                              "SELECT builder, tools FROM workers WHERE arch = $1 "
+                              "AND seen_at > now() - make_interval(secs => $2::int) GROUP BY builder, tools "
+                              "ORDER BY (builder = $3 AND tools = $4) DESC, count(*) DESC, max(seen_at) DESC, "
+                              "builder, tools LIMIT 1",
+                              4, p, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(r) == 1) {
+        snprintf(out->arch, sizeof(out->arch), "%s", arch);
+        copy_field(out->builder, sizeof(out->builder), r, 0, 0);
+        copy_field(out->tools, sizeof(out->tools), r, 0, 1);
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
+enum db_status store_build_waiting(PGconn *c, const struct build_record *b, unsigned live_s, char **reason, char *err,
+                                   size_t errlen)
+{
+    *reason = NULL;
+    if (!valid_uuid(b->id))
+        return DB_NOT_FOUND;
+    char live[16];
+    snprintf(live, sizeof(live), "%u", live_s);
+    const char *p[] = {b->id, live};
+    PGresult *r;
+    enum db_status st = query(
+        c,
+        "SELECT b.arch, b.builder, b.tools, "
+        "  (SELECT count(*) FROM workers w WHERE w.seen_at > now() - make_interval(secs => $2::int)), "
+        "  (SELECT string_agg(DISTINCT w.builder || ', tools ' || left(w.tools, 12) || ' (' || w.arch || ')', '; ') "
+        "     FROM workers w WHERE w.seen_at > now() - make_interval(secs => $2::int)) "
+        "FROM builds b WHERE b.id = $1::uuid AND b.status = 'queued' AND b.tools IS NOT NULL "
+        "AND NOT EXISTS (" LIVE_OF("b", "$2") ")",
+        2, p, &r, err, errlen);
+    if (st != DB_OK)
+        return st;
+    if (PQntuples(r) == 1) {
+        long long n = atoll(PQgetvalue(r, 0, 3));
+        const char *arch = PQgetvalue(r, 0, 0), *builder = PQgetvalue(r, 0, 1), *tools = PQgetvalue(r, 0, 2);
+        if (n == 0)
+            *reason = xasprintf("no worker is running: this build needs one with %s, tools %.12s (%s)", builder,
+                                tools, arch);
+        else
+            *reason = xasprintf("no live worker can build it: it needs %s, tools %.12s (%s); the %lld live worker%s "
+                                "ha%s %s",
+                                builder, tools, arch, n, n == 1 ? "" : "s", n == 1 ? "s" : "ve",
+                                PQgetvalue(r, 0, 4));
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
+enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, const uint8_t cancel_token_hash[32],
+                                  int max_attempts, struct build_record *out, bool *existing, char *err,
+                                  size_t errlen)
+{
+    *existing = false;
+    if (!valid_uuid(id))
+        return DB_NOT_FOUND;
+    char hash[67], attempts[16];
+    hex32(hash, cancel_token_hash);
+    snprintf(attempts, sizeof(attempts), "%d", max_attempts > 0 ? max_attempts : 3);
+    const char *p[] = {id, lock, hash, attempts};
+    const char *q[] = {id};
+    for (int tries = 0; tries < 3; tries++) {
+        enum db_status st = query_one(
+            c,
+            "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, lock_hash, cancel_token_hash, "
+            "max_attempts, client, kind, boot_check, arch, builder, tools, verify_of, verify_avoid) "
+            "SELECT config_hash, build_key, key_parts, recipe, $2::jsonb, lock_hash, $3::bytea, $4::int, client, "
+            "kind, false, arch, builder, tools, id, built_by FROM builds "
+            "WHERE id = $1::uuid AND status = 'succeeded' AND verify_of IS NULL "
+            "ON CONFLICT (verify_of) WHERE status IN ('queued', 'running') DO NOTHING RETURNING " COLS,
+            4, p, out, err, errlen);
+        if (st == DB_OK) {
+            char ignored[64];
+            db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
+            return DB_OK;
+        }
+        if (st != DB_NOT_FOUND)
+            return st;
+        /* a rebuild in flight, or a build that cannot be verified */
+        st = query_one(c,
+                       "SELECT " COLS " FROM builds WHERE verify_of = $1::uuid AND status IN ('queued', 'running')",
+                       1, q, out, err, errlen);
+        if (st == DB_OK) {
+            *existing = true;
+            return DB_OK;
+        }
+        if (st != DB_NOT_FOUND)
+            return st;
+        st = query_one(c, "SELECT " COLS " FROM builds WHERE id = $1::uuid", 1, q, out, err, errlen);
+        if (st != DB_OK)
+            return st; /* DB_NOT_FOUND: no such build */
+        bool verifiable = strcmp(out->status, "succeeded") == 0 && out->verify_of[0] == '\0';
+        build_record_release(out);
+        if (!verifiable) {
+            snprintf(err, errlen, "only a succeeded build (not itself a rebuild) can be verified");
+            return DB_CONFLICT;
+        }
+    }
+    snprintf(err, errlen, "the build's rebuild kept changing state; try again");
+    return DB_CONFLICT;
 }
 
 /* For statements that update a held build: no row means the lease is gone. */
@@ -355,7 +530,7 @@ enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, 
                                     "UPDATE builds SET status = $3::build_status, iso_sha256 = $4, iso_size = $5::bigint, "
                                     "error_code = $6, error_message = $7, stage = CASE WHEN $3 = 'succeeded' THEN "
                                     "'done' ELSE stage END, progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE "
-                                    "progress END, lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), "
+                                    "progress END, lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), built_by = $2, "
                                     "boot_verdict = $8::jsonb, boot_log = $9, "
                                     "updated_at = now() WHERE " HELD " RETURNING 1",
                                     9, p, &r, err, errlen);

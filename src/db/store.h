@@ -52,6 +52,24 @@ struct build_record {
     char lock_hash[65];  /* the lock the build used: "" until resolved */
     bool boot_check;     /* the submission asked for a boot check */
     char *boot_verdict;  /* its verdict as JSON text ({result, bios, uefi, seconds}), or NULL until it ran */
+    char arch[16];       /* the builder identity it needs ("" for any worker) */
+    char *built_by;      /* the worker that recorded its outcome, or NULL */
+    char verify_of[37];  /* a rebuild that verifies: the build it verifies, else "" */
+    char *verification;  /* the newest rebuild's verdict as JSON text ({result, build, sha256, worker, at}), or NULL */
+    bool verifying;      /* a rebuild that verifies it is queued or running */
+};
+
+/*
+ * What a worker builds with, and what a build needs: the architecture,
+ * debate's version ("debate 0.9.0") and the SHA-256 of the versions of the
+ * tools that write the image's bytes. Two workers with the same identity
+ * make the same bytes from the same inputs; the cache key holds the
+ * identity's builder and tools.
+ */
+struct builder_id {
+    char arch[16];
+    char builder[64];
+    char tools[65];
 };
 
 void build_record_release(struct build_record *b);
@@ -66,6 +84,7 @@ struct build_new {
     const char *client; /* or NULL */
     const char *kind;   /* NULL: "build" */
     bool boot_check;    /* boot the ISO once built; merges only into a build in flight that does too */
+    const struct builder_id *identity; /* the workers that may claim it; NULL: any */
 };
 
 /*
@@ -108,9 +127,58 @@ enum db_status store_build_get(PGconn *c, const char *id, struct build_record *o
 enum db_status store_build_claim(PGconn *c, const char *owner, unsigned lease_s, struct build_record *out, char *err,
                                  size_t errlen);
 
-/* The same, for builds of one kind only (NULL: any). */
+/*
+ * How a worker claims: builds of one kind (NULL: any), of its identity (NULL:
+ * any identity); a rebuild that verifies is left for a while to another live
+ * worker of the same identity than the one that made the build.
+ */
+struct claim_filter {
+    const char *kind;
+    const struct builder_id *identity;
+    unsigned live_s; /* a worker seen within live_s seconds is live */
+};
+
+enum db_status store_build_claim_for(PGconn *c, const char *owner, unsigned lease_s, const struct claim_filter *f,
+                                     struct build_record *out, char *err, size_t errlen);
+
+/* The same, for builds of one kind only (NULL: any), of any identity. */
 enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lease_s, const char *kind,
                                       struct build_record *out, char *err, size_t errlen);
+
+/* ---- workers and their identities ---- */
+
+/* Records that the worker name is running with identity id, now. */
+enum db_status store_worker_seen(PGconn *c, const char *name, const struct builder_id *id, char *err, size_t errlen);
+/* Forgets a worker that stops. */
+enum db_status store_worker_gone(PGconn *c, const char *name, char *err, size_t errlen);
+
+/*
+ * The identity a new build of arch gets: mine when a live worker has it,
+ * else the one most live workers have, else mine (the build then waits for
+ * a worker of it). *out filled; DB_OK.
+ */
+enum db_status store_builder_pick(PGconn *c, const char *arch, const struct builder_id *mine, unsigned live_s,
+                                  struct builder_id *out, char *err, size_t errlen);
+
+/*
+ * Why a queued build waits, when no live worker can take it: *reason
+ * (malloc'd) names its identity and what the live workers have; NULL when
+ * a live worker can (or the build needs no identity).
+ */
+enum db_status store_build_waiting(PGconn *c, const struct build_record *b, unsigned live_s, char **reason, char *err,
+                                   size_t errlen);
+
+/*
+ * Queues a rebuild that verifies the succeeded build id from lock (its
+ * manifest's, JSON text): the same recipe, key and identity, no boot check,
+ * left for a while to another worker than the one that made it. The
+ * rebuild in flight for that build, when there is one, with *existing set.
+ * DB_NOT_FOUND: no such build; DB_CONFLICT: it did not succeed, or is a
+ * rebuild itself.
+ */
+enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, const uint8_t cancel_token_hash[32],
+                                  int max_attempts, struct build_record *out, bool *existing, char *err,
+                                  size_t errlen);
 
 /* Gives a running build back to the queue, its attempt not counted (a worker shutting down). */
 enum db_status store_build_release(PGconn *c, const char *id, const char *owner, char *err, size_t errlen);

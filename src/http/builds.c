@@ -1,6 +1,6 @@
 /*
  * The build API (docs/api.md): submit, list, show, log (plain and SSE),
- * ISO, manifest, cancel. Every handler parses and validates on the loop
+ * ISO, manifest, cancel, verify (an independent rebuild). Every handler parses and validates on the loop
  * thread, does its database work (and artifact file checks) as one job on
  * the executor, and answers from the job's completion on the loop thread.
  *
@@ -50,6 +50,20 @@ static void add_boot_check(json_t *doc, const struct build_record *b, const char
     json_object_set_new(doc, "boot_log_url", verdict ? json_sprintf("%s/boot-log", base) : json_null());
 }
 
+/* Who built it, and what an independent rebuild said (or that one is under way). */
+static void add_verification(json_t *doc, const struct build_record *b, const char *base)
+{
+    json_error_t je;
+    json_t *verdict = b->verification ? json_loads(b->verification, 0, &je) : NULL;
+    bool verifiable = strcmp(b->status, "succeeded") == 0 && b->verify_of[0] == '\0';
+    json_object_set_new(doc, "built_by", str_or_null(b->built_by));
+    json_object_set_new(doc, "verify_of", str_or_null(b->verify_of));
+    json_object_set_new(doc, "verifying", json_boolean(b->verifying));
+    json_object_set_new(doc, "verification", verdict ? verdict : json_null());
+    json_object_set_new(doc, "verify_url", verifiable ? json_sprintf("%s/verify", base) : json_null());
+    json_object_set_new(doc, "waiting", json_null());
+}
+
 /* The build object of docs/api.md. */
 static json_t *build_json(const struct build_record *b, int queue_position)
 {
@@ -74,6 +88,7 @@ static json_t *build_json(const struct build_record *b, int queue_position)
                      "created_at", b->created_at, "started_at", str_or_null(b->started_at), "finished_at",
                      str_or_null(b->finished_at));
     add_boot_check(doc, b, base);
+    add_verification(doc, b, base);
     return doc;
 }
 
@@ -302,6 +317,12 @@ struct one_req {
     /* for cancel */
     uint8_t token_hash[32];
     bool exists;
+    /* for a queued build: why no worker takes it, or NULL */
+    char *waiting;
+    /* for verify: the rebuild, its cancel token, whether it was already in flight, a full queue */
+    struct build_record rebuild;
+    char token[SUBMIT_TOKEN_LEN + 1];
+    bool existing, queue_full;
     /* for the ISO and the manifest */
     int gone;  /* -errno when the file cannot be served: -ENOENT collected, -EBADMSG damaged */
     int fd;    /* the ISO, verified */
@@ -313,6 +334,8 @@ static void one_free(void *p)
 {
     struct one_req *o = p;
     build_record_release(&o->rec);
+    build_record_release(&o->rebuild);
+    free(o->waiting);
     if (o->fd >= 0)
         close(o->fd);
     free(o->body);
@@ -323,8 +346,27 @@ static void get_run(struct db_job *job, PGconn *c)
 {
     struct one_req *o = job->data;
     job->status = store_build_get_brief(c, o->id, &o->rec, job->err, sizeof(job->err));
-    if (job->status == DB_OK && strcmp(o->rec.status, "queued") == 0) /* only a queued build has a place */
-        store_queue_position(c, o->id, &o->position, job->err, sizeof(job->err));
+    if (job->status != DB_OK || strcmp(o->rec.status, "queued") != 0)
+        return;
+    /* only a queued build has a place, and may wait for a worker that can build it */
+    char err[256];
+    store_queue_position(c, o->id, &o->position, err, sizeof(err));
+    store_build_waiting(c, &o->rec, 3 * o->srv->cfg->lease_seconds, &o->waiting, err, sizeof(err));
+}
+
+/*
+ * How long the answer for a build may be kept: for good once nothing can
+ * change it; a few seconds for a succeeded build, which a rebuild may still
+ * verify (on any server); not at all while it does, or before it ended.
+ */
+static bool keep_ms(const struct build_record *b, unsigned *ms)
+{
+    *ms = 0;
+    if (!finished_status_final(b->status) || b->verifying)
+        return false;
+    if (strcmp(b->status, "succeeded") == 0 && b->verify_of[0] == '\0')
+        *ms = 2000;
+    return true;
 }
 
 static void get_done(struct db_job *job, h2o_req_t *req)
@@ -335,14 +377,17 @@ static void get_done(struct db_job *job, h2o_req_t *req)
         return;
     }
     json_t *doc = build_json(&o->rec, o->position);
+    if (o->waiting != NULL)
+        json_object_set_new(doc, "waiting", json_string(o->waiting));
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(doc);
     if (text == NULL)
         abort();
     size_t len = strlen(text);
-    /* A finished build never changes again: later requests are answered from memory. */
-    if (finished_status_final(o->rec.status))
-        finished_store(o->srv->service.finished, o->rec.id, text, len);
+    /* A finished build hardly changes again: later requests are answered from memory. */
+    unsigned ms;
+    if (keep_ms(&o->rec, &ms))
+        finished_store(o->srv->service.finished, o->rec.id, text, len, ms);
     http_send(req, 200, "application/json", text, len);
     free(text);
 }
@@ -440,6 +485,100 @@ int builds_cancel(struct server *srv, h2o_req_t *req, const struct route_match *
     submit_token_hash(token, o->token_hash);
     json_decref(doc);
     submit_job(srv, req, cancel_run, cancel_done, o, one_free);
+    return 0;
+}
+
+/* ---- POST /api/v1/builds/{id}/verify ------------------------------------------------------ */
+
+/* The lock a build was made from: its manifest's, as JSON text (malloc'd), or NULL with o->gone set. */
+static char *manifest_lock(struct one_req *o)
+{
+    int rc = artifact_read_manifest(o->srv->cfg->artifact_dir, o->rec.iso_sha256, &o->body, &o->body_len);
+    if (rc < 0) {
+        o->gone = rc;
+        return NULL;
+    }
+    json_error_t je;
+    json_t *doc = json_loadb(o->body, o->body_len, 0, &je);
+    json_t *lock = json_object_get(doc, "lock");
+    char *text = json_is_object(lock) ? json_dumps(lock, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL)
+        o->gone = -EBADMSG;
+    return text;
+}
+
+static void verify_run(struct db_job *job, PGconn *c)
+{
+    struct one_req *o = job->data;
+    const struct config *cfg = o->srv->cfg;
+    job->status = store_build_get(c, o->id, &o->rec, job->err, sizeof(job->err));
+    if (job->status != DB_OK)
+        return;
+    if (strcmp(o->rec.status, "succeeded") != 0 || o->rec.verify_of[0] != '\0') {
+        job->status = DB_CONFLICT;
+        return;
+    }
+    _cleanup_free_ char *lock = manifest_lock(o);
+    if (lock == NULL)
+        return;
+    long long queued = 0;
+    if ((job->status = store_queue_length(c, &queued, job->err, sizeof(job->err))) != DB_OK)
+        return;
+    if (queued >= (long long)cfg->queue_max && !o->rec.verifying) {
+        o->queue_full = true;
+        return;
+    }
+    submit_new_token(o->token, o->token_hash);
+    job->status = store_build_verify(c, o->id, lock, o->token_hash, (int)cfg->max_attempts, &o->rebuild,
+                                     &o->existing, job->err, sizeof(job->err));
+    if (job->status == DB_OK)
+        store_queue_position(c, o->rebuild.id, &o->position, job->err, sizeof(job->err));
+}
+
+static void verify_done(struct db_job *job, h2o_req_t *req)
+{
+    struct one_req *o = job->data;
+    if (job->status == DB_CONFLICT) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "only a succeeded build can be verified, and not a rebuild itself; this one is %s%s",
+                 o->rec.status, o->rec.verify_of[0] ? " (a rebuild)" : "");
+        http_send_error(req, 409, "not_verifiable", msg, NULL);
+    } else if (job->status != DB_OK) {
+        send_db_error(req, job);
+    } else if (o->gone < 0) {
+        http_send_error(req, 410, "artifact_gone",
+                        "the build's manifest is no longer in the artifact store: there is no lock to rebuild from",
+                        NULL);
+    } else if (o->queue_full) {
+        send_queue_full(o->srv, req);
+    } else {
+        finished_forget(o->srv->service.finished, o->id);
+        _cleanup_free_ char *location = xasprintf("/api/v1/builds/%s", o->rebuild.id);
+        http_add_header(req, "location", location, strlen(location));
+        json_t *doc = json_pack("{s:o, s:s, s:b}", "build", build_json(&o->rebuild, o->position), "verifies", o->id,
+                                "merged", o->existing);
+        if (!o->existing)
+            json_object_set_new(doc, "cancel_token", json_string(o->token));
+        http_send_json(req, 202, doc);
+    }
+}
+
+int builds_verify(struct server *srv, h2o_req_t *req, const struct route_match *m)
+{
+    if (req->entity.len > 0) {
+        json_error_t je;
+        json_t *doc = json_loadb(req->entity.base, req->entity.len, 0, &je);
+        bool empty = json_is_object(doc) && json_object_size(doc) == 0;
+        json_decref(doc);
+        if (!empty)
+            return http_send_error(req, 400, "invalid_request", "the body must be empty or {}", NULL);
+    }
+    struct ratelimit_key client;
+    request_client_key(srv, req, &client);
+    if (over_submit_limit(srv, req, &client))
+        return 0;
+    submit_job(srv, req, verify_run, verify_done, one_new(srv, m), one_free);
     return 0;
 }
 

@@ -15,5 +15,6 @@ int builds_manifest(struct server *srv, h2o_req_t *req, const struct route_match
 /* The boot check's console, text/plain; 404 when the build had none. */
 int builds_boot_log(struct server *srv, h2o_req_t *req, const struct route_match *m);
 int builds_cancel(struct server *srv, h2o_req_t *req, const struct route_match *m);
+int builds_verify(struct server *srv, h2o_req_t *req, const struct route_match *m);
 
 #endif

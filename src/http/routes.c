@@ -84,6 +84,7 @@ static const struct route routes[] = {
     {METHOD_GET, "/api/v1/builds/{id}/manifest", builds_manifest, 0},
     {METHOD_GET, "/api/v1/builds/{id}/boot-log", builds_boot_log, 0},
     {METHOD_POST, "/api/v1/builds/{id}/cancel", builds_cancel, 0},
+    {METHOD_POST, "/api/v1/builds/{id}/verify", builds_verify, 0},
     {METHOD_GET, "/api/v1/packages", recipes_packages, 0},
     {METHOD_POST, "/api/v1/recipes/validate", recipes_validate, 0},
     {METHOD_GET, "/api/v1/openapi.json", page_openapi, 0},

@@ -15,6 +15,7 @@ struct finished_entry {
     char id[ID_LEN + 1];
     char *text;
     size_t len;
+    uint64_t expires; /* clock_monotonic_ms; 0: never */
 };
 
 struct finished {
@@ -59,7 +60,7 @@ char *finished_lookup(struct finished *t, const char *id, size_t *len)
     char *copy = NULL;
     struct finished_entry *e = &t->slots[slot_of(id)];
     pthread_mutex_lock(&t->lock);
-    if (e->text != NULL && strcmp(e->id, id) == 0) {
+    if (e->text != NULL && strcmp(e->id, id) == 0 && (e->expires == 0 || clock_monotonic_ms() < e->expires)) {
         copy = xmalloc(e->len);
         memcpy(copy, e->text, e->len);
         *len = e->len;
@@ -68,7 +69,22 @@ char *finished_lookup(struct finished *t, const char *id, size_t *len)
     return copy;
 }
 
-void finished_store(struct finished *t, const char *id, const char *text, size_t len)
+void finished_forget(struct finished *t, const char *id)
+{
+    if (strlen(id) != ID_LEN)
+        return;
+    struct finished_entry *e = &t->slots[slot_of(id)];
+    char *old = NULL;
+    pthread_mutex_lock(&t->lock);
+    if (e->text != NULL && strcmp(e->id, id) == 0) {
+        old = e->text;
+        e->text = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
+    free(old);
+}
+
+void finished_store(struct finished *t, const char *id, const char *text, size_t len, unsigned ttl_ms)
 {
     if (strlen(id) != ID_LEN)
         return;
@@ -80,6 +96,7 @@ void finished_store(struct finished *t, const char *id, const char *text, size_t
     memcpy(e->id, id, ID_LEN + 1);
     e->text = copy;
     e->len = len;
+    e->expires = ttl_ms ? clock_monotonic_ms() + ttl_ms : 0;
     pthread_mutex_unlock(&t->lock);
     free(old);
 }

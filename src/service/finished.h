@@ -1,8 +1,10 @@
 /*
  * The finished-builds table. A build that has ended (succeeded, failed,
- * cancelled) never changes again, on any server, so the text that
- * describes it can be kept and handed out again without asking the
- * database: GET /api/v1/builds/{id} answers from here.
+ * cancelled) hardly changes again, so the text that describes it can be
+ * kept and handed out again without asking the database: GET
+ * /api/v1/builds/{id} answers from here. What may still change (a
+ * succeeded build gets a rebuild's verdict, on any server) is kept for a
+ * few seconds only, and forgotten by the server that queues the rebuild.
  *
  * The table is bounded and direct-mapped (a build id hashes to one slot;
  * a collision replaces the older entry), so its memory is fixed and a
@@ -33,7 +35,9 @@ bool finished_status_final(const char *status);
 /* The bytes kept for build id (malloc'd, *len set), or NULL. */
 char *finished_lookup(struct finished *t, const char *id, size_t *len);
 
-/* Keeps a copy of text under id, replacing whatever held its slot. */
-void finished_store(struct finished *t, const char *id, const char *text, size_t len);
+/* Keeps a copy of text under id for ttl_ms milliseconds (0: for good), replacing whatever held its slot. */
+void finished_store(struct finished *t, const char *id, const char *text, size_t len, unsigned ttl_ms);
+/* Drops what is kept for id. */
+void finished_forget(struct finished *t, const char *id);
 
 #endif

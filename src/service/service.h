@@ -14,7 +14,7 @@
  * the loader), service_release. stop and release may be called without
  * start.
  *
- * Threads: after service_init, mirror, tools_digest and nworkers are
+ * Threads: after service_init, mirror, identity and nworkers are
  * read-only and any thread may read them; the finished table and the
  * package indexes lock themselves.
  */
@@ -25,6 +25,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "db/store.h"
 #include "service/finished.h"
 #include "service/packages.h"
 
@@ -32,13 +33,21 @@ struct service {
     const struct config *cfg;
     char *mirror;          /* where unlocked recipes' packages come from */
     char *security_mirror; /* where their RELEASE-security suite comes from */
-    char tools_digest[65]; /* SHA-256 of the host tool versions: part of every cache key */
+    struct builder_id identity; /* this host's: its builder and tools are part of every cache key
+                                   unless a live worker of another identity builds (submit.h) */
     struct finished *finished;
     struct packages *packages; /* the package indexes for the page's completion */
     unsigned nworkers; /* build workers this server runs in its worker process; set before service_start */
 };
 
-/* Computes the host's key parts (runs dpkg-query once) and makes the finished table. */
+/*
+ * This host's builder identity: the architecture, debate's version, the
+ * SHA-256 of the versions of the tools that write the image's bytes
+ * (engine_tool_versions; runs dpkg-query once, scratch files in data_dir).
+ */
+void service_identity(const struct config *cfg, struct builder_id *id);
+
+/* Computes the host's key parts (service_identity) and makes the finished table. */
 void service_init(struct service *svc, const struct config *cfg);
 /* Starts the package index loader. */
 void service_start(struct service *svc);

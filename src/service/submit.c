@@ -118,14 +118,38 @@ static enum submit_error parse_lock(const json_t *jl, const struct recipe *r, st
     return SUBMIT_OK;
 }
 
-/* The cache key: every input the ISO depends on (docs/api.md). */
+/* The key's text and hash from its parts; builder and tools from s->identity. */
+static void seal_key(json_t *key, struct submission *s)
+{
+    json_object_set_new(key, "builder", json_string(s->identity.builder));
+    json_object_set_new(key, "tools", json_string(s->identity.tools));
+    free(s->key_parts);
+    s->key_parts = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
+    sha256_hex(s->key_parts, strlen(s->key_parts), s->build_key);
+}
+
+/* The key for another builder identity (one a live worker has). */
+static void rekey(struct submission *s, const struct builder_id *id)
+{
+    if (strcmp(id->builder, s->identity.builder) == 0 && strcmp(id->tools, s->identity.tools) == 0 &&
+        strcmp(id->arch, s->identity.arch) == 0)
+        return;
+    json_error_t je;
+    json_t *key = json_loads(s->key_parts, 0, &je);
+    if (key == NULL)
+        return; /* cannot happen: the text is ours */
+    s->identity = *id;
+    seal_key(key, s);
+    json_decref(key);
+}
+
+/* The cache key: every input the ISO depends on (docs/api.md), for this host's identity. */
 static void compute_key(const struct service *svc, const struct recipe *r, const char *lock_hash,
                         struct submission *s)
 {
-    json_t *key = json_pack("{s:s, s:o, s:o, s:s, s:s}", "config_hash", r->config_hash, "lock_hash",
+    json_t *key = json_pack("{s:s, s:o, s:o}", "config_hash", r->config_hash, "lock_hash",
                             lock_hash[0] ? json_string(lock_hash) : json_null(), "mirror",
-                            lock_hash[0] ? json_null() : json_string(svc->mirror), "builder",
-                            "debate " DEBATE_VERSION, "tools", svc->tools_digest);
+                            lock_hash[0] ? json_null() : json_string(svc->mirror));
     /*
      * An unlocked recipe with security fixes takes them from the security
      * mirror: another one is another input. Left out otherwise, so that the
@@ -133,9 +157,9 @@ static void compute_key(const struct service *svc, const struct recipe *r, const
      */
     if (!lock_hash[0] && r->security)
         json_object_set_new(key, "security_mirror", json_string(svc->security_mirror));
-    s->key_parts = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
+    s->identity = svc->identity;
+    seal_key(key, s);
     json_decref(key);
-    sha256_hex(s->key_parts, strlen(s->key_parts), s->build_key);
     memcpy(s->config_hash, r->config_hash, sizeof(s->config_hash));
 }
 
@@ -144,13 +168,13 @@ void submit_token_hash(const char *token, uint8_t out[32])
     EVP_Digest(token, strlen(token), out, NULL, EVP_sha256(), NULL);
 }
 
-static void new_token(struct submission *s)
+void submit_new_token(char token[SUBMIT_TOKEN_LEN + 1], uint8_t hash[32])
 {
     uint8_t raw[32];
     if (RAND_bytes(raw, sizeof(raw)) != 1)
         abort();
-    base64url_encode(s->cancel_token, raw, sizeof(raw));
-    submit_token_hash(s->cancel_token, s->cancel_token_hash);
+    base64url_encode(token, raw, sizeof(raw));
+    submit_token_hash(token, hash);
 }
 
 enum submit_error submission_parse(const struct service *svc, const char *body, size_t len, struct submission *s,
@@ -185,7 +209,7 @@ enum submit_error submission_parse(const struct service *svc, const char *body, 
     }
     s->recipe = xstrdup(r.canonical);
     compute_key(svc, &r, lock_hash, s);
-    new_token(s);
+    submit_new_token(s->cancel_token, s->cancel_token_hash);
 out:
     if (e != SUBMIT_OK)
         submission_release(s);
@@ -346,7 +370,7 @@ static enum submit_error queue(const struct service *svc, const struct submissio
     struct build_new in = {.config_hash = s->config_hash, .build_key = s->build_key, .key_parts = s->key_parts,
                            .recipe = s->recipe, .lock = s->lock, .cancel_token_hash = s->cancel_token_hash,
                            .max_attempts = (int)cfg->max_attempts, .client = s->client,
-                           .boot_check = s->boot_check};
+                           .boot_check = s->boot_check, .identity = &s->identity};
     bool merged = false;
     r->db = store_build_submit(c, &in, &r->rec, &merged, err, errlen);
     r->outcome = merged ? SUBMIT_MERGED : SUBMIT_QUEUED;
@@ -374,10 +398,15 @@ static void describe(const struct submission *s, PGconn *c, struct submit_result
     }
 }
 
-enum submit_error submission_store(const struct service *svc, const struct submission *s, PGconn *c,
+enum submit_error submission_store(const struct service *svc, struct submission *s, PGconn *c,
                                    struct submit_result *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
+    struct builder_id id;
+    r->db = store_builder_pick(c, s->identity.arch, &svc->identity, 3 * svc->cfg->lease_seconds, &id, err, errlen);
+    if (r->db != DB_OK)
+        return SUBMIT_DATABASE;
+    rekey(s, &id);
     if (!s->no_cache) {
         r->db = find_hit(svc, s, c, r, err, errlen);
         if (r->db == DB_OK) {

@@ -8,12 +8,16 @@
  *      and the optional lock validated, no_cache read; then the cache key
  *      (every input the ISO depends on: config_hash, lock_hash or mirror,
  *      builder, tools; dumped with sorted keys, build_key = its SHA-256)
- *      and a one-time cancel token, of which only the hash is stored.
- *      Bad input stops here, so it never reaches the database.
- *   2. submission_store (one database connection, a database thread): a
- *      verified cache hit, else a merge into the identical build in
- *      flight, else a new queued build while the queue has room; and which
- *      parts of the key differ from the recipe's newest earlier build.
+ *      for this host's builder identity, and a one-time cancel token, of
+ *      which only the hash is stored. Bad input stops here, so it never
+ *      reaches the database.
+ *   2. submission_store (one database connection, a database thread): the
+ *      builder identity the build will run with (this host's when a live
+ *      worker has it, else the one most live workers have: the key's
+ *      builder and tools are then that identity's), a verified cache hit,
+ *      else a merge into the identical build in flight, else a new queued
+ *      build while the queue has room; and which parts of the key differ
+ *      from the recipe's newest earlier build.
  *
  * Errors travel as values: enum submit_error is the cause, with its
  * stable API code (submit_error_code) and, for bad input, the field to
@@ -72,6 +76,7 @@ struct submission {
     char cancel_token[SUBMIT_TOKEN_LEN + 1]; /* shown once, to the submitter */
     uint8_t cancel_token_hash[32];           /* what is stored */
     char client[64]; /* who submitted, as text: the caller fills it in before storing ("" when unknown) */
+    struct builder_id identity; /* the identity the key is for; a worker of it builds */
 };
 
 /*
@@ -87,6 +92,8 @@ void submission_release(struct submission *s);
 
 /* The hash stored for a cancel token (the cancel route compares it). */
 void submit_token_hash(const char *token, uint8_t out[32]);
+/* A new cancel token and its hash. */
+void submit_new_token(char token[SUBMIT_TOKEN_LEN + 1], uint8_t hash[32]);
 
 /*
  * Checking a recipe without submitting it (the page's editor): the same
@@ -131,7 +138,7 @@ struct submit_result {
  * or SUBMIT_DATABASE with r->db and a message in err. *r must be released
  * whatever the answer.
  */
-enum submit_error submission_store(const struct service *svc, const struct submission *s, PGconn *c,
+enum submit_error submission_store(const struct service *svc, struct submission *s, PGconn *c,
                                    struct submit_result *r, char *err, size_t errlen);
 void submit_result_release(struct submit_result *r);
 

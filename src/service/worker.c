@@ -160,6 +160,10 @@ static void *heartbeat_main(void *arg)
         enum db_status st = c ? store_build_heartbeat(c, j->ctx.rec->id, j->o->name, cfg->lease_seconds, &cancel,
                                                       err, sizeof(err))
                               : DB_UNAVAILABLE;
+        if (c != NULL && j->o->identity != NULL) {
+            char ignored[128];
+            store_worker_seen(c, j->o->name, j->o->identity, ignored, sizeof(ignored));
+        }
         if (st == DB_LOST_LEASE) {
             log_warnx("worker %s: build %s: the lease is lost; stopping it", j->o->name, j->ctx.rec->id);
             atomic_store(&j->ctx.lost, true);
@@ -269,7 +273,9 @@ void worker_run(struct worker_opts *o)
 {
     const struct config *cfg = o->cfg;
     PGconn *c = NULL, *hb = NULL;
-    uint64_t last_sweep = 0, last_gc = 0;
+    uint64_t last_sweep = 0, last_gc = 0, last_seen = 0;
+    struct claim_filter filter = {.kind = o->kind ? o->kind : "build", .identity = o->identity,
+                                  .live_s = 3 * cfg->lease_seconds};
     char err[512];
     while (!atomic_load(o->stop)) {
         if (c == NULL || PQstatus(c) != CONNECTION_OK) {
@@ -296,6 +302,12 @@ void worker_run(struct worker_opts *o)
             }
         }
         uint64_t now = clock_monotonic_ms();
+        if (o->identity != NULL && (last_seen == 0 || now - last_seen >= cfg->lease_seconds * 333ull)) {
+            if (store_worker_seen(c, o->name, o->identity, err, sizeof(err)) == DB_OK)
+                last_seen = now;
+            else
+                log_warnx("worker %s: cannot say it is running: %s", o->name, err);
+        }
         if (now - last_sweep >= cfg->lease_seconds * 500ull) {
             int requeued = 0, failed = 0;
             if (store_build_sweep(c, &requeued, &failed, err, sizeof(err)) == DB_OK && (requeued || failed))
@@ -310,12 +322,12 @@ void worker_run(struct worker_opts *o)
             last_gc = now;
         }
         struct build_record rec;
-        enum db_status st = store_build_claim_kind(c, o->name, cfg->lease_seconds, o->kind ? o->kind : "build", &rec,
-                                                   err, sizeof(err));
+        enum db_status st = store_build_claim_for(c, o->name, cfg->lease_seconds, &filter, &rec, err, sizeof(err));
         if (st == DB_OK) {
             run_job(o, c, &hb, &rec);
             build_record_release(&rec);
-            last_gc = 0; /* collect after each build */
+            last_gc = 0;    /* collect after each build */
+            last_seen = 0;  /* and say it is still there */
         } else if (st == DB_NOT_FOUND) {
             unsigned ms = cfg->lease_seconds * 500;
             wait_for_work(c, ms < 5000 ? ms : 5000, o->stop);
@@ -325,6 +337,8 @@ void worker_run(struct worker_opts *o)
             c = NULL;
         }
     }
+    if (c != NULL && o->identity != NULL && PQstatus(c) == CONNECTION_OK)
+        store_worker_gone(c, o->name, err, sizeof(err));
     if (c != NULL)
         PQfinish(c);
     if (hb != NULL)
@@ -338,7 +352,8 @@ void *worker_thread(void *opts)
 }
 
 void worker_pool_start(struct worker_pool *p, const struct config *cfg, const char *conninfo, unsigned n,
-                       atomic_int *stop, worker_execute_fn execute, const char *kind)
+                       atomic_int *stop, worker_execute_fn execute, const char *kind,
+                       const struct builder_id *identity)
 {
     p->n = n;
     p->opts = xcalloc(n ? n : 1, sizeof(*p->opts));
@@ -349,6 +364,7 @@ void worker_pool_start(struct worker_pool *p, const struct config *cfg, const ch
         o->conninfo = conninfo;
         o->execute = execute;
         o->kind = kind;
+        o->identity = identity;
         o->stop = stop;
         worker_name(o, i);
         pthread_create(&p->threads[i], NULL, worker_thread, o);
@@ -430,7 +446,8 @@ int worker_execute_build(struct worker_ctx *ctx, struct worker_outcome *out)
     }
     struct engine_opts eo = {.cfg = cfg, .output = iso, .lock_path = lock_path, .hook_timeout_s = cfg->hook_timeout,
                              .timeout_s = cfg->build_timeout, .progress = engine_progress, .progress_arg = ctx,
-                             .log = engine_log, .interrupted = &ctx->interrupted, .boot_check = rec->boot_check};
+                             .log = engine_log, .interrupted = &ctx->interrupted, .boot_check = rec->boot_check,
+                             .cold = rec->verify_of[0] != '\0'};
     struct engine_result res;
     char msg[4096];
     enum engine_error cause = engine_build(&r, &eo, &res, msg, sizeof(msg));

@@ -10,6 +10,14 @@
  * Every worker also sweeps: builds whose lease expired (their worker died)
  * go back to the queue until max_attempts, then fail.
  *
+ * A worker with an identity (struct builder_id: the architecture, debate's
+ * version, the digest of its tools' versions) says so in the workers table
+ * when it starts, then every third of lease_seconds (from the heartbeat
+ * while it builds), and claims only builds whose key was made for that
+ * identity; it removes its row when it stops. A rebuild that verifies
+ * (verify_of) runs cold: no base or kernel layer, only downloaded packages,
+ * checked by their hashes.
+ *
  * What a claimed build runs is a function (execute): the engine for
  * real builds; the queue tests plug in a no-op. Whatever ran, a build
  * that failed gets its error as the last lines of its log ("error: " and
@@ -64,6 +72,7 @@ struct worker_opts {
     char name[160];            /* lease owner: host:pid:n */
     worker_execute_fn execute; /* NULL: worker_execute_build */
     const char *kind;          /* the job kind it takes: "build" (NULL) or "noop" */
+    const struct builder_id *identity; /* what it builds with; NULL: it claims builds of any identity, unseen */
     atomic_int *stop;          /* set: finish (interrupting the running build) and return */
 };
 
@@ -95,9 +104,10 @@ struct worker_pool {
     unsigned n;
 };
 
-/* Starts n workers (execute and kind as in worker_opts; NULL: real builds). */
+/* Starts n workers (execute, kind and identity as in worker_opts; NULL: real builds, any identity). */
 void worker_pool_start(struct worker_pool *p, const struct config *cfg, const char *conninfo, unsigned n,
-                       atomic_int *stop, worker_execute_fn execute, const char *kind);
+                       atomic_int *stop, worker_execute_fn execute, const char *kind,
+                       const struct builder_id *identity);
 /* Waits for every worker to return (after *stop was set) and frees the pool. */
 void worker_pool_join(struct worker_pool *p);
 

@@ -317,6 +317,27 @@ async function stepReload(page) {
   check(requestsSince(from, 'POST', '/api/v1/recipes/validate') === 0, 'the build view checked the draft');
 }
 
+// An independent rebuild, asked for from the page: the verdict shows there
+// once it ends, with a link to the rebuild, whose own view names the build.
+async function stepVerify(page) {
+  check(await text(page, '#b-verify-result') === 'Not verified yet.', 'a new build is not verified yet');
+  await page.getByRole('button', {name: 'Verify by rebuilding'}).click();
+  await page.locator('#b-verify-result').filter({hasText: /^Verifying/}).waitFor({timeout: 20000});
+  check(!(await page.getByRole('button', {name: 'Verify by rebuilding'}).isVisible()),
+    'no second rebuild is offered while one runs');
+  await page.locator('#b-verify-result').filter({hasText: /^Verified: /}).waitFor({timeout: 600000});
+  const detail = await text(page, '#b-verify-detail');
+  check(/^By .+, \d{4}-\d\d-\d\dT/.test(detail), `the verdict says by which worker and when: ${detail}`);
+  await axe(page, 'the build view with a verdict');
+  await page.getByRole('link', {name: 'The rebuild'}).click();
+  await waitStatus(page, /^Succeeded\./, 60);
+  check(await text(page, '#b-verifies-id') === result.build_id, 'the rebuild names the build it verifies');
+  check(!(await page.locator('#b-verify').isVisible()), 'a rebuild is not offered for verifying');
+  check(await text(page, '#b-sha') === result.iso_sha256_shown, 'the rebuild has the same SHA-256');
+  await page.goBack();
+  await waitStatus(page, /^Succeeded\./, 60);
+}
+
 // Answers that arrive late (a poll sent before the end, answered after it)
 // do not undo what the view shows: the view's own module, driven with a
 // finished record and then older ones.
@@ -506,6 +527,7 @@ async function main() {
     await step('submit and follow the build to its end', () => stepBuild(page));
     await step('download the ISO through the page', () => stepDownload(page));
     await step('the build URL reloads into the same view', () => stepReload(page));
+    await step('verify the build by an independent rebuild', () => stepVerify(page));
     await step('late answers do not undo a finished build', () => stepStaleAnswers(page));
     await step('package completion with the keyboard; a file read into an overlay', () => stepCompletion(page));
     await step('cancel a running build', () => stepCancel(page));

@@ -28,11 +28,12 @@ from conftest import (DebateServer, ResponseTimeout, _finish, _own_tmpdir, build
                       reap_postgres, run_psql)
 
 # What migration 1 creates.
-EXPECTED_MIGRATIONS = [("1", "builds"), ("2", "build service: events, artifacts, job kinds"), ("3", "boot check")]
+EXPECTED_MIGRATIONS = [("1", "builds"), ("2", "build service: events, artifacts, job kinds"), ("3", "boot check"),
+                       ("4", "builder identities, rebuilds that verify")]
 LATEST = len(EXPECTED_MIGRATIONS)
 EXPECTED_BUILD_INDEXES = {
     "builds_pkey", "builds_cache", "builds_active_key", "builds_queue",
-    "builds_leases", "builds_list", "builds_recipe", "builds_iso",
+    "builds_leases", "builds_list", "builds_recipe", "builds_iso", "builds_active_verify",
 }
 NEWER_MESSAGE = "newer than this debate knows"
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",

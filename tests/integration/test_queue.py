@@ -104,3 +104,54 @@ def test_every_job_finishes_exactly_once_under_random_kills(pg_cluster, tmp_path
     # the log events of a job come from the attempt that held the lease when writing
     assert pg_cluster.psql("SELECT count(*) FROM build_events e JOIN builds b ON b.id = e.build_id "
                            "WHERE b.status = 'succeeded' AND e.body = 'no-op done'") != "0"
+
+
+def test_workers_of_two_builder_identities_each_take_only_their_builds(pg_cluster, tmp_path):
+    """Two workers whose tools differ (another builder identity: the cache key
+    of a build holds it) on one queue: each build goes to the worker whose
+    identity its key was made for; a build no live worker can make stays
+    queued; a worker that stops says so (its row in workers goes)."""
+    url = pg_cluster.url
+    ids = {"a": "a" * 64, "b": "b" * 64, "c": "c" * 64}
+    for name, n in (("a", 15), ("b", 15), ("c", 1)):
+        env = dict(os.environ, DEBATE_TEST_TOOLS=ids[name])
+        subprocess.run([str(TOOL), "submit", url, str(n)], check=True, env=env, timeout=120)
+
+    def start(name):
+        env = dict(os.environ, DEBATE_LEASE_SECONDS="3", DEBATE_NOOP_MS="20", DEBATE_LOG_LEVEL="info",
+                   DEBATE_TEST_TOOLS=ids[name])
+        log = open(tmp_path / f"worker-{name}.log", "w")
+        return subprocess.Popen([str(TOOL), "work", url, "2"], stdout=log, stderr=log, env=env,
+                                start_new_session=True)
+
+    workers = {name: start(name) for name in ("a", "b")}
+    try:
+        deadline = time.monotonic() + 60
+        left = None
+        while time.monotonic() < deadline:
+            left = pg_cluster.psql(f"SELECT count(*) FROM builds WHERE tools IN ('{ids['a']}', '{ids['b']}') "
+                                   "AND status <> 'succeeded'")
+            if left == "0":
+                break
+            time.sleep(0.3)
+        assert left == "0", f"{left} builds of the live identities did not succeed"
+        live = pg_cluster.psql("SELECT name || '|' || tools FROM workers ORDER BY name").splitlines()
+        assert len(live) == 4, live
+        owner = {}
+        for row in live:
+            name, tools = row.split("|")
+            owner[name.split(":")[1]] = tools      # the pid: one process per identity
+        assert {workers["a"].pid: ids["a"], workers["b"].pid: ids["b"]} == \
+            {int(pid): tools for pid, tools in owner.items()}
+        rows = pg_cluster.psql("SELECT tools || '|' || built_by FROM builds WHERE built_by IS NOT NULL").splitlines()
+        assert len(rows) == 30, rows
+        for row in rows:
+            tools, built_by = row.split("|")
+            assert owner[built_by.split(":")[1]] == tools, f"a build for {tools[:1]} made by {built_by}"
+        assert pg_cluster.psql(f"SELECT status FROM builds WHERE tools = '{ids['c']}'") == "queued"
+    finally:
+        for w in workers.values():
+            os.killpg(w.pid, signal.SIGTERM)
+        for w in workers.values():
+            w.wait(timeout=30)
+    assert pg_cluster.psql("SELECT count(*) FROM workers") == "0", "stopped workers are still listed"

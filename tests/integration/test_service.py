@@ -777,6 +777,74 @@ def test_an_overlay_change_reuses_the_base_layer_and_the_stream_says_so(shared, 
     assert m["base_layer"]["key"] == tiny_build.manifest.json()["base_layer"]["key"]
 
 
+def test_verify_through_the_api_rebuilds_on_another_worker_and_records_the_verdict(shared, tiny_build):
+    """POST /api/v1/builds/{id}/verify queues an independent rebuild (cold,
+    from the manifest's lock) that the server's other worker takes; the
+    build's record then says match, by which worker, when; the rebuild
+    serves no cache hit and cannot itself be verified."""
+    api = shared.api
+    bid = tiny_build.id
+    before = api.build(bid)
+    assert before["verify_url"] == f"/api/v1/builds/{bid}/verify", before
+    assert before["built_by"], before
+    r = api.post(before["verify_url"], {})
+    assert r.status == 202, r
+    body = r.json()
+    assert body["verifies"] == bid and body["merged"] is False and len(body["cancel_token"]) == 43, body
+    rebuild = body["build"]
+    assert rebuild["verify_of"] == bid and rebuild["build_key"] == before["build_key"], rebuild
+    assert r.header("Location") == f"/api/v1/builds/{rebuild['id']}"
+    api.tokens[rebuild["id"]] = body["cancel_token"]
+    # asked again while it is in flight: the same rebuild
+    again = api.post(before["verify_url"], {})
+    assert again.status == 202 and again.json()["merged"] is True, again
+    assert again.json()["build"]["id"] == rebuild["id"] and "cancel_token" not in again.json()
+    assert api.build(bid)["verifying"] is True
+    done = api.wait_succeeded(rebuild["id"], timeout=BUILD_TIMEOUT)
+    assert done["iso_sha256"] == before["iso_sha256"], (done, before)
+    assert done["verify_url"] is None, "a rebuild cannot be verified"
+    assert done["built_by"] and done["built_by"] != before["built_by"], \
+        f"the rebuild ran on the worker that made the build ({done['built_by']}) while another was idle"
+    _, events, _ = api.sse(rebuild["id"], timeout=60)    # replayed from the start: the rebuild reused no layer
+    messages = [json.loads(e.data)["message"] for e in events if e.event == "progress"]
+    assert any(m.startswith("kernel ") for m in messages), messages
+    assert not any(m.startswith("reusing the") for m in messages), messages
+    after = api.build(bid)
+    v = after["verification"]
+    assert after["verifying"] is False, after
+    assert v["result"] == "match" and v["build"] == rebuild["id"] and v["sha256"] == before["iso_sha256"], v
+    assert v["worker"] == done["built_by"] and TIME_RE.match(v["at"].replace("Z", ".0Z")), v
+    # the cache still answers with the build that made the ISO
+    hit = api.submit(tiny())
+    assert hit.status == 200 and hit.json()["build"]["id"] == bid, hit
+    assert hit.json()["build"]["verification"]["result"] == "match"
+    refused = api.post(f"/api/v1/builds/{rebuild['id']}/verify", {})
+    assert refused.status == 409 and refused.code == "not_verifiable", refused
+    missing = api.post(f"/api/v1/builds/{uuid.uuid4()}/verify", {})
+    assert missing.status == 404, missing
+    bad = api.post(before["verify_url"], {"now": True})
+    assert bad.status == 400 and bad.code == "invalid_request", bad
+    # the same from the command line, as a user types it (no root needed)
+    srv = shared.srv
+    cli = subprocess.run([debate_bin(), "verify", "--build", bid, "--on-server", "--server",
+                          f"https://localhost:{srv.https_port}", "--cacert", str(srv.ca_path)],
+                         capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                         env=clean_env({"DEBATE_DATA_DIR": str(srv.data_dir.parent / "client-data")}))
+    assert cli.returncode == 0, cli
+    line = cli.stdout.splitlines()[0]
+    assert line.startswith(f"match  {before['iso_sha256']}  {bid}  rebuilt by "), cli.stdout
+    assert "rebuild" in cli.stderr and "queued on the server" in cli.stderr, cli.stderr
+    cli = subprocess.run([debate_bin(), "verify", "--build", rebuild["id"], "--on-server", "--server",
+                          f"https://localhost:{srv.https_port}", "--cacert", str(srv.ca_path)],
+                         capture_output=True, text=True, timeout=60, env=clean_env())
+    assert cli.returncode == 2 and "not_verifiable" in cli.stderr, cli
+    status = subprocess.run([debate_bin(), "status", bid, "--server", f"https://localhost:{srv.https_port}",
+                             "--cacert", str(srv.ca_path)], capture_output=True, text=True, timeout=60,
+                            env=clean_env())
+    assert status.returncode == 0 and re.search(r"^verified  match \(rebuild \S+ by \S+, ", status.stdout, re.M), status
+    assert re.search(r"^built by  \S+", status.stdout, re.M), status.stdout
+
+
 # --------------------------------------------------------------------------
 # 7. the ISO route: ranges, HEAD, conditional requests
 # --------------------------------------------------------------------------

@@ -11,6 +11,9 @@
  * (the same bytes for every attempt of a job: a function of its build_key)
  * in artifact_dir/tmp, as the engine does, and publishes it with the real
  * worker_publish: the fault tests see a store, a digest and a download.
+ * With DEBATE_TEST_TOOLS set (64 hex digits), jobs are submitted for, and
+ * workers claim as, the builder identity of those tools (amd64, this
+ * debate): the identity tests run workers of two identities on one queue.
  * Settings come from DEBATE_* as for debate (lease_seconds and artifact_dir
  * matter most). It is built by the Makefile into build/tools/, never
  * installed.
@@ -153,8 +156,22 @@ static int noop(struct worker_ctx *ctx, struct worker_outcome *out)
     return 0;
 }
 
+/* The identity of DEBATE_TEST_TOOLS, or NULL when it is not set. */
+static const struct builder_id *test_identity(struct builder_id *id)
+{
+    const char *tools = getenv("DEBATE_TEST_TOOLS");
+    if (tools == NULL || strlen(tools) != 64)
+        return NULL;
+    snprintf(id->arch, sizeof(id->arch), "amd64");
+    snprintf(id->builder, sizeof(id->builder), "debate %s", DEBATE_VERSION);
+    snprintf(id->tools, sizeof(id->tools), "%s", tools);
+    return id;
+}
+
 static int submit(const char *conninfo, long n)
 {
+    struct builder_id idbuf;
+    const struct builder_id *id = test_identity(&idbuf);
     char err[512];
     PGconn *c = db_connect(conninfo, 0, err, sizeof(err));
     int applied;
@@ -171,7 +188,8 @@ static int submit(const char *conninfo, long n)
         sha256_hex(raw, sizeof(raw), key);
         sha256_hex("noop", 4, hash);
         struct build_new in = {.config_hash = hash, .build_key = key, .key_parts = "{}", .recipe = "{}",
-                               .cancel_token_hash = token, .max_attempts = ma ? atoi(ma) : 3, .kind = "noop"};
+                               .cancel_token_hash = token, .max_attempts = ma ? atoi(ma) : 3, .kind = "noop",
+                               .identity = id};
         struct build_record rec;
         bool merged;
         if (store_build_submit(c, &in, &rec, &merged, err, sizeof(err)) != DB_OK) {
@@ -199,7 +217,8 @@ static int work(const char *conninfo, unsigned n)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     struct worker_pool pool;
-    worker_pool_start(&pool, &cfg, conninfo, n, &stop, noop, "noop");
+    struct builder_id idbuf;
+    worker_pool_start(&pool, &cfg, conninfo, n, &stop, noop, "noop", test_identity(&idbuf));
     worker_pool_join(&pool);
     config_release(&cfg);
     return 0;

@@ -383,3 +383,185 @@ TEST(migrations_are_idempotent_and_refuse_a_newer_schema)
     CHECK(strstr(err, "newer than this debate knows") != NULL);
     dbtest_close(c);
 }
+
+static const struct builder_id ident_a = {.arch = "amd64", .builder = "debate 0.1.0",
+                                          .tools = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+static const struct builder_id ident_b = {.arch = "amd64", .builder = "debate 0.1.0",
+                                          .tools = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"};
+
+/* A build for the workers of identity id (NULL: any worker). */
+static void submit_for(PGconn *c, const char *key, const struct builder_id *id, struct build_record *out)
+{
+    struct build_new in = {.config_hash = key_of('c'), .build_key = key, .key_parts = "{}",
+                           .recipe = "{\"name\":\"tiny\"}", .cancel_token_hash = token_a, .max_attempts = 2,
+                           .identity = id};
+    bool merged;
+    OK(store_build_submit(c, &in, out, &merged, E));
+    CHECK(!merged);
+}
+
+static void claim_as(PGconn *c, const char *worker, const struct builder_id *id, struct build_record *out)
+{
+    struct claim_filter f = {.identity = id, .live_s = 90};
+    OK(store_build_claim_for(c, worker, 30, &f, out, E));
+}
+
+TEST(a_worker_claims_only_builds_of_its_identity)
+{
+    PGconn *c = dbtest_open();
+    struct build_record for_a, for_b, for_any, got;
+    submit_for(c, key_of('1'), &ident_b, &for_b);
+    submit_for(c, key_of('2'), &ident_a, &for_a);
+    submit_for(c, key_of('3'), NULL, &for_any);
+    /* A skips the older build of B's identity; it takes its own, then one for anyone. */
+    claim_as(c, "worker-a", &ident_a, &got);
+    CHECK_STR(got.id, for_a.id);
+    build_record_release(&got);
+    claim_as(c, "worker-a", &ident_a, &got);
+    CHECK_STR(got.id, for_any.id);
+    build_record_release(&got);
+    struct claim_filter fa = {.identity = &ident_a, .live_s = 90};
+    CHECK_INT(store_build_claim_for(c, "worker-a", 30, &fa, &got, E), DB_NOT_FOUND);
+    claim_as(c, "worker-b", &ident_b, &got);
+    CHECK_STR(got.id, for_b.id);
+    CHECK_STR(got.arch, "amd64");
+    build_record_release(&got);
+    build_record_release(&for_a);
+    build_record_release(&for_b);
+    build_record_release(&for_any);
+    dbtest_close(c);
+}
+
+TEST(a_build_no_live_worker_can_take_says_why_and_keys_follow_the_live_workers)
+{
+    PGconn *c = dbtest_open();
+    struct builder_id picked;
+    /* no worker at all: this host's identity, and the build says it waits for a worker */
+    OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
+    CHECK_STR(picked.tools, ident_a.tools);
+    struct build_record b;
+    submit_for(c, key_of('1'), &ident_a, &b);
+    char *why = NULL;
+    OK(store_build_waiting(c, &b, 90, &why, E));
+    CHECK(why != NULL && strstr(why, "no worker is running") != NULL && strstr(why, "tools aaaaaaaaaaaa") != NULL);
+    free(why);
+    /* a live worker of another identity: new builds get its identity; this one still waits, and says why */
+    OK(store_worker_seen(c, "host-b:1:0", &ident_b, E));
+    OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
+    CHECK_STR(picked.tools, ident_b.tools);
+    OK(store_build_waiting(c, &b, 90, &why, E));
+    CHECK(why != NULL && strstr(why, "no live worker can build it") != NULL);
+    CHECK(strstr(why, "tools bbbbbbbbbbbb") != NULL);
+    free(why);
+    /* a worker of this host's identity too: this host's wins; the build no longer waits for want of one */
+    OK(store_worker_seen(c, "host-a:1:0", &ident_a, E));
+    OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
+    CHECK_STR(picked.tools, ident_a.tools);
+    OK(store_build_waiting(c, &b, 90, &why, E));
+    CHECK(why == NULL);
+    /* a worker not seen for longer than live_s is not live; one that stopped is gone */
+    dbtest_exec(c, "UPDATE workers SET seen_at = now() - interval '5 minutes' WHERE name = 'host-a:1:0'");
+    OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
+    CHECK_STR(picked.tools, ident_b.tools);
+    OK(store_worker_gone(c, "host-b:1:0", E));
+    OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
+    CHECK_STR(picked.tools, ident_a.tools);
+    build_record_release(&b);
+    dbtest_close(c);
+}
+
+/* A build of identity a, made by worker-1: succeeded with sha 'e'. */
+static void built(PGconn *c, struct build_record *out)
+{
+    struct build_record got;
+    submit_for(c, key_of('1'), &ident_a, out);
+    claim_as(c, "worker-1", &ident_a, &got);
+    struct build_result ok = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 1234};
+    OK(store_build_finish(c, got.id, "worker-1", &ok, E));
+    build_record_release(&got);
+}
+
+TEST(a_rebuild_verifies_a_build_on_another_worker_and_records_the_verdict)
+{
+    PGconn *c = dbtest_open();
+    struct build_record b, v, again, got;
+    built(c, &b);
+    bool existing;
+    /* what cannot be verified */
+    CHECK_INT(store_build_verify(c, "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11", "{}", token_b, 2, &v, &existing, E),
+              DB_NOT_FOUND);
+    struct build_record queued;
+    submit_for(c, key_of('2'), &ident_a, &queued);
+    CHECK_INT(store_build_verify(c, queued.id, "{}", token_b, 2, &v, &existing, E), DB_CONFLICT);
+    OK(store_build_verify(c, b.id, "{\"format\": 1}", token_b, 2, &v, &existing, E));
+    CHECK(!existing);
+    CHECK_STR(v.verify_of, b.id);
+    CHECK_STR(v.build_key, b.build_key);
+    CHECK_STR(v.status, "queued");
+    CHECK(v.lock != NULL && strstr(v.lock, "format") != NULL);
+    /* asked again while it is in flight: the same rebuild */
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, &again, &existing, E));
+    CHECK(existing);
+    CHECK_STR(again.id, v.id);
+    build_record_release(&again);
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK_STR(got.built_by, "worker-1");
+    CHECK(got.verifying);
+    build_record_release(&got);
+    /* the rebuild is no cache hit and no merge target */
+    OK(store_build_find_cached(c, b.build_key, false, &got, E));
+    CHECK_STR(got.id, b.id);
+    build_record_release(&got);
+    CHECK_INT(store_build_find_active(c, b.build_key, false, &got, E), DB_NOT_FOUND);
+    /* worker-1 made the build: while worker-2 of the same identity is live, it leaves the rebuild to it */
+    OK(store_worker_seen(c, "worker-1", &ident_a, E));
+    OK(store_worker_seen(c, "worker-2", &ident_a, E));
+    claim_as(c, "worker-1", &ident_a, &got); /* the queued build of key 2, not the rebuild */
+    CHECK_STR(got.id, queued.id);
+    build_record_release(&got);
+    struct claim_filter f = {.identity = &ident_a, .live_s = 90};
+    CHECK_INT(store_build_claim_for(c, "worker-1", 30, &f, &got, E), DB_NOT_FOUND);
+    claim_as(c, "worker-2", &ident_a, &got);
+    CHECK_STR(got.id, v.id);
+    build_record_release(&got);
+    struct build_result same = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 1234};
+    OK(store_build_finish(c, v.id, "worker-2", &same, E));
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK(!got.verifying);
+    CHECK(got.verification != NULL);
+    CHECK(strstr(got.verification, "\"result\": \"match\"") != NULL);
+    CHECK(strstr(got.verification, "\"worker\": \"worker-2\"") != NULL);
+    CHECK(strstr(got.verification, v.id) != NULL);
+    build_record_release(&got);
+    build_record_release(&v);
+    /* a second rebuild that gives other bytes: the verdict says so */
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, &v, &existing, E));
+    CHECK(!existing);
+    claim_as(c, "worker-2", &ident_a, &got);
+    build_record_release(&got);
+    struct build_result other = {.status = "succeeded", .iso_sha256 = key_of('f'), .iso_size = 1234};
+    OK(store_build_finish(c, v.id, "worker-2", &other, E));
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK(strstr(got.verification, "\"result\": \"differs\"") != NULL);
+    build_record_release(&got);
+    build_record_release(&v);
+    /* with no other live worker, the one that made the build takes the rebuild itself */
+    OK(store_worker_gone(c, "worker-2", E));
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, &v, &existing, E));
+    claim_as(c, "worker-1", &ident_a, &got);
+    CHECK_STR(got.id, v.id);
+    build_record_release(&got);
+    /* a rebuild that fails: the verdict is its failure, not a difference */
+    struct build_result failed = {.status = "failed", .error_code = "build_failed", .error_message = "no space"};
+    OK(store_build_finish(c, v.id, "worker-1", &failed, E));
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK(strstr(got.verification, "\"result\": \"failed\"") != NULL);
+    CHECK(strstr(got.verification, "no space") != NULL);
+    /* a rebuild cannot itself be verified */
+    CHECK_INT(store_build_verify(c, v.id, "{}", token_b, 2, &again, &existing, E), DB_CONFLICT);
+    build_record_release(&got);
+    build_record_release(&v);
+    build_record_release(&queued);
+    build_record_release(&b);
+    dbtest_close(c);
+}

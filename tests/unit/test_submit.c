@@ -1,5 +1,6 @@
 /* The submission rules of service/submit.c that need no database. */
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -19,7 +20,9 @@ static struct service svc(void)
     static char mirror[] = "http://deb.debian.org/debian", security[] = "http://deb.debian.org/debian-security";
     s.mirror = mirror;
     s.security_mirror = security;
-    memset(s.tools_digest, 'a', 64);
+    memset(s.identity.tools, 'a', 64);
+    snprintf(s.identity.builder, sizeof(s.identity.builder), "debate %s", DEBATE_VERSION);
+    snprintf(s.identity.arch, sizeof(s.identity.arch), "amd64");
     return s;
 }
 
@@ -152,7 +155,7 @@ TEST(finished_table_keeps_only_what_it_was_given)
     const char *id = "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11";
     size_t len = 0;
     CHECK(finished_lookup(t, id, &len) == NULL);
-    finished_store(t, id, "{\"a\":1}", 7);
+    finished_store(t, id, "{\"a\":1}", 7, 0);
     char *got = finished_lookup(t, id, &len);
     CHECK(got != NULL);
     CHECK_INT(len, 7);
@@ -160,6 +163,15 @@ TEST(finished_table_keeps_only_what_it_was_given)
     free(got);
     CHECK(finished_lookup(t, "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c12", &len) == NULL);
     CHECK(finished_lookup(t, "short", &len) == NULL);
+    finished_forget(t, id);
+    CHECK(finished_lookup(t, id, &len) == NULL);
+    /* what may still change is kept for its time only */
+    finished_store(t, id, "{\"b\":2}", 7, 30);
+    got = finished_lookup(t, id, &len);
+    CHECK(got != NULL);
+    free(got);
+    usleep(60 * 1000);
+    CHECK(finished_lookup(t, id, &len) == NULL);
     CHECK(finished_status_final("succeeded") && finished_status_final("failed") &&
           finished_status_final("cancelled"));
     CHECK(!finished_status_final("queued") && !finished_status_final("running"));
