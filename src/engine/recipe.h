@@ -5,10 +5,13 @@
  * Formats: a recipe's "format" says what the fields it leaves out mean,
  * and a format keeps its meaning forever. Format 1 is Debian 12 bookworm,
  * the main component, the release's own suite alone; its canonical form
- * (and so its config_hash) has none of the later fields. Format 2, the
- * current one and what a recipe without "format" is read as, adds
+ * (and so its config_hash) has none of the later fields. Format 2 adds
  * "components", "updates" and "security", and defaults to trixie with the
- * updates and security suites.
+ * updates and security suites. Format 3, the current one and what a
+ * recipe without "format" is read as, has format 2's fields and defaults
+ * and writes its squashfs with zstd level 9 in 1 MiB blocks (formats 1
+ * and 2: level 15, 128 KiB blocks), as smaller an image in a tenth of the
+ * time.
  *
  * Strict: unknown fields, wrong types, duplicate keys, non-integer numbers
  * and oversized values are errors. Every error names the field
@@ -34,7 +37,7 @@
 #define RECIPE_MAX_OVERLAYS 1024
 #define RECIPE_MAX_HOOKS 64
 #define RECIPE_MAX_HOOK_BYTES (64u << 10)
-#define RECIPE_FORMAT_CURRENT 2
+#define RECIPE_FORMAT_CURRENT 3
 
 struct recipe_error {
     char field[128];   /* "" for the document as a whole */
@@ -55,7 +58,7 @@ struct recipe_hook {
 };
 
 struct recipe {
-    int format; /* 1 or 2, as read (RECIPE_FORMAT_CURRENT when left out) */
+    int format; /* 1, 2 or 3, as read (RECIPE_FORMAT_CURRENT when left out) */
     char *name;
     char *distribution;
     char *release;
@@ -71,6 +74,8 @@ struct recipe {
     char *cmdline;
     char *hostname;
     char *compression; /* "zstd" or "xz" */
+    unsigned squashfs_block_kib; /* the squashfs block size: 128 (formats 1 and 2) or 1024 (format 3) */
+    int squashfs_zstd_level;     /* with zstd: 15 (formats 1 and 2) or 9 (format 3) */
     char **components; /* in the archive's order, "main" first; format 1: "main" alone */
     size_t ncomponents;
     bool updates, security; /* RELEASE-updates and RELEASE-security too; format 1: neither */

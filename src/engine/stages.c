@@ -630,16 +630,24 @@ static int kernel(struct build *b)
 
 static int squashfs(struct build *b)
 {
+    /* The setting is the recipe format's (recipe.h): the same for every build of a lock. */
+    char block[16], level[16];
+    snprintf(block, sizeof(block), "%uK", b->r->squashfs_block_kib);
+    snprintf(level, sizeof(level), "%d", b->r->squashfs_zstd_level);
     /* mksquashfs refuses SOURCE_DATE_EPOCH together with these flags: run it without. */
     const char *argv[24] = {"/usr/bin/mksquashfs", WORK "/root", WORK "/iso/live/filesystem.squashfs", "-comp",
                             b->r->compression, "-reproducible", "-mkfs-time", b->epoch_str, "-all-time", b->epoch_str,
                             "-noappend", "-no-progress", "-quiet", NULL};
-    if (strcmp(b->r->compression, "zstd") == 0) {
-        /* Level 15: a third of level 19's time for 9% more size. */
-        argv[13] = "-Xcompression-level";
-        argv[14] = "15";
-        argv[15] = NULL;
+    size_t n = 13;
+    if (b->r->squashfs_block_kib != 128) { /* 128 KiB is mksquashfs's own: formats 1 and 2 never named it */
+        argv[n++] = "-b";
+        argv[n++] = block;
     }
+    if (strcmp(b->r->compression, "zstd") == 0) {
+        argv[n++] = "-Xcompression-level";
+        argv[n++] = level;
+    }
+    argv[n] = NULL;
     return build_run_tool(b, "mksquashfs", argv, false);
 }
 

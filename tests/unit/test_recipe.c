@@ -35,7 +35,8 @@ static const struct fixture fixtures[] = {
     {"bad name", "{\"name\":\"My Image\"}",
      "name: \"My Image\" must be 1-63 of a-z, 0-9 and inner '-', starting with a letter or digit"},
     {"format 2", "{\"name\":\"x\",\"format\":2}", NULL},
-    {"format 3", "{\"name\":\"x\",\"format\":3}", "format: must be 1 or 2 (leave it out for 2, the current one)"},
+    {"format 3", "{\"name\":\"x\",\"format\":3}", NULL},
+    {"format 4", "{\"name\":\"x\",\"format\":4}", "format: must be 1, 2 or 3 (leave it out for 3, the current one)"},
     {"unsupported release", "{\"name\":\"x\",\"release\":\"sid\"}",
      "release: \"sid\" is not supported (\"trixie\" or \"bookworm\")"},
     {"format 1 has bookworm alone", "{\"name\":\"x\",\"format\":1,\"release\":\"trixie\"}",
@@ -92,7 +93,7 @@ static const struct fixture fixtures[] = {
     {"cmdline injection", "{\"name\":\"x\",\"boot\":{\"cmdline\":\"quiet'; reboot\"}}",
      "boot.cmdline: must be printable ASCII without quotes, backslashes or ';'"},
     {"bad compression", "{\"name\":\"x\",\"compression\":\"lz4\"}", "compression: \"lz4\" must be \"zstd\" or \"xz\""},
-    {"real number", "{\"name\":\"x\",\"format\":1.0}", "format: must be 1 or 2 (leave it out for 2, the current one)"},
+    {"real number", "{\"name\":\"x\",\"format\":1.0}", "format: must be 1, 2 or 3 (leave it out for 3, the current one)"},
 };
 
 TEST(valid_and_invalid_recipes)
@@ -176,7 +177,7 @@ TEST(hash_ignores_key_order_whitespace_and_package_order)
     /* Defaults written out hash the same as defaults left out. */
     snprintf(c, 65, "%s",
              hash_of("{\"name\":\"x\",\"packages\":[\"bash\",\"vim\"],\"release\":\"trixie\",\"hostname\":\"x\","
-                     "\"boot\":{\"bios\":true},\"format\":2,\"updates\":true,\"security\":true,"
+                     "\"boot\":{\"bios\":true},\"format\":3,\"updates\":true,\"security\":true,"
                      "\"components\":[\"main\"]}"));
     CHECK_STR(a, b);
     CHECK_STR(a, c);
@@ -213,11 +214,13 @@ TEST(format_1_keeps_its_meaning_and_its_hash)
 
 TEST(format_2_defaults_to_trixie_with_updates_and_security)
 {
-    const char *json = "{\"name\":\"x\",\"components\":[\"non-free-firmware\",\"main\"]}";
+    const char *json = "{\"name\":\"x\",\"format\":2,\"components\":[\"non-free-firmware\",\"main\"]}";
     struct recipe r;
     struct recipe_error e;
     CHECK_INT(recipe_parse(json, strlen(json), &r, &e), 0);
     CHECK_INT(r.format, 2);
+    CHECK_INT((int)r.squashfs_block_kib, 128);
+    CHECK_INT(r.squashfs_zstd_level, 15);
     CHECK_STR(r.release, "trixie");
     CHECK(r.updates && r.security);
     CHECK(strstr(r.canonical, "\"components\":[\"main\",\"non-free-firmware\"]") != NULL);
@@ -244,4 +247,30 @@ TEST(canonical_form_is_sorted_and_complete)
     sha256_hex(r.canonical, strlen(r.canonical), again);
     CHECK_STR(r.config_hash, again);
     recipe_release(&r);
+}
+
+/*
+ * A recipe without "format" is format 3: format 2's fields and defaults,
+ * its own squashfs setting, its own config_hash (a lock or manifest of
+ * format 2 keeps rebuilding with format 2's setting).
+ */
+TEST(format_3_is_the_current_one_with_its_own_squashfs_setting)
+{
+    const char *bare = "{\"name\":\"x\"}", *two = "{\"name\":\"x\",\"format\":2}", *three = "{\"name\":\"x\",\"format\":3}";
+    struct recipe r, r2, r3;
+    struct recipe_error e;
+    CHECK_INT(recipe_parse(bare, strlen(bare), &r, &e), 0);
+    CHECK_INT(recipe_parse(two, strlen(two), &r2, &e), 0);
+    CHECK_INT(recipe_parse(three, strlen(three), &r3, &e), 0);
+    CHECK_INT(r.format, 3);
+    CHECK_STR(r.release, "trixie");
+    CHECK(r.updates && r.security);
+    CHECK_INT((int)r.squashfs_block_kib, 1024);
+    CHECK_INT(r.squashfs_zstd_level, 9);
+    CHECK(strstr(r.canonical, "\"format\":3,") != NULL);
+    CHECK_STR(r.config_hash, r3.config_hash);
+    CHECK(strcmp(r.config_hash, r2.config_hash) != 0);
+    recipe_release(&r);
+    recipe_release(&r2);
+    recipe_release(&r3);
 }
