@@ -324,6 +324,22 @@ enum db_status store_worker_gone(PGconn *c, const char *name, char *err, size_t 
     return st;
 }
 
+enum db_status store_workers_forget(PGconn *c, unsigned older_s, int *n, char *err, size_t errlen)
+{
+    char older[16];
+    snprintf(older, sizeof(older), "%u", older_s);
+    const char *p[] = {older};
+    PGresult *r;
+    *n = 0;
+    enum db_status st = query(c, "DELETE FROM workers WHERE seen_at < now() - make_interval(secs => $1::int)", 1, p,
+                              &r, err, errlen);
+    if (st == DB_OK) {
+        *n = atoi(PQcmdTuples(r));
+        PQclear(r);
+    }
+    return st;
+}
+
 enum db_status store_builder_pick(PGconn *c, const char *arch, const struct builder_id *mine, unsigned live_s,
                                   struct builder_id *out, char *err, size_t errlen)
 {

@@ -151,6 +151,8 @@ enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lea
 enum db_status store_worker_seen(PGconn *c, const char *name, const struct builder_id *id, char *err, size_t errlen);
 /* Forgets a worker that stops. */
 enum db_status store_worker_gone(PGconn *c, const char *name, char *err, size_t errlen);
+/* Forgets the workers not seen for older_s seconds (they died without saying so); *n of them. */
+enum db_status store_workers_forget(PGconn *c, unsigned older_s, int *n, char *err, size_t errlen);
 
 /*
  * The identity a new build of arch gets: mine when a live worker has it,

@@ -313,6 +313,9 @@ void worker_run(struct worker_opts *o)
             if (store_build_sweep(c, &requeued, &failed, err, sizeof(err)) == DB_OK && (requeued || failed))
                 log_infox("worker %s: sweep: %d builds whose worker stopped answering requeued, %d failed", o->name,
                           requeued, failed);
+            int gone = 0; /* workers that died without saying so: gone from the table after a day */
+            if (store_workers_forget(c, 86400, &gone, err, sizeof(err)) == DB_OK && gone > 0)
+                log_infox("worker %s: sweep: %d workers not seen for a day forgotten", o->name, gone);
             last_sweep = now;
         }
         if (o->execute == NULL && now - last_gc >= 600000ull) {

@@ -466,6 +466,13 @@ TEST(a_build_no_live_worker_can_take_says_why_and_keys_follow_the_live_workers)
     OK(store_worker_gone(c, "host-b:1:0", E));
     OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
     CHECK_STR(picked.tools, ident_a.tools);
+    /* a worker that died without saying so is forgotten once it is old enough, and only then */
+    int forgotten = -1;
+    OK(store_workers_forget(c, 3600, &forgotten, E));
+    CHECK_INT(forgotten, 0);
+    dbtest_exec(c, "UPDATE workers SET seen_at = now() - interval '2 hours' WHERE name = 'host-a:1:0'");
+    OK(store_workers_forget(c, 3600, &forgotten, E));
+    CHECK_INT(forgotten, 1);
     build_record_release(&b);
     dbtest_close(c);
 }
