@@ -19,7 +19,7 @@
 
 import {getJson, postJson} from './api.js';
 import {h, fill, formatBytes} from './dom.js';
-import {cancelToken, submissionOf, forgetToken} from './submissions.js';
+import {cancelToken, submissionOf, forgetToken, rememberSubmission} from './submissions.js';
 
 export const STAGES = ['queued', 'resolving', 'fetching', 'rootfs', 'customizing', 'kernel', 'squashfs',
   'bootloader', 'assembling', 'booting', 'verifying', 'done'];
@@ -79,6 +79,7 @@ export class BuildView {
     this.build = null;
     this.streamStage = null;
     this.cancelling = false;
+    this.awaiting = null;   // the rebuild this view queued, until the build's verdict names it
     document.title = `Build ${id.slice(0, 8)} · debate`;
     $('b-id').textContent = id;
     $('build-title').textContent = 'Build';
@@ -251,6 +252,12 @@ export class BuildView {
   }
 
   render(b) {
+    // A server may answer from a copy made before the rebuild this view queued:
+    // until the verdict names that rebuild, it is under way.
+    if (this.awaiting && b.id === this.id) {
+      if (b.verification && b.verification.build === this.awaiting) this.awaiting = null;
+      else if (!b.verifying) b = {...b, verifying: true};
+    }
     const before = this.build;
     const finished = before && TERMINAL.has(before.status);
     // A record older than the one shown: a finished build stays finished.
@@ -377,19 +384,23 @@ export class BuildView {
     if (!b || !b.verify_url) return;
     button.disabled = true;
     $('b-verify-msg').textContent = '';
+    let answer;
     try {
-      await postJson(b.verify_url, {});
-      if (this.id !== id) return;
-      this.announce('A rebuild that verifies this build was queued.');
-      const now = await getJson(`/api/v1/builds/${encodeURIComponent(id)}`);
-      if (this.id !== id) return;
-      this.render(now);
+      const {body} = await postJson(b.verify_url, {});
+      answer = body;
     } catch (e) {
-      if (this.id !== id) return;
-      $('b-verify-msg').textContent = `No rebuild was queued: ${e.message}.`;
-    } finally {
+      if (this.id === id) $('b-verify-msg').textContent = `No rebuild was queued: ${e.message}.`;
       button.disabled = false;
+      return;
     }
+    button.disabled = false;
+    // The rebuild is a build of this browser's: its cancel token is kept like a submission's.
+    if (answer && answer.build) rememberSubmission({...answer, cache: 'miss'});
+    if (this.id !== id) return;
+    this.announce('A rebuild that verifies this build was queued.');
+    this.awaiting = answer && answer.build ? answer.build.id : null;
+    this.render({...b, verifying: true});
+    this.poll();
   }
 
   renderError(b) {

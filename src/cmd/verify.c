@@ -407,15 +407,19 @@ static void verify_server_progress(void *arg, const char *stage, int pct, const 
     progress_show(arg, stage, pct, message);
 }
 
-/* The verdict the build records, as a line and an exit status. */
-static int verify_server_verdict(const char *id, const json_t *b)
+/* The verdict the build records for the rebuild rid, as a line and an exit status. */
+static int verify_server_verdict(const char *id, const char *rid, const json_t *b)
 {
     const json_t *v = json_object_get(b, "verification");
     const char *result = json_string_value(json_object_get(v, "result"));
     const char *worker = json_string_value(json_object_get(v, "worker")) ?: "?";
     const char *sha = json_string_value(json_object_get(b, "iso_sha256")) ?: "?";
+    const char *of = json_string_value(json_object_get(v, "build"));
     if (result == NULL)
         return verify_fail(VERIFY_EXIT_SERVER, "build %s records no verdict after its rebuild ended", id);
+    if (of == NULL || strcmp(of, rid) != 0)
+        return verify_fail(VERIFY_EXIT_SERVER, "build %s records the verdict of rebuild %s, not of %s (another "
+                           "rebuild ended after it)", id, of ? of : "?", rid);
     if (strcmp(result, "match") == 0) {
         cmd_print(stdout, "match  %s  %s  rebuilt by %s\n", sha, id, worker);
         return VERIFY_EXIT_MATCH;
@@ -469,11 +473,11 @@ static int verify_on_server(const struct verify_request *q)
         goto out;
     }
     if (client_get_json(c, record, &b, &e) != CLIENT_OK) {
-        remote_fail("verify", &e);
-        rc = VERIFY_EXIT_SERVER;
+        rc = remote_fail("verify", &e);
+        rc = rc >= 128 ? rc : VERIFY_EXIT_SERVER;
         goto out;
     }
-    rc = verify_server_verdict(q->build, b);
+    rc = verify_server_verdict(q->build, rid, b);
 out:
     json_decref(body);
     json_decref(answer);

@@ -270,8 +270,15 @@ enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lea
     return store_build_claim_for(c, owner, lease_s, &f, out, err, errlen);
 }
 
+static enum db_status update_held(PGconn *c, const char *sql, int n, const char *const *p, PGresult **r, char *err,
+                                  size_t errlen);
+
 /* How long a rebuild that verifies waits for another worker than the one that made its build. */
 #define VERIFY_WAIT_S "60"
+/* How long a build whose identity no live worker has waits before a worker of another identity takes it. */
+#define TAKEOVER_S "30"
+/* The host of a worker's name (host:pid:n). */
+#define HOST(name) "split_part(" name ", ':', 1)"
 
 /* Workers of the identity of row b (its arch, builder, tools) seen within $LIVE seconds. */
 #define LIVE_OF(b, live)                                                                                               \
@@ -293,10 +300,15 @@ enum db_status store_build_claim_for(PGconn *c, const char *owner, unsigned leas
         "lease_expires_at = now() + make_interval(secs => $2::int), started_at = coalesce(started_at, "
         "now()), stage = 'resolving', progress = 0, updated_at = now() "
         "WHERE id = (SELECT id FROM builds b WHERE status = 'queued' AND ($3::text IS NULL OR kind = $3) "
-        "AND (b.tools IS NULL OR $6::text IS NULL OR (b.arch = $4 AND b.builder = $5 AND b.tools = $6)) "
-        "AND (b.verify_avoid IS NULL OR b.verify_avoid <> $1 "
-        "     OR b.created_at < now() - interval '" VERIFY_WAIT_S " seconds' "
-        "     OR NOT EXISTS (" LIVE_OF("b", "$7") " AND w.name <> $1)) "
+        "AND (b.tools IS NULL OR $6::text IS NULL OR (b.arch = $4 AND b.builder = $5 AND b.tools = $6) "
+        /* a build whose identity no live worker has: taken, and keyed again for the taker's (not a rebuild) */
+        "     OR (b.verify_of IS NULL AND b.arch = $4 AND b.updated_at < now() - interval '" TAKEOVER_S " seconds' "
+        "         AND NOT EXISTS (" LIVE_OF("b", "$7") "))) "
+        /* a rebuild: not on the host that made its build, nor on that very worker, while others can */
+        "AND (b.verify_avoid IS NULL OR b.created_at < now() - interval '" VERIFY_WAIT_S " seconds' "
+        "     OR " HOST("b.verify_avoid") " <> " HOST("$1") " "
+        "     OR (NOT EXISTS (" LIVE_OF("b", "$7") " AND " HOST("w.name") " <> " HOST("b.verify_avoid") ") "
+        "         AND (b.verify_avoid <> $1 OR NOT EXISTS (" LIVE_OF("b", "$7") " AND w.name <> $1)))) "
         "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " COLS,
         7, p, out, err, errlen);
 }
@@ -340,6 +352,47 @@ enum db_status store_workers_forget(PGconn *c, unsigned older_s, int *n, char *e
     return st;
 }
 
+enum db_status store_build_rekey(PGconn *c, const char *id, const char *owner, const struct builder_id *to,
+                                 const char *key_parts, const char *build_key, char *err, size_t errlen)
+{
+    const char *p[] = {id, owner, to->arch, to->builder, to->tools, key_parts, build_key};
+    PGresult *r;
+    enum db_status st = update_held(c,
+                                    "UPDATE builds SET arch = $3, builder = $4, tools = $5, key_parts = $6::jsonb, "
+                                    "build_key = $7, updated_at = now() WHERE " HELD " RETURNING 1",
+                                    7, p, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    else if (st == DB_QUERY_ERROR && strstr(err, "builds_active_key") != NULL)
+        st = DB_CONFLICT; /* the same recipe is in flight for that identity already */
+    return st;
+}
+
+enum db_status store_build_sweep_rebuilds(PGconn *c, unsigned live_s, unsigned stale_s, int *failed, char *err,
+                                          size_t errlen)
+{
+    char live[16], stale[16];
+    snprintf(live, sizeof(live), "%u", live_s);
+    snprintf(stale, sizeof(stale), "%u", stale_s);
+    const char *p[] = {live, stale};
+    PGresult *r;
+    *failed = 0;
+    enum db_status st = query(
+        c,
+        "UPDATE builds b SET status = 'failed', error_code = 'no_builder', error_message = 'no live worker has "
+        "the identity of the build it verifies (' || b.builder || ', tools ' || left(b.tools, 12) || ') since ' || "
+        "$2 || ' seconds after it was queued', finished_at = now(), updated_at = now() "
+        "WHERE b.id IN (SELECT id FROM builds b WHERE b.status = 'queued' AND b.verify_of IS NOT NULL "
+        "  AND b.tools IS NOT NULL AND b.created_at < now() - make_interval(secs => $2::int) "
+        "  AND NOT EXISTS (" LIVE_OF("b", "$1") ") FOR UPDATE SKIP LOCKED) RETURNING 1",
+        2, p, &r, err, errlen);
+    if (st == DB_OK) {
+        *failed = PQntuples(r);
+        PQclear(r);
+    }
+    return st;
+}
+
 enum db_status store_builder_pick(PGconn *c, const char *arch, const struct builder_id *mine, unsigned live_s,
                                   struct builder_id *out, char *err, size_t errlen)
 {
@@ -349,10 +402,9 @@ enum db_status store_builder_pick(PGconn *c, const char *arch, const struct buil
     const char *p[] = {arch, live, mine->builder, mine->tools};
     PGresult *r;
     enum db_status st = query(c,
-                              "SELECT builder, tools FROM workers WHERE arch = $1 "
+                              "SELECT builder, tools FROM workers WHERE arch = $1 AND builder = $3 "
                               "AND seen_at > now() - make_interval(secs => $2::int) GROUP BY builder, tools "
-                              "ORDER BY (builder = $3 AND tools = $4) DESC, count(*) DESC, max(seen_at) DESC, "
-                              "builder, tools LIMIT 1",
+                              "ORDER BY (tools = $4) DESC, count(*) DESC, max(seen_at) DESC, tools LIMIT 1",
                               4, p, &r, err, errlen);
     if (st != DB_OK)
         return st;
@@ -389,12 +441,19 @@ enum db_status store_build_waiting(PGconn *c, const struct build_record *b, unsi
     if (PQntuples(r) == 1) {
         long long n = atoll(PQgetvalue(r, 0, 3));
         const char *arch = PQgetvalue(r, 0, 0), *builder = PQgetvalue(r, 0, 1), *tools = PQgetvalue(r, 0, 2);
+        bool rebuild = b->verify_of[0] != '\0';
         if (n == 0)
             *reason = xasprintf("no worker is running: this build needs one with %s, tools %.12s (%s)", builder,
                                 tools, arch);
+        else if (rebuild)
+            *reason = xasprintf("no live worker can rebuild it: it needs the build's own identity, %s, tools %.12s "
+                                "(%s); the %lld live worker%s ha%s %s",
+                                builder, tools, arch, n, n == 1 ? "" : "s", n == 1 ? "s" : "ve",
+                                PQgetvalue(r, 0, 4));
         else
-            *reason = xasprintf("no live worker can build it: it needs %s, tools %.12s (%s); the %lld live worker%s "
-                                "ha%s %s",
+            *reason = xasprintf("no live worker has the identity it was keyed for (%s, tools %.12s, %s): a worker "
+                                "of another identity takes it after " TAKEOVER_S " seconds and keys it for its own; "
+                                "the %lld live worker%s ha%s %s",
                                 builder, tools, arch, n, n == 1 ? "" : "s", n == 1 ? "s" : "ve",
                                 PQgetvalue(r, 0, 4));
     }
@@ -452,7 +511,7 @@ enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, c
         }
     }
     snprintf(err, errlen, "the build's rebuild kept changing state; try again");
-    return DB_CONFLICT;
+    return DB_TIMEOUT;
 }
 
 /* For statements that update a held build: no row means the lease is gone. */

@@ -129,8 +129,12 @@ enum db_status store_build_claim(PGconn *c, const char *owner, unsigned lease_s,
 
 /*
  * How a worker claims: builds of one kind (NULL: any), of its identity (NULL:
- * any identity); a rebuild that verifies is left for a while to another live
- * worker of the same identity than the one that made the build.
+ * any identity), and, after 30 seconds, a build (not a rebuild) of its
+ * architecture whose identity no live worker has: the worker must then key
+ * it for its own identity (store_build_rekey) before it builds. A rebuild
+ * that verifies is left for 60 seconds to a live worker of the same
+ * identity on another host than the one that made the build, else to
+ * another worker than that one.
  */
 struct claim_filter {
     const char *kind;
@@ -151,13 +155,31 @@ enum db_status store_build_claim_kind(PGconn *c, const char *owner, unsigned lea
 enum db_status store_worker_seen(PGconn *c, const char *name, const struct builder_id *id, char *err, size_t errlen);
 /* Forgets a worker that stops. */
 enum db_status store_worker_gone(PGconn *c, const char *name, char *err, size_t errlen);
+/*
+ * A claimed build keyed again for the identity to (key_parts and build_key
+ * made for it). DB_LOST_LEASE when not held; DB_CONFLICT when the same
+ * recipe is already queued or running for that identity (the caller gives
+ * the build back to the queue).
+ */
+enum db_status store_build_rekey(PGconn *c, const char *id, const char *owner, const struct builder_id *to,
+                                 const char *key_parts, const char *build_key, char *err, size_t errlen);
+
+/*
+ * Fails the queued rebuilds whose identity no live worker (seen within
+ * live_s) has had for stale_s seconds since they were queued: error
+ * "no_builder"; the verified build gets a failed verdict.
+ */
+enum db_status store_build_sweep_rebuilds(PGconn *c, unsigned live_s, unsigned stale_s, int *failed, char *err,
+                                          size_t errlen);
+
 /* Forgets the workers not seen for older_s seconds (they died without saying so); *n of them. */
 enum db_status store_workers_forget(PGconn *c, unsigned older_s, int *n, char *err, size_t errlen);
 
 /*
  * The identity a new build of arch gets: mine when a live worker has it,
- * else the one most live workers have, else mine (the build then waits for
- * a worker of it). *out filled; DB_OK.
+ * else the one most live workers of my debate version have, else mine (the
+ * build then waits for a worker of it, or is taken over: see
+ * store_build_claim_for). *out filled; DB_OK.
  */
 enum db_status store_builder_pick(PGconn *c, const char *arch, const struct builder_id *mine, unsigned live_s,
                                   struct builder_id *out, char *err, size_t errlen);

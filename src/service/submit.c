@@ -118,14 +118,28 @@ static enum submit_error parse_lock(const json_t *jl, const struct recipe *r, st
     return SUBMIT_OK;
 }
 
-/* The key's text and hash from its parts; builder and tools from s->identity. */
-static void seal_key(json_t *key, struct submission *s)
+/* The key's text (malloc'd) and hash from its parts, with builder and tools from id. */
+static char *seal_key(json_t *key, const struct builder_id *id, char build_key[65])
 {
-    json_object_set_new(key, "builder", json_string(s->identity.builder));
-    json_object_set_new(key, "tools", json_string(s->identity.tools));
-    free(s->key_parts);
-    s->key_parts = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
-    sha256_hex(s->key_parts, strlen(s->key_parts), s->build_key);
+    json_object_set_new(key, "builder", json_string(id->builder));
+    json_object_set_new(key, "tools", json_string(id->tools));
+    char *text = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
+    sha256_hex(text, strlen(text), build_key);
+    return text;
+}
+
+int submit_key_for(const char *key_parts, const struct builder_id *id, char **parts, char build_key[65])
+{
+    json_error_t je;
+    json_t *key = key_parts ? json_loads(key_parts, 0, &je) : NULL;
+    *parts = NULL;
+    if (!json_is_object(key)) {
+        json_decref(key);
+        return -1;
+    }
+    *parts = seal_key(key, id, build_key);
+    json_decref(key);
+    return 0;
 }
 
 /* The key for another builder identity (one a live worker has). */
@@ -134,13 +148,12 @@ static void rekey(struct submission *s, const struct builder_id *id)
     if (strcmp(id->builder, s->identity.builder) == 0 && strcmp(id->tools, s->identity.tools) == 0 &&
         strcmp(id->arch, s->identity.arch) == 0)
         return;
-    json_error_t je;
-    json_t *key = json_loads(s->key_parts, 0, &je);
-    if (key == NULL)
+    char *parts;
+    if (submit_key_for(s->key_parts, id, &parts, s->build_key) < 0)
         return; /* cannot happen: the text is ours */
+    free(s->key_parts);
+    s->key_parts = parts;
     s->identity = *id;
-    seal_key(key, s);
-    json_decref(key);
 }
 
 /* The cache key: every input the ISO depends on (docs/api.md), for this host's identity. */
@@ -158,7 +171,7 @@ static void compute_key(const struct service *svc, const struct recipe *r, const
     if (!lock_hash[0] && r->security)
         json_object_set_new(key, "security_mirror", json_string(svc->security_mirror));
     s->identity = svc->identity;
-    seal_key(key, s);
+    s->key_parts = seal_key(key, &s->identity, s->build_key);
     json_decref(key);
     memcpy(s->config_hash, r->config_hash, sizeof(s->config_hash));
 }

@@ -92,6 +92,13 @@ void submission_release(struct submission *s);
 
 /* The hash stored for a cancel token (the cancel route compares it). */
 void submit_token_hash(const char *token, uint8_t out[32]);
+/*
+ * The cache key of key_parts (JSON text of a key, as a build record keeps
+ * it) made for the identity id: *parts (malloc'd, sorted keys) and its
+ * build_key. -1 when key_parts is not a JSON object.
+ */
+int submit_key_for(const char *key_parts, const struct builder_id *id, char **parts, char build_key[65]);
+
 /* A new cancel token and its hash. */
 void submit_new_token(char token[SUBMIT_TOKEN_LEN + 1], uint8_t hash[32]);
 

@@ -16,6 +16,7 @@
 #include "db/pool.h"
 #include "log.h"
 #include "service/artifacts.h"
+#include "service/submit.h"
 #include "util.h"
 #include "banned.h"
 
@@ -246,6 +247,39 @@ done:
     pthread_cond_destroy(&j.wake);
 }
 
+/*
+ * A build taken over from an identity no live worker has (the claim's
+ * rule): keyed for this worker's identity before it is built, so that its
+ * key names what it runs with. 0: build it; -1: it went back to the queue
+ * (the same recipe is in flight for this identity already) or the lease
+ * is gone.
+ */
+static int take_over(struct worker_opts *o, PGconn *c, struct build_record *rec)
+{
+    _cleanup_free_ char *parts = NULL;
+    char key[65], err[512];
+    if (o->identity == NULL || rec->arch[0] == '\0' || rec->verify_of[0] != '\0' ||
+        submit_key_for(rec->key_parts, o->identity, &parts, key) < 0 || strcmp(key, rec->build_key) == 0)
+        return 0;
+    enum db_status st = store_build_rekey(c, rec->id, o->name, o->identity, parts, key, err, sizeof(err));
+    if (st == DB_OK) {
+        log_infox("worker %s: build %s: no live worker has the identity it was keyed for; keyed for this one's "
+                  "(tools %.12s)", o->name, rec->id, o->identity->tools);
+        memcpy(rec->build_key, key, sizeof(rec->build_key));
+        free(rec->key_parts);
+        rec->key_parts = steal_pointer(&parts);
+        return 0;
+    }
+    if (st == DB_CONFLICT) {
+        st = store_build_release(c, rec->id, o->name, err, sizeof(err));
+        log_infox("worker %s: build %s: the same recipe is in flight for this worker's identity; given back to "
+                  "the queue (%s)", o->name, rec->id, db_status_str(st));
+    } else {
+        log_warnx("worker %s: build %s: cannot key it for this worker's identity: %s", o->name, rec->id, err);
+    }
+    return -1;
+}
+
 /* ---- the loop ---- */
 
 static void wait_for_work(PGconn *c, unsigned ms, atomic_int *stop)
@@ -313,6 +347,10 @@ void worker_run(struct worker_opts *o)
             if (store_build_sweep(c, &requeued, &failed, err, sizeof(err)) == DB_OK && (requeued || failed))
                 log_infox("worker %s: sweep: %d builds whose worker stopped answering requeued, %d failed", o->name,
                           requeued, failed);
+            int stale = 0; /* rebuilds no live worker can make: failed after ten minutes, with their verdict */
+            if (store_build_sweep_rebuilds(c, 3 * cfg->lease_seconds, 600, &stale, err, sizeof(err)) == DB_OK &&
+                stale > 0)
+                log_infox("worker %s: sweep: %d rebuilds no live worker can make failed", o->name, stale);
             int gone = 0; /* workers that died without saying so: gone from the table after a day */
             if (store_workers_forget(c, 86400, &gone, err, sizeof(err)) == DB_OK && gone > 0)
                 log_infox("worker %s: sweep: %d workers not seen for a day forgotten", o->name, gone);
@@ -327,7 +365,8 @@ void worker_run(struct worker_opts *o)
         struct build_record rec;
         enum db_status st = store_build_claim_for(c, o->name, cfg->lease_seconds, &filter, &rec, err, sizeof(err));
         if (st == DB_OK) {
-            run_job(o, c, &hb, &rec);
+            if (take_over(o, c, &rec) == 0)
+                run_job(o, c, &hb, &rec);
             build_record_release(&rec);
             last_gc = 0;    /* collect after each build */
             last_seen = 0;  /* and say it is still there */

@@ -374,9 +374,14 @@ def change_squashfs_file(iso, epoch, path, content):
             (tmp / "old.squashfs").write_bytes(f.read(size))
         subprocess.run(["unsquashfs", "-q", "-n", "-d", str(tmp / "root"), str(tmp / "old.squashfs")], check=True)
         (tmp / "root" / path.lstrip("/")).write_bytes(content)
+        # the recipe format's setting, as the old squashfs says it (format 3: level 9, 1 MiB blocks)
+        info = subprocess.run(["unsquashfs", "-s", str(tmp / "old.squashfs")], capture_output=True, text=True,
+                              check=True).stdout
+        level = re.search(r"compression-level (\d+)", info)[1]
+        block = re.search(r"^Block size (\d+)$", info, re.M)[1]
         subprocess.run(["mksquashfs", str(tmp / "root"), str(tmp / "new.squashfs"), "-comp", "zstd",
-                        "-Xcompression-level", "15", "-reproducible", "-mkfs-time", str(epoch), "-all-time",
-                        str(epoch), "-noappend", "-no-progress", "-quiet"], check=True)
+                        "-Xcompression-level", level, "-b", block, "-reproducible", "-mkfs-time", str(epoch),
+                        "-all-time", str(epoch), "-noappend", "-no-progress", "-quiet"], check=True)
         new = (tmp / "new.squashfs").read_bytes()
         assert len(new) == size, "the squashfs changed size: the ISO's tree would have to change too"
         with open(iso, "r+b") as f:

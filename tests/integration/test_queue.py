@@ -109,8 +109,9 @@ def test_every_job_finishes_exactly_once_under_random_kills(pg_cluster, tmp_path
 def test_workers_of_two_builder_identities_each_take_only_their_builds(pg_cluster, tmp_path):
     """Two workers whose tools differ (another builder identity: the cache key
     of a build holds it) on one queue: each build goes to the worker whose
-    identity its key was made for; a build no live worker can make stays
-    queued; a worker that stops says so (its row in workers goes)."""
+    identity its key was made for; a build whose identity no live worker has
+    waits, then is taken by one of them, keyed for its identity; a worker
+    that stops says so (its row in workers goes)."""
     url = pg_cluster.url
     ids = {"a": "a" * 64, "b": "b" * 64, "c": "c" * 64}
     for name, n in (("a", 15), ("b", 15), ("c", 1)):
@@ -149,6 +150,22 @@ def test_workers_of_two_builder_identities_each_take_only_their_builds(pg_cluste
             tools, built_by = row.split("|")
             assert owner[built_by.split(":")[1]] == tools, f"a build for {tools[:1]} made by {built_by}"
         assert pg_cluster.psql(f"SELECT status FROM builds WHERE tools = '{ids['c']}'") == "queued"
+        # no worker of identity c comes: after a while (here made to have passed) a worker takes it over
+        orphan, key_before = pg_cluster.psql(f"SELECT id || '|' || build_key FROM builds "
+                                             f"WHERE tools = '{ids['c']}'").split("|")
+        pg_cluster.psql(f"UPDATE builds SET updated_at = now() - interval '1 minute' WHERE id = '{orphan}'")
+        deadline = time.monotonic() + 30
+        row = ""
+        while time.monotonic() < deadline:
+            row = pg_cluster.psql(f"SELECT status || '|' || tools || '|' || coalesce(built_by, '') || '|' || build_key "
+                                  f"FROM builds WHERE id = '{orphan}'")
+            if row.startswith("succeeded|"):
+                break
+            time.sleep(0.3)
+        status, tools, built_by, key = row.split("|")
+        assert status == "succeeded" and tools in (ids["a"], ids["b"]), row
+        assert owner[built_by.split(":")[1]] == tools, "the worker that took it over keyed it for its own identity"
+        assert key != key_before, "the build was not keyed again"
     finally:
         for w in workers.values():
             os.killpg(w.pid, signal.SIGTERM)

@@ -450,9 +450,18 @@ TEST(a_build_no_live_worker_can_take_says_why_and_keys_follow_the_live_workers)
     OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
     CHECK_STR(picked.tools, ident_b.tools);
     OK(store_build_waiting(c, &b, 90, &why, E));
-    CHECK(why != NULL && strstr(why, "no live worker can build it") != NULL);
-    CHECK(strstr(why, "tools bbbbbbbbbbbb") != NULL);
+    CHECK(why != NULL && strstr(why, "no live worker has the identity it was keyed for") != NULL);
+    CHECK(strstr(why, "tools aaaaaaaaaaaa") != NULL && strstr(why, "tools bbbbbbbbbbbb") != NULL);
     free(why);
+    /* a live worker of another debate version is never picked: it may not read this one's recipes */
+    struct builder_id older = ident_b;
+    snprintf(older.builder, sizeof(older.builder), "debate 0.0.9");
+    OK(store_worker_gone(c, "host-b:1:0", E));
+    OK(store_worker_seen(c, "host-c:1:0", &older, E));
+    OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
+    CHECK_STR(picked.tools, ident_a.tools);
+    OK(store_worker_gone(c, "host-c:1:0", E));
+    OK(store_worker_seen(c, "host-b:1:0", &ident_b, E));
     /* a worker of this host's identity too: this host's wins; the build no longer waits for want of one */
     OK(store_worker_seen(c, "host-a:1:0", &ident_a, E));
     OK(store_builder_pick(c, "amd64", &ident_a, 90, &picked, E));
@@ -570,5 +579,80 @@ TEST(a_rebuild_verifies_a_build_on_another_worker_and_records_the_verdict)
     build_record_release(&v);
     build_record_release(&queued);
     build_record_release(&b);
+    dbtest_close(c);
+}
+
+/*
+ * A build whose identity no live worker has (its workers were upgraded,
+ * or stopped for good) is taken, after a while, by a worker of another
+ * identity, which keys it for its own; a rebuild is not: it fails after
+ * ten minutes, and its build gets that verdict.
+ */
+TEST(a_build_whose_identity_is_gone_is_taken_over_and_keyed_again)
+{
+    PGconn *c = dbtest_open();
+    struct build_record orphan, got;
+    submit_for(c, key_of('1'), &ident_b, &orphan);
+    OK(store_worker_seen(c, "worker-a", &ident_a, E));
+    struct claim_filter f = {.identity = &ident_a, .live_s = 90};
+    /* not at once: a worker of its identity may be restarting */
+    CHECK_INT(store_build_claim_for(c, "worker-a", 30, &f, &got, E), DB_NOT_FOUND);
+    dbtest_exec(c, "UPDATE builds SET updated_at = now() - interval '1 minute'");
+    /* not while a worker of its identity is live */
+    OK(store_worker_seen(c, "worker-b", &ident_b, E));
+    CHECK_INT(store_build_claim_for(c, "worker-a", 30, &f, &got, E), DB_NOT_FOUND);
+    OK(store_worker_gone(c, "worker-b", E));
+    OK(store_build_claim_for(c, "worker-a", 30, &f, &got, E));
+    CHECK_STR(got.id, orphan.id);
+    OK(store_build_rekey(c, got.id, "worker-a", &ident_a, "{\"tools\": \"a\"}", key_of('9'), E));
+    build_record_release(&got);
+    OK(store_build_get(c, orphan.id, &got, E));
+    CHECK_STR(got.build_key, key_of('9'));
+    CHECK(strstr(got.key_parts, "\"a\"") != NULL);
+    build_record_release(&got);
+    /* keyed again into a key in flight: refused, and the build goes back to the queue */
+    struct build_record second, third;
+    submit_for(c, key_of('2'), &ident_b, &second);
+    submit_for(c, key_of('3'), &ident_a, &third);
+    dbtest_exec(c, "UPDATE builds SET updated_at = now() - interval '1 minute'");
+    OK(store_build_claim_for(c, "worker-a", 30, &f, &got, E));
+    CHECK_STR(got.id, second.id);
+    CHECK_INT(store_build_rekey(c, got.id, "worker-a", &ident_a, "{}", key_of('3'), E), DB_CONFLICT);
+    OK(store_build_release(c, got.id, "worker-a", E));
+    build_record_release(&got);
+    /* given back, it is not taken over again at once (no worker spins on it) */
+    OK(store_build_claim_for(c, "worker-a", 30, &f, &got, E));
+    CHECK_STR(got.id, third.id);
+    build_record_release(&got);
+    CHECK_INT(store_build_claim_for(c, "worker-a", 30, &f, &got, E), DB_NOT_FOUND);
+    /* a rebuild of a build of identity b, with no b worker: never taken over; failed after ten minutes */
+    struct build_record b, v;
+    built(c, &b); /* identity a, by worker-1 */
+    bool existing;
+    dbtest_exec(c, "UPDATE builds SET arch = 'amd64', builder = 'debate 0.1.0', tools = repeat('b', 64) "
+                   "WHERE status = 'succeeded'");
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, &v, &existing, E));
+    dbtest_exec(c, "UPDATE builds SET updated_at = now() - interval '1 minute' WHERE verify_of IS NOT NULL");
+    CHECK_INT(store_build_claim_for(c, "worker-a", 30, &f, &got, E), DB_NOT_FOUND);
+    char *why = NULL;
+    OK(store_build_waiting(c, &v, 90, &why, E));
+    CHECK(why != NULL && strstr(why, "no live worker can rebuild it") != NULL);
+    free(why);
+    int failed = -1;
+    OK(store_build_sweep_rebuilds(c, 90, 600, &failed, E));
+    CHECK_INT(failed, 0);
+    dbtest_exec(c, "UPDATE builds SET created_at = now() - interval '11 minutes' WHERE verify_of IS NOT NULL");
+    OK(store_build_sweep_rebuilds(c, 90, 600, &failed, E));
+    CHECK_INT(failed, 1);
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK(!got.verifying);
+    CHECK(got.verification != NULL && strstr(got.verification, "\"result\": \"failed\"") != NULL);
+    CHECK(strstr(got.verification, "no live worker has the identity") != NULL);
+    build_record_release(&got);
+    build_record_release(&v);
+    build_record_release(&b);
+    build_record_release(&orphan);
+    build_record_release(&second);
+    build_record_release(&third);
     dbtest_close(c);
 }
