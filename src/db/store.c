@@ -148,6 +148,32 @@ static void hex32(char out[2 + 64 + 1], const uint8_t in[32])
     out[66] = '\0';
 }
 
+/*
+ * One try at a row that must be unique while in flight: insert_sql (an
+ * INSERT ... ON CONFLICT DO NOTHING RETURNING COLS) queues a new one and
+ * wakes the workers; when the conflict kept it out, active_sql reads the
+ * one in flight, with *joined set. DB_NOT_FOUND when neither: the row in
+ * flight ended between the two statements (try again), or the insert
+ * chose no row.
+ */
+static enum db_status insert_or_join(PGconn *c, const char *insert_sql, int n_insert, const char *const *insert,
+                                     const char *active_sql, int n_active, const char *const *active,
+                                     struct build_record *out, bool *joined, char *err, size_t errlen)
+{
+    *joined = false;
+    enum db_status st = query_one(c, insert_sql, n_insert, insert, out, err, errlen);
+    if (st == DB_OK) {
+        char ignored[64];
+        db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
+        return DB_OK;
+    }
+    if (st != DB_NOT_FOUND)
+        return st;
+    st = query_one(c, active_sql, n_active, active, out, err, errlen);
+    *joined = st == DB_OK;
+    return st;
+}
+
 enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct build_record *out, bool *merged,
                                   char *err, size_t errlen)
 {
@@ -159,31 +185,18 @@ enum db_status store_build_submit(PGconn *c, const struct build_new *in, struct 
                          hash, attempts, in->client, in->kind ? in->kind : "build", in->boot_check ? "t" : "f",
                          id ? id->arch : NULL, id ? id->builder : NULL, id ? id->tools : NULL};
     const char *key[] = {in->build_key, in->boot_check ? "t" : "f"};
-    *merged = false;
     /* A build that finishes between the two statements frees the key: try again. */
     for (int tries = 0; tries < 3; tries++) {
-        enum db_status st = query_one(
+        enum db_status st = insert_or_join(
             c,
             "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, cancel_token_hash, max_attempts, "
             "client, kind, boot_check, arch, builder, tools) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, "
             "$6::bytea, $7, $8, $9, $10::boolean, $11, $12, $13) ON CONFLICT (build_key, boot_check) "
             "WHERE status IN ('queued', 'running') AND verify_of IS NULL DO NOTHING RETURNING " COLS,
-            13, ins, out, err, errlen);
-        if (st == DB_OK) {
-            char ignored[64];
-            db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
-            return DB_OK;
-        }
-        if (st != DB_NOT_FOUND)
-            return st;
-        st = query_one(c,
-                       "SELECT " COLS " FROM builds WHERE build_key = $1 AND boot_check = $2::boolean "
-                       "AND status IN ('queued', 'running') AND verify_of IS NULL",
-                       2, key, out, err, errlen);
-        if (st == DB_OK) {
-            *merged = true;
-            return DB_OK;
-        }
+            13, ins,
+            "SELECT " COLS " FROM builds WHERE build_key = $1 AND boot_check = $2::boolean "
+            "AND status IN ('queued', 'running') AND verify_of IS NULL",
+            2, key, out, merged, err, errlen);
         if (st != DB_NOT_FOUND)
             return st;
     }
@@ -468,13 +481,14 @@ enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, c
     *existing = false;
     if (!valid_uuid(id))
         return DB_NOT_FOUND;
+    /* A rebuild that ends between the two statements frees the build: try again. */
     char hash[67], attempts[16];
     hex32(hash, cancel_token_hash);
     snprintf(attempts, sizeof(attempts), "%d", max_attempts > 0 ? max_attempts : 3);
     const char *p[] = {id, lock, hash, attempts};
     const char *q[] = {id};
     for (int tries = 0; tries < 3; tries++) {
-        enum db_status st = query_one(
+        enum db_status st = insert_or_join(
             c,
             "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, lock_hash, cancel_token_hash, "
             "max_attempts, client, kind, boot_check, arch, builder, tools, verify_of, verify_avoid) "
@@ -482,24 +496,11 @@ enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, c
             "kind, false, arch, builder, tools, id, built_by FROM builds "
             "WHERE id = $1::uuid AND status = 'succeeded' AND verify_of IS NULL "
             "ON CONFLICT (verify_of) WHERE status IN ('queued', 'running') DO NOTHING RETURNING " COLS,
-            4, p, out, err, errlen);
-        if (st == DB_OK) {
-            char ignored[64];
-            db_exec(c, "NOTIFY debate_queue", ignored, sizeof(ignored));
-            return DB_OK;
-        }
+            4, p, "SELECT " COLS " FROM builds WHERE verify_of = $1::uuid AND status IN ('queued', 'running')", 1, q,
+            out, existing, err, errlen);
         if (st != DB_NOT_FOUND)
             return st;
-        /* a rebuild in flight, or a build that cannot be verified */
-        st = query_one(c,
-                       "SELECT " COLS " FROM builds WHERE verify_of = $1::uuid AND status IN ('queued', 'running')",
-                       1, q, out, err, errlen);
-        if (st == DB_OK) {
-            *existing = true;
-            return DB_OK;
-        }
-        if (st != DB_NOT_FOUND)
-            return st;
+        /* no rebuild in flight: a build that cannot be verified, or one that ended meanwhile */
         st = query_one(c, "SELECT " COLS " FROM builds WHERE id = $1::uuid", 1, q, out, err, errlen);
         if (st != DB_OK)
             return st; /* DB_NOT_FOUND: no such build */
