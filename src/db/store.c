@@ -121,6 +121,16 @@ static enum db_status query(PGconn *c, const char *sql, int n, const char *const
     return DB_OK;
 }
 
+/* Runs a statement whose rows, if any, nobody reads. */
+static enum db_status command(PGconn *c, const char *sql, int n, const char *const *params, char *err, size_t errlen)
+{
+    PGresult *r;
+    enum db_status st = query(c, sql, n, params, &r, err, errlen);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
+}
+
 /* Runs a statement returning at most one build row into out. */
 static enum db_status query_one(PGconn *c, const char *sql, int n, const char *const *params, struct build_record *out,
                                 char *err, size_t errlen)
@@ -329,24 +339,16 @@ enum db_status store_build_claim_for(PGconn *c, const char *owner, unsigned leas
 enum db_status store_worker_seen(PGconn *c, const char *name, const struct builder_id *id, char *err, size_t errlen)
 {
     const char *p[] = {name, id->arch, id->builder, id->tools};
-    PGresult *r;
-    enum db_status st = query(c,
+    return command(c,
                               "INSERT INTO workers (name, arch, builder, tools) VALUES ($1, $2, $3, $4) "
                               "ON CONFLICT (name) DO UPDATE SET arch = $2, builder = $3, tools = $4, seen_at = now()",
-                              4, p, &r, err, errlen);
-    if (st == DB_OK)
-        PQclear(r);
-    return st;
+                              4, p, err, errlen);
 }
 
 enum db_status store_worker_gone(PGconn *c, const char *name, char *err, size_t errlen)
 {
     const char *p[] = {name};
-    PGresult *r;
-    enum db_status st = query(c, "DELETE FROM workers WHERE name = $1", 1, p, &r, err, errlen);
-    if (st == DB_OK)
-        PQclear(r);
-    return st;
+    return command(c, "DELETE FROM workers WHERE name = $1", 1, p, err, errlen);
 }
 
 enum db_status store_workers_forget(PGconn *c, unsigned older_s, int *n, char *err, size_t errlen)
@@ -918,14 +920,10 @@ enum db_status store_artifact_add(PGconn *c, const char *sha256, long long size,
     char sz[32];
     snprintf(sz, sizeof(sz), "%lld", size);
     const char *p[] = {sha256, sz};
-    PGresult *r;
-    enum db_status st = query(c,
+    return command(c,
                               "INSERT INTO artifacts (sha256, size) VALUES ($1, $2::bigint) ON CONFLICT (sha256) DO "
                               "UPDATE SET last_download_at = now()",
-                              2, p, &r, err, errlen);
-    if (st == DB_OK)
-        PQclear(r);
-    return st;
+                              2, p, err, errlen);
 }
 
 enum db_status store_artifact_touch(PGconn *c, const char *sha256, bool *present, char *err, size_t errlen)
@@ -944,11 +942,7 @@ enum db_status store_artifact_touch(PGconn *c, const char *sha256, bool *present
 enum db_status store_artifact_remove(PGconn *c, const char *sha256, char *err, size_t errlen)
 {
     const char *p[] = {sha256};
-    PGresult *r;
-    enum db_status st = query(c, "DELETE FROM artifacts WHERE sha256 = $1", 1, p, &r, err, errlen);
-    if (st == DB_OK)
-        PQclear(r);
-    return st;
+    return command(c, "DELETE FROM artifacts WHERE sha256 = $1", 1, p, err, errlen);
 }
 
 enum db_status store_artifacts_lru(PGconn *c, struct artifact_row **out, size_t *n, char *err, size_t errlen)
