@@ -125,17 +125,13 @@ unit: $(addprefix build/tests/,$(UNIT_NAMES)) $(addprefix build/asan/tests/,$(UN
 # The fuzz targets; `make test` replays their corpora (tests/run.py fuzz).
 fuzz-build: $(addprefix build/fuzz/targets/,$(FUZZ_NAMES))
 
-# Each target for FUZZ_SECONDS, one at a time, at the lowest priority. New
-# inputs go to build/fuzz/corpus/TARGET (fuzz/corpus/TARGET is read, never
-# written), crashes to build/fuzz/crashes/: see docs/internals/testing.md.
+# Each target until it has used FUZZ_SECONDS of CPU time, one at a time, at
+# the lowest priority (scripts/fuzz-campaign.py). New inputs go to
+# build/fuzz/corpus/TARGET (fuzz/corpus/TARGET is read, never written),
+# crashes to build/fuzz/crashes/, one line per target to
+# build/fuzz/campaign.tsv: see docs/internals/testing.md.
 fuzz: fuzz-build
-	@for t in $(FUZZ_NAMES); do \
-		mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes; \
-		echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
-		nice -n 19 build/fuzz/targets/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-			-print_final_stats=1 -artifact_prefix=build/fuzz/crashes/$$t- \
-			build/fuzz/corpus/$$t fuzz/corpus/$$t || exit 1; \
-	done
+	@$(PYTHON) scripts/fuzz-campaign.py --cpu-seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Which directory of src/ may include which: see scripts/check-layers.py.
 .PHONY: check-layers
