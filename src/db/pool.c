@@ -1,6 +1,7 @@
 #include "db/pool.h"
 
 #include <errno.h>
+#include <libpq-events.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,80 @@ enum db_status db_exec(PGconn *c, const char *sql, char *err, size_t errlen)
     return st;
 }
 
+/*
+ * The statements a connection has prepared, kept with the connection itself
+ * (libpq's instance data of an event procedure): gone with it, emptied when
+ * it is reset, since the server forgets them then. Named by a hash of their
+ * text; the text is kept to tell two statements with one hash apart.
+ */
+struct prepared {
+    unsigned n;
+    struct {
+        uint64_t hash;
+        char *sql;
+    } s[DB_PREPARED_MAX];
+};
+
+static void prepared_clear(struct prepared *p)
+{
+    for (unsigned i = 0; i < p->n; i++)
+        free(p->s[i].sql);
+    p->n = 0;
+}
+
+static int prepared_event(PGEventId evt, void *info, void *pass)
+{
+    (void)pass;
+    PGconn *c = evt == PGEVT_CONNRESET     ? ((PGEventConnReset *)info)->conn
+                : evt == PGEVT_CONNDESTROY ? ((PGEventConnDestroy *)info)->conn
+                                           : NULL;
+    struct prepared *p = c ? PQinstanceData(c, prepared_event) : NULL;
+    if (p != NULL) {
+        prepared_clear(p);
+        if (evt == PGEVT_CONNDESTROY)
+            free(p);
+    }
+    return 1;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+PGresult *db_exec_params(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    struct prepared *p = PQinstanceData(c, prepared_event);
+    if (p == NULL)
+        return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    uint64_t h = fnv1a(sql);
+    char name[24];
+    snprintf(name, sizeof(name), "d%016llx", (unsigned long long)h);
+    unsigned i = 0;
+    while (i < p->n && p->s[i].hash != h)
+        i++;
+    if (i < p->n && strcmp(p->s[i].sql, sql) != 0)
+        return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0); /* another statement has its name */
+    if (i == p->n) {
+        char *copy = p->n < DB_PREPARED_MAX ? strdup(sql) : NULL;
+        if (copy == NULL)
+            return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+        PGresult *r = PQprepare(c, name, sql, n, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            free(copy);
+            return r; /* the statement's own error (or the connection's), as running it would give */
+        }
+        PQclear(r);
+        p->s[p->n].hash = h;
+        p->s[p->n].sql = copy;
+        p->n++;
+    }
+    return PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+}
+
 /* Server notices ("relation already exists, skipping") are not errors: keep them out of stderr. */
 static void on_notice(void *arg, const char *message)
 {
@@ -116,6 +191,14 @@ PGconn *db_connect(const char *conninfo, unsigned statement_timeout_ms, char *er
         return NULL;
     }
     PQsetNoticeProcessor(c, on_notice, NULL);
+    struct prepared *prep = calloc(1, sizeof(*prep));
+    if (prep == NULL || !PQregisterEventProc(c, prepared_event, "debate prepared statements", NULL) ||
+        !PQsetInstanceData(c, prepared_event, prep)) {
+        snprintf(err, errlen, "cannot connect to the database: out of memory");
+        free(prep);
+        PQfinish(c);
+        return NULL;
+    }
     char sql[96];
     snprintf(sql, sizeof(sql), "SET statement_timeout = %u", statement_timeout_ms);
     if (db_exec(c, sql, err, errlen) != DB_OK) {

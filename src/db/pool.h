@@ -60,5 +60,16 @@ PGconn *db_connect(const char *conninfo, unsigned statement_timeout_ms, char *er
 enum db_status db_exec(PGconn *c, const char *sql, char *err, size_t errlen);
 /* Classifies a finished result: DB_OK for success, else the error in err. The result is not freed. */
 enum db_status db_check(PGconn *c, PGresult *r, char *err, size_t errlen);
+/*
+ * Runs sql with n text parameters as a statement the connection prepares
+ * the first time it runs it: the server parses and plans it once per
+ * connection, not on every call (on the queue's hot path that is half of a
+ * claim's cost). Only connections made by db_connect keep statements (up to
+ * DB_PREPARED_MAX each, forgotten when the connection is reset or closed);
+ * others, and statements past the limit, run one-shot, as PQexecParams.
+ * The result is the caller's to check (db_check) and clear.
+ */
+#define DB_PREPARED_MAX 128
+PGresult *db_exec_params(PGconn *c, const char *sql, int n, const char *const *params);
 
 #endif

@@ -110,7 +110,7 @@ static bool valid_uuid(const char *s)
 static enum db_status query(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res, char *err,
                             size_t errlen)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *r = db_exec_params(c, sql, n, params);
     enum db_status st = db_check(c, r, err, errlen);
     if (st != DB_OK) {
         PQclear(r);
