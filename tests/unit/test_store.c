@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "db/migrate.h"
+#include "db/pool.h"
 #include "db/store.h"
 #include "dbtest.h"
 #include "harness.h"
@@ -381,6 +382,62 @@ TEST(migrations_are_idempotent_and_refuse_a_newer_schema)
     dbtest_exec(c, "INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')");
     CHECK_INT(migrate_run(c, &applied, E), DB_CONFLICT);
     CHECK(strstr(err, "newer than this debate knows") != NULL);
+    dbtest_close(c);
+}
+
+/* How many statements connection c has prepared whose text starts with prefix. */
+static int prepared_count(PGconn *c, const char *prefix)
+{
+    const char *p[] = {prefix};
+    PGresult *r = PQexecParams(c, "SELECT count(*) FROM pg_prepared_statements WHERE starts_with(statement, $1)", 1,
+                               NULL, p, NULL, NULL, 0);
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+TEST(statements_are_prepared_once_per_connection_and_forgotten_with_it)
+{
+    PGconn *c = dbtest_open();
+    struct build_record a, b, got;
+    bool merged;
+    submit(c, key_of('1'), &a, &merged);
+    submit(c, key_of('2'), &b, &merged);
+    CHECK_INT(prepared_count(c, "INSERT INTO builds"), 1);
+    OK(store_build_get(c, a.id, &got, E));
+    CHECK_STR(got.id, a.id);
+    build_record_release(&got);
+    OK(store_build_get(c, b.id, &got, E));
+    CHECK_STR(got.id, b.id);
+    build_record_release(&got);
+    int before = prepared_count(c, "");
+    /* A statement that fails is not kept: its error is the caller's, as with a one-shot statement. */
+    PGresult *r = db_exec_params(c, "SELECT no_such_column FROM builds", 0, NULL);
+    CHECK_INT(db_check(c, r, E), DB_QUERY_ERROR);
+    CHECK(strstr(err, "no_such_column") != NULL);
+    PQclear(r);
+    CHECK_INT(prepared_count(c, ""), before);
+    /* A reset connection has no statements on the server: they are prepared again. */
+    PQreset(c);
+    CHECK(PQstatus(c) == CONNECTION_OK);
+    CHECK_INT(prepared_count(c, ""), 0);
+    OK(store_build_get(c, a.id, &got, E));
+    CHECK_STR(got.id, a.id);
+    build_record_release(&got);
+    CHECK_INT(prepared_count(c, ""), 1);
+    /* A connection not made by db_connect runs statements one-shot. */
+    const char *keys[] = {"host", "port", "user", "dbname", NULL};
+    const char *vals[] = {PQhost(c), PQport(c), PQuser(c), PQdb(c), NULL};
+    PGconn *raw = PQconnectdbParams(keys, vals, 0);
+    CHECK(PQstatus(raw) == CONNECTION_OK);
+    OK(store_build_get(raw, b.id, &got, E));
+    CHECK_STR(got.id, b.id);
+    build_record_release(&got);
+    CHECK_INT(prepared_count(raw, ""), 0);
+    PQfinish(raw);
+    build_record_release(&a);
+    build_record_release(&b);
     dbtest_close(c);
 }
 
