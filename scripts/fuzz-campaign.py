@@ -7,10 +7,11 @@ Wall time says little on a shared machine (a fuzzer at the lowest priority
 beside a build gets a fraction of a core), so each target runs until the
 fuzzer process itself has used --cpu-seconds of CPU (user + system, read
 from /proc), then is interrupted, which makes libFuzzer print its final
-statistics. One line per target goes to stdout and is appended to
+statistics (the CPU time reported is the reaped process's own, exact). One line per target goes to stdout and is appended to
 build/fuzz/campaign.tsv: target, CPU seconds, wall seconds, executions,
 coverage (edges), features, corpus size, and the crash or hang files it
-left in build/fuzz/crashes/ (none: "-").
+wrote in build/fuzz/crashes/ (none: "-"; a fuzzer that stopped on its
+own without one: "exit N").
 
 New inputs go to build/fuzz/corpus/TARGET; fuzz/corpus/TARGET is only read.
 Exit status: 0 when no target found anything, 1 otherwise, 2 on misuse.
@@ -43,39 +44,62 @@ def last_int(pattern, text):
     return int(found[-1]) if found else None
 
 
+def artifacts(crashes, target):
+    """The target's crash, leak, timeout and slow-unit files, with their times
+    (libFuzzer names them by their input's hash: finding one again rewrites it)."""
+    return {c: c.stat().st_mtime_ns for c in crashes.glob(f"{target}-*")}
+
+
+def reap(pid, timeout):
+    """Waits up to timeout seconds for pid; (exit code or -signal, CPU seconds) or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done == pid:
+            return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
 def run(target, budget, log_dir):
     corpus = BUILD / "corpus" / target
     crashes = BUILD / "crashes"
     corpus.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
-    before = set(crashes.glob(f"{target}-*"))
+    before = artifacts(crashes, target)
     log = log_dir / f"{target}.log"
-    argv = [str(BUILD / "targets" / target), "-timeout=10", "-rss_limit_mb=2048",
+    # -timeout is per input and in wall time: 60 s, so that an input starved
+    # of CPU at the lowest priority is not taken for a hang (a hang still is).
+    argv = [str(BUILD / "targets" / target), "-timeout=60", "-rss_limit_mb=2048",
             "-print_final_stats=1", f"-artifact_prefix={crashes}/{target}-",
             str(corpus), str(ROOT / "fuzz" / "corpus" / target)]
     start = time.monotonic()
-    used = 0.0
+    interrupted = False
     with open(log, "w") as out:
         p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                              preexec_fn=lambda: os.nice(19))
-        while p.poll() is None:
-            try:
-                used = cpu_seconds(p.pid)
-            except (FileNotFoundError, ProcessLookupError):
-                break
-            if used >= budget:
+        while (ended := reap(p.pid, 0)) is None:
+            if cpu_seconds(p.pid) >= budget:
+                interrupted = True
                 p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(timeout=60)
-                except subprocess.TimeoutExpired:
+                ended = reap(p.pid, 60)
+                if ended is None:
                     p.kill()
-                    p.wait()
+                    ended = reap(p.pid, 60) or (-9, budget)
                 break
-            time.sleep(min(5.0, max(0.5, budget - used)))
+            time.sleep(1.0)
+        p.returncode = ended[0]  # reaped here, not by Popen
+    code, used = ended
     wall = time.monotonic() - start
     text = log.read_text(errors="replace")
-    found = sorted(str(c.relative_to(ROOT)) for c in set(crashes.glob(f"{target}-*")) - before)
-    row = {
+    after = artifacts(crashes, target)
+    found = sorted(str(c.relative_to(ROOT)) for c, t in after.items() if before.get(c) != t)
+    # Interrupted at its budget, libFuzzer exits with 72; on its own, only
+    # after something it reports (or could not start): either way a finding.
+    if code != (72 if interrupted else 0) and not found:
+        found = [f"exit {code} (see {log.relative_to(ROOT)})"]
+    return {
         "target": target,
         "cpu_s": round(used),
         "wall_s": round(wall),
@@ -85,7 +109,6 @@ def run(target, budget, log_dir):
         "corpus": last_int(r"\bcorp: (\d+)", text),
         "found": ",".join(found) or "-",
     }
-    return row
 
 
 def main():

@@ -153,9 +153,9 @@ PGresult *db_exec_params(PGconn *c, const char *sql, int n, const char *const *p
     if (i < p->n && strcmp(p->s[i].sql, sql) != 0)
         return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0); /* another statement has its name */
     if (i == p->n) {
-        char *copy = p->n < DB_PREPARED_MAX ? strdup(sql) : NULL;
-        if (copy == NULL)
+        if (p->n == DB_PREPARED_MAX)
             return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+        char *copy = xstrdup(sql);
         PGresult *r = PQprepare(c, name, sql, n, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             free(copy);
@@ -191,10 +191,10 @@ PGconn *db_connect(const char *conninfo, unsigned statement_timeout_ms, char *er
         return NULL;
     }
     PQsetNoticeProcessor(c, on_notice, NULL);
-    struct prepared *prep = calloc(1, sizeof(*prep));
-    if (prep == NULL || !PQregisterEventProc(c, prepared_event, "debate prepared statements", NULL) ||
+    struct prepared *prep = xcalloc(1, sizeof(*prep));
+    if (!PQregisterEventProc(c, prepared_event, "debate prepared statements", NULL) ||
         !PQsetInstanceData(c, prepared_event, prep)) {
-        snprintf(err, errlen, "cannot connect to the database: out of memory");
+        snprintf(err, errlen, "cannot connect to the database: libpq refused an event procedure");
         free(prep);
         PQfinish(c);
         return NULL;

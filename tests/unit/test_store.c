@@ -427,9 +427,17 @@ TEST(statements_are_prepared_once_per_connection_and_forgotten_with_it)
     build_record_release(&got);
     CHECK_INT(prepared_count(c, ""), 1);
     /* A connection not made by db_connect runs statements one-shot. */
-    const char *keys[] = {"host", "port", "user", "dbname", NULL};
-    const char *vals[] = {PQhost(c), PQport(c), PQuser(c), PQdb(c), NULL};
+    PQconninfoOption *opts = PQconninfo(c);
+    const char *keys[64], *vals[64];
+    size_t k = 0;
+    for (PQconninfoOption *o = opts; o->keyword != NULL && k < 63; o++)
+        if (o->val != NULL && o->val[0] != '\0') {
+            keys[k] = o->keyword;
+            vals[k++] = o->val;
+        }
+    keys[k] = vals[k] = NULL;
     PGconn *raw = PQconnectdbParams(keys, vals, 0);
+    PQconninfoFree(opts);
     CHECK(PQstatus(raw) == CONNECTION_OK);
     OK(store_build_get(raw, b.id, &got, E));
     CHECK_STR(got.id, b.id);
