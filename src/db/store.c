@@ -584,6 +584,41 @@ enum db_status store_build_progress(PGconn *c, const char *id, const char *owner
     return st;
 }
 
+/* A text[] literal of n strings, each element quoted and escaped. */
+static char *text_array(const char *const *items, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += 3 + 2 * strlen(items[i]);
+    char *out = xcalloc(1, cap), *w = out;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *w++ = ',';
+        *w++ = '"';
+        for (const char *q = items[i]; *q; q++) {
+            if (*q == '"' || *q == '\\')
+                *w++ = '\\';
+            *w++ = *q;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    return out;
+}
+
+/*
+ * Appends events to build $1 held by $2: kinds in $3, bodies in $4 (text[]),
+ * numbered after its last; the statement's own CTE "held" (the lease check
+ * and the row's update, RETURNING id) must come first.
+ */
+#define EVENTS_AFTER_HELD                                                                                              \
+    "base AS (SELECT coalesce(max(seq), 0) AS s FROM build_events WHERE build_id = $1::uuid), "                        \
+    "ins AS (INSERT INTO build_events (build_id, seq, kind, body) "                                                    \
+    "SELECT held.id, base.s + t.n, t.k, t.b FROM held, base, "                                                         \
+    "unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(k, b, n) RETURNING 1) "
+
 enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, const struct build_result *res,
                                   char *err, size_t errlen)
 {
@@ -594,8 +629,12 @@ enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, 
     }
     char size[32];
     snprintf(size, sizeof(size), "%lld", res->iso_size);
+    _cleanup_free_ char *karr = text_array(res->event_kinds, res->nevents),
+                        *barr = text_array(res->event_bodies, res->nevents);
     const char *p[] = {id,
                        owner,
+                       karr,
+                       barr,
                        res->status,
                        ok ? res->iso_sha256 : NULL,
                        ok ? size : NULL,
@@ -604,14 +643,15 @@ enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, 
                        ok ? res->boot_verdict : NULL,
                        ok ? res->boot_log : NULL};
     PGresult *r;
-    enum db_status st = update_held(c,
-                                    "UPDATE builds SET status = $3::build_status, iso_sha256 = $4, iso_size = $5::bigint, "
-                                    "error_code = $6, error_message = $7, stage = CASE WHEN $3 = 'succeeded' THEN "
-                                    "'done' ELSE stage END, progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE "
-                                    "progress END, lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), built_by = $2, "
-                                    "boot_verdict = $8::jsonb, boot_log = $9, "
-                                    "updated_at = now() WHERE " HELD " RETURNING 1",
-                                    9, p, &r, err, errlen);
+    /* One statement, one commit: the lease check, the last events and the outcome together. */
+    enum db_status st = update_held(
+        c,
+        "WITH held AS (UPDATE builds SET status = $5::build_status, iso_sha256 = $6, iso_size = $7::bigint, "
+        "error_code = $8, error_message = $9, stage = CASE WHEN $5 = 'succeeded' THEN 'done' ELSE stage END, "
+        "progress = CASE WHEN $5 = 'succeeded' THEN 100 ELSE progress END, lease_owner = NULL, "
+        "lease_expires_at = NULL, finished_at = now(), built_by = $2, boot_verdict = $10::jsonb, boot_log = $11, "
+        "updated_at = now() WHERE " HELD " RETURNING id), " EVENTS_AFTER_HELD "SELECT 1 FROM held",
+        11, p, &r, err, errlen);
     if (st == DB_OK)
         PQclear(r);
     return st;
@@ -805,33 +845,7 @@ enum db_status store_events_append(PGconn *c, const char *id, const char *owner,
 {
     if (n == 0 && stage == NULL)
         return DB_OK;
-    _cleanup_free_ char *karr = NULL, *barr = NULL;
-    /* text[] literals, each element quoted and escaped */
-    for (int pass = 0; pass < 2; pass++) {
-        const char *const *items = pass ? bodies : kinds;
-        size_t cap = 3;
-        for (size_t i = 0; i < n; i++)
-            cap += 3 + 2 * strlen(items[i]);
-        char *out = xcalloc(1, cap), *w = out;
-        *w++ = '{';
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                *w++ = ',';
-            *w++ = '"';
-            for (const char *q = items[i]; *q; q++) {
-                if (*q == '"' || *q == '\\')
-                    *w++ = '\\';
-                *w++ = *q;
-            }
-            *w++ = '"';
-        }
-        *w++ = '}';
-        *w = '\0';
-        if (pass)
-            barr = out;
-        else
-            karr = out;
-    }
+    _cleanup_free_ char *karr = text_array(kinds, n), *barr = text_array(bodies, n);
     char pct[16];
     snprintf(pct, sizeof(pct), "%d", progress < 0 ? 0 : progress > 100 ? 100 : progress);
     const char *p[] = {id, owner, karr, barr, stage, stage ? pct : NULL};
@@ -840,12 +854,7 @@ enum db_status store_events_append(PGconn *c, const char *id, const char *owner,
     enum db_status st = update_held(
         c,
         "WITH held AS (UPDATE builds SET stage = coalesce($5, stage), progress = coalesce($6::int, progress), "
-        "updated_at = now() WHERE " HELD " RETURNING id), "
-        "base AS (SELECT coalesce(max(seq), 0) AS s FROM build_events WHERE build_id = $1::uuid), "
-        "ins AS (INSERT INTO build_events (build_id, seq, kind, body) "
-        "SELECT held.id, base.s + t.n, t.k, t.b FROM held, base, "
-        "unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(k, b, n) RETURNING 1) "
-        "SELECT 1 FROM held",
+        "updated_at = now() WHERE " HELD " RETURNING id), " EVENTS_AFTER_HELD "SELECT 1 FROM held",
         6, p, &r, err, errlen);
     if (st == DB_OK)
         PQclear(r);

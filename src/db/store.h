@@ -221,9 +221,16 @@ struct build_result {
     long long iso_size;
     const char *error_code, *error_message; /* failed / cancelled */
     const char *boot_verdict, *boot_log;    /* succeeded with a boot check: JSON text and the console; or NULL */
+    /* Events not yet appended (the last log lines), written in the same statement as the outcome; or none. */
+    const char *const *event_kinds, *const *event_bodies;
+    size_t nevents;
 };
 
-/* Ends a running build. DB_LOST_LEASE when the lease is not held. */
+/*
+ * Ends a running build, with its last events (r->nevents of them) in the
+ * same statement: a client that sees the outcome sees every line before it.
+ * DB_LOST_LEASE when the lease is not held (nothing is written).
+ */
 enum db_status store_build_finish(PGconn *c, const char *id, const char *owner, const struct build_result *r,
                                   char *err, size_t errlen);
 

@@ -51,6 +51,16 @@ void worker_name(struct worker_opts *o, unsigned index)
 
 /* ---- events: batched into build_events; a lost lease interrupts the build ---- */
 
+/* Forgets the events not yet appended (appended, or written with the outcome). */
+static void events_clear(struct job *j)
+{
+    for (size_t i = 0; i < j->nevents; i++) {
+        free(j->kinds[i]);
+        free(j->bodies[i]);
+    }
+    j->nevents = 0;
+}
+
 static void flush_events(struct job *j)
 {
     char err[256];
@@ -64,11 +74,7 @@ static void flush_events(struct job *j)
     } else if (st != DB_OK) {
         log_warnx("worker %s: build %s: cannot record its progress: %s", j->o->name, rec->id, err);
     }
-    for (size_t i = 0; i < j->nevents; i++) {
-        free(j->kinds[i]);
-        free(j->bodies[i]);
-    }
-    j->nevents = 0;
+    events_clear(j);
     j->stage_dirty = false;
     j->last_flush = clock_monotonic_ms();
 }
@@ -112,7 +118,7 @@ void worker_log(struct worker_ctx *ctx, const char *line)
  * A failed build's log ends with why, as `debate build` prints it
  * ("error: unknown package ..."): the log is what every client reads (text
  * and stream), not only the build record. One log line per line of the
- * message; written while the lease is still held.
+ * message; written with the outcome, while the lease is still held.
  */
 static void log_failure(struct job *j, const struct worker_outcome *out)
 {
@@ -125,7 +131,6 @@ static void log_failure(struct job *j, const struct worker_outcome *out)
         _cleanup_free_ char *text = xasprintf("%s%s", prefix, line);
         worker_log(&j->ctx, text);
     }
-    flush_events(j);
 }
 
 /* ---- the heartbeat ---- */
@@ -200,7 +205,9 @@ static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const
     struct worker_outcome out = {.status = "failed", .iso_size = -1, .error_code = "build_failed"};
     worker_execute_fn execute = o->execute ? o->execute : worker_execute_build;
     execute(&j.ctx, &out);
-    flush_events(&j);
+    /* The last log lines go with the outcome (one statement); a pending stage change goes first. */
+    if (j.stage_dirty)
+        flush_events(&j);
 
     pthread_mutex_lock(&j.lock);
     j.done = true;
@@ -222,6 +229,7 @@ static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const
         snprintf(out.error_message, sizeof(out.error_message), "cancelled by the submitter");
     } else if (atomic_load(o->stop) && strcmp(out.status, "succeeded") != 0) {
         /* shutting down: the build goes back to the queue for another worker */
+        flush_events(&j);
         st = store_build_release(conn, rec->id, o->name, err, sizeof(err));
         log_infox("worker %s: build %s: given back to the queue (%s)", o->name, rec->id, db_status_str(st));
         goto done;
@@ -232,7 +240,9 @@ static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const
         store_build_set_lock(conn, rec->id, o->name, NULL, out.lock_hash, err, sizeof(err));
     struct build_result r = {.status = out.status, .iso_sha256 = out.iso_sha256, .iso_size = out.iso_size,
                              .error_code = out.error_code, .error_message = out.error_message,
-                             .boot_verdict = out.boot_verdict, .boot_log = out.boot_log};
+                             .boot_verdict = out.boot_verdict, .boot_log = out.boot_log,
+                             .event_kinds = (const char *const *)j.kinds,
+                             .event_bodies = (const char *const *)j.bodies, .nevents = j.nevents};
     st = store_build_finish(conn, rec->id, o->name, &r, err, sizeof(err));
     if (st == DB_OK)
         log_infox("worker %s: build %s: %s%s%s", o->name, rec->id, out.status, out.iso_sha256[0] ? " sha256 " : "",
@@ -241,6 +251,7 @@ static void run_job(struct worker_opts *o, PGconn *conn, PGconn **hb_conn, const
         log_warnx("worker %s: build %s: cannot record the outcome: %s", o->name, rec->id,
                   st == DB_LOST_LEASE ? "the lease was lost" : err);
 done:
+    events_clear(&j);
     free(out.boot_verdict);
     free(out.boot_log);
     pthread_mutex_destroy(&j.lock);

@@ -114,13 +114,30 @@ TEST(only_the_lease_holder_may_update_or_finish)
     CHECK(!cancel);
     OK(store_build_progress(c, b.id, "worker-a", "rootfs", 40, E));
     CHECK_INT(store_build_progress(c, b.id, "worker-b", "rootfs", 50, E), DB_LOST_LEASE);
-    struct build_result ok = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 1234};
+    const char *first_kinds[] = {"log"}, *first_bodies[] = {"first line"};
+    OK(store_events_append(c, b.id, "worker-a", first_kinds, first_bodies, 1, NULL, 0, E));
+    /* The outcome carries the last lines: written with it, or not at all. */
+    const char *kinds[] = {"log", "log"}, *bodies[] = {"last \"quoted\" line", "done \\ really"};
+    struct build_result ok = {.status = "succeeded", .iso_sha256 = key_of('e'), .iso_size = 1234,
+                              .event_kinds = kinds, .event_bodies = bodies, .nevents = 2};
     CHECK_INT(store_build_finish(c, b.id, "worker-b", &ok, E), DB_LOST_LEASE);
     /* An expired lease is no longer held, even before the sweep runs. */
     dbtest_exec(c, "UPDATE builds SET lease_expires_at = now() - interval '1 second'");
     CHECK_INT(store_build_finish(c, b.id, "worker-a", &ok, E), DB_LOST_LEASE);
+    struct build_event *ev;
+    size_t nev;
+    OK(store_events_since(c, b.id, 0, 100, &ev, &nev, E));
+    CHECK_INT((int)nev, 1);
+    build_events_release(ev, nev);
     dbtest_exec(c, "UPDATE builds SET lease_expires_at = now() + interval '30 seconds'");
     OK(store_build_finish(c, b.id, "worker-a", &ok, E));
+    OK(store_events_since(c, b.id, 0, 100, &ev, &nev, E));
+    CHECK_INT((int)nev, 3);
+    CHECK(ev[1].seq == ev[0].seq + 1 && ev[2].seq == ev[1].seq + 1);
+    CHECK_STR(ev[0].body, "first line");
+    CHECK_STR(ev[1].body, "last \"quoted\" line");
+    CHECK_STR(ev[2].body, "done \\ really");
+    build_events_release(ev, nev);
     build_record_release(&got);
     OK(store_build_get(c, b.id, &got, E));
     CHECK_STR(got.status, "succeeded");
