@@ -3,6 +3,9 @@
 # test (also under ASan+UBSan); `make run` starts the server with the
 # defaults. See README.md.
 
+# Plain `make` builds the binary, whatever rule comes first below.
+.DEFAULT_GOAL := all
+
 CC      ?= cc
 PYTHON  := /usr/bin/python3
 DATA_DIR ?= $(CURDIR)/data

@@ -192,3 +192,10 @@ def test_root_only_unit_tests_are_skipped_as_another_user(runner):
     assert ("test_sandbox.payload_exit_code_is_reported", "sandbox_run needs root") in tally.skips, p.stdout
     assert last == f"{tally.passed} passed, 0 failed, {len(tally.skips)} skipped"
     assert tally.passed >= 1 and len(tally.skips) >= 5, p.stdout
+
+
+def test_plain_make_builds_the_binary():
+    """README: `make` builds build/debate (a dry run, as if src/main.c had changed)."""
+    p = subprocess.run(["make", "-n", "-W", "src/main.c"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "-o build/debate " in p.stdout, p.stdout
