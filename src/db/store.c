@@ -477,8 +477,8 @@ enum db_status store_build_waiting(PGconn *c, const struct build_record *b, unsi
 }
 
 enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, const uint8_t cancel_token_hash[32],
-                                  int max_attempts, struct build_record *out, bool *existing, char *err,
-                                  size_t errlen)
+                                  int max_attempts, const char *client, struct build_record *out, bool *existing,
+                                  char *err, size_t errlen)
 {
     *existing = false;
     if (!valid_uuid(id))
@@ -487,18 +487,18 @@ enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, c
     char hash[67], attempts[16];
     hex32(hash, cancel_token_hash);
     snprintf(attempts, sizeof(attempts), "%d", max_attempts > 0 ? max_attempts : 3);
-    const char *p[] = {id, lock, hash, attempts};
+    const char *p[] = {id, lock, hash, attempts, client};
     const char *q[] = {id};
     for (int tries = 0; tries < 3; tries++) {
         enum db_status st = insert_or_join(
             c,
             "INSERT INTO builds (config_hash, build_key, key_parts, recipe, lock, lock_hash, cancel_token_hash, "
             "max_attempts, client, kind, boot_check, arch, builder, tools, verify_of, verify_avoid) "
-            "SELECT config_hash, build_key, key_parts, recipe, $2::jsonb, lock_hash, $3::bytea, $4::int, client, "
+            "SELECT config_hash, build_key, key_parts, recipe, $2::jsonb, lock_hash, $3::bytea, $4::int, $5, "
             "kind, false, arch, builder, tools, id, built_by FROM builds "
             "WHERE id = $1::uuid AND status = 'succeeded' AND verify_of IS NULL "
             "ON CONFLICT (verify_of) WHERE status IN ('queued', 'running') DO NOTHING RETURNING " COLS,
-            4, p, "SELECT " COLS " FROM builds WHERE verify_of = $1::uuid AND status IN ('queued', 'running')", 1, q,
+            5, p, "SELECT " COLS " FROM builds WHERE verify_of = $1::uuid AND status IN ('queued', 'running')", 1, q,
             out, existing, err, errlen);
         if (st != DB_NOT_FOUND)
             return st;

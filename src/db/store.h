@@ -197,12 +197,13 @@ enum db_status store_build_waiting(PGconn *c, const struct build_record *b, unsi
  * manifest's, JSON text): the same recipe, key and identity, no boot check,
  * left for a while to another worker than the one that made it. The
  * rebuild in flight for that build, when there is one, with *existing set.
+ * client is who asks for it (or NULL), as a submission's client is.
  * DB_NOT_FOUND: no such build; DB_CONFLICT: it did not succeed, or is a
  * rebuild itself.
  */
 enum db_status store_build_verify(PGconn *c, const char *id, const char *lock, const uint8_t cancel_token_hash[32],
-                                  int max_attempts, struct build_record *out, bool *existing, char *err,
-                                  size_t errlen);
+                                  int max_attempts, const char *client, struct build_record *out, bool *existing,
+                                  char *err, size_t errlen);
 
 /* Gives a running build back to the queue, its attempt not counted (a worker shutting down). */
 enum db_status store_build_release(PGconn *c, const char *id, const char *owner, char *err, size_t errlen);

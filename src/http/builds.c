@@ -322,6 +322,7 @@ struct one_req {
     /* for verify: the rebuild, its cancel token, whether it was already in flight, a full queue */
     struct build_record rebuild;
     char token[SUBMIT_TOKEN_LEN + 1];
+    char client[64]; /* who asks, as a submission records it */
     bool existing, queue_full;
     /* for the ISO and the manifest */
     int gone;  /* -errno when the file cannot be served: -ENOENT collected, -EBADMSG damaged */
@@ -530,8 +531,9 @@ static void verify_run(struct db_job *job, PGconn *c)
         return;
     }
     submit_new_token(o->token, o->token_hash);
-    job->status = store_build_verify(c, o->id, lock, o->token_hash, (int)cfg->max_attempts, &o->rebuild,
-                                     &o->existing, job->err, sizeof(job->err));
+    job->status = store_build_verify(c, o->id, lock, o->token_hash, (int)cfg->max_attempts,
+                                     o->client[0] ? o->client : NULL, &o->rebuild, &o->existing, job->err,
+                                     sizeof(job->err));
     if (job->status == DB_OK)
         store_queue_position(c, o->rebuild.id, &o->position, job->err, sizeof(job->err));
 }
@@ -578,7 +580,9 @@ int builds_verify(struct server *srv, h2o_req_t *req, const struct route_match *
     request_client_key(srv, req, &client);
     if (over_submit_limit(srv, req, &client))
         return 0;
-    submit_job(srv, req, verify_run, verify_done, one_new(srv, m), one_free);
+    struct one_req *o = one_new(srv, m);
+    policy_key_format(&client, o->client, sizeof(o->client));
+    submit_job(srv, req, verify_run, verify_done, o, one_free);
     return 0;
 }
 

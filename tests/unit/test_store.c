@@ -586,19 +586,26 @@ TEST(a_rebuild_verifies_a_build_on_another_worker_and_records_the_verdict)
     built(c, &b);
     bool existing;
     /* what cannot be verified */
-    CHECK_INT(store_build_verify(c, "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11", "{}", token_b, 2, &v, &existing, E),
+    CHECK_INT(store_build_verify(c, "6f1c1f8e-2f7e-4b55-9d7e-0b8a3f0d9c11", "{}", token_b, 2, "10.0.0.9", &v, &existing, E),
               DB_NOT_FOUND);
     struct build_record queued;
     submit_for(c, key_of('2'), &ident_a, &queued);
-    CHECK_INT(store_build_verify(c, queued.id, "{}", token_b, 2, &v, &existing, E), DB_CONFLICT);
-    OK(store_build_verify(c, b.id, "{\"format\": 1}", token_b, 2, &v, &existing, E));
+    CHECK_INT(store_build_verify(c, queued.id, "{}", token_b, 2, "10.0.0.9", &v, &existing, E), DB_CONFLICT);
+    OK(store_build_verify(c, b.id, "{\"format\": 1}", token_b, 2, "10.0.0.9", &v, &existing, E));
     CHECK(!existing);
+    { /* the rebuild is recorded as asked for by who asked, not by the build's submitter */
+        const char *id[] = {v.id};
+        PGresult *r = PQexecParams(c, "SELECT client FROM builds WHERE id = $1::uuid", 1, NULL, id, NULL, NULL, 0);
+        CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1);
+        CHECK_STR(PQgetvalue(r, 0, 0), "10.0.0.9");
+        PQclear(r);
+    }
     CHECK_STR(v.verify_of, b.id);
     CHECK_STR(v.build_key, b.build_key);
     CHECK_STR(v.status, "queued");
     CHECK(v.lock != NULL && strstr(v.lock, "format") != NULL);
     /* asked again while it is in flight: the same rebuild */
-    OK(store_build_verify(c, b.id, "{}", token_b, 2, &again, &existing, E));
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, "10.0.0.9", &again, &existing, E));
     CHECK(existing);
     CHECK_STR(again.id, v.id);
     build_record_release(&again);
@@ -633,7 +640,7 @@ TEST(a_rebuild_verifies_a_build_on_another_worker_and_records_the_verdict)
     build_record_release(&got);
     build_record_release(&v);
     /* a second rebuild that gives other bytes: the verdict says so */
-    OK(store_build_verify(c, b.id, "{}", token_b, 2, &v, &existing, E));
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, "10.0.0.9", &v, &existing, E));
     CHECK(!existing);
     claim_as(c, "worker-2", &ident_a, &got);
     build_record_release(&got);
@@ -645,7 +652,7 @@ TEST(a_rebuild_verifies_a_build_on_another_worker_and_records_the_verdict)
     build_record_release(&v);
     /* with no other live worker, the one that made the build takes the rebuild itself */
     OK(store_worker_gone(c, "worker-2", E));
-    OK(store_build_verify(c, b.id, "{}", token_b, 2, &v, &existing, E));
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, "10.0.0.9", &v, &existing, E));
     claim_as(c, "worker-1", &ident_a, &got);
     CHECK_STR(got.id, v.id);
     build_record_release(&got);
@@ -656,7 +663,7 @@ TEST(a_rebuild_verifies_a_build_on_another_worker_and_records_the_verdict)
     CHECK(strstr(got.verification, "\"result\": \"failed\"") != NULL);
     CHECK(strstr(got.verification, "no space") != NULL);
     /* a rebuild cannot itself be verified */
-    CHECK_INT(store_build_verify(c, v.id, "{}", token_b, 2, &again, &existing, E), DB_CONFLICT);
+    CHECK_INT(store_build_verify(c, v.id, "{}", token_b, 2, "10.0.0.9", &again, &existing, E), DB_CONFLICT);
     build_record_release(&got);
     build_record_release(&v);
     build_record_release(&queued);
@@ -713,7 +720,7 @@ TEST(a_build_whose_identity_is_gone_is_taken_over_and_keyed_again)
     bool existing;
     dbtest_exec(c, "UPDATE builds SET arch = 'amd64', builder = 'debate 0.1.0', tools = repeat('b', 64) "
                    "WHERE status = 'succeeded'");
-    OK(store_build_verify(c, b.id, "{}", token_b, 2, &v, &existing, E));
+    OK(store_build_verify(c, b.id, "{}", token_b, 2, "10.0.0.9", &v, &existing, E));
     dbtest_exec(c, "UPDATE builds SET updated_at = now() - interval '1 minute' WHERE verify_of IS NOT NULL");
     CHECK_INT(store_build_claim_for(c, "worker-a", 30, &f, &got, E), DB_NOT_FOUND);
     char *why = NULL;
