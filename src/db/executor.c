@@ -176,7 +176,15 @@ struct db_job *executor_job_new(db_job_run_cb run, db_job_done_cb done, void *da
     return job;
 }
 
-void executor_submit(struct executor *ex, struct executor_loop *loop, h2o_req_t *req, struct db_job *job)
+struct db_job_guard *executor_guard_new(h2o_req_t *req)
+{
+    struct db_job_guard *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_guard_dispose);
+    g->job = NULL;
+    return g;
+}
+
+void executor_submit(struct executor *ex, struct executor_loop *loop, h2o_req_t *req, struct db_job *job,
+                     struct db_job_guard *guard)
 {
     job->loop = loop;
     job->executor = ex;
@@ -185,7 +193,7 @@ void executor_submit(struct executor *ex, struct executor_loop *loop, h2o_req_t 
     job->timer.cb = on_job_expired;
     h2o_timeout_link(loop->loop, &loop->wait_timeout, &job->timer);
     job->req = req;
-    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
+    job->guard = guard != NULL ? guard : executor_guard_new(req);
     job->guard->job = job;
     job->queued_ms = clock_monotonic_ms();
     pthread_mutex_lock(&ex->lock);

@@ -105,7 +105,7 @@ static void submit_job(struct server *srv, h2o_req_t *req, db_job_run_cb run, db
 {
     struct db_job *job = executor_job_new(run, done, data);
     job->release = release;
-    executor_submit(srv->executor, server_db_loop(req), req, job);
+    executor_submit(srv->executor, server_db_loop(req), req, job, NULL);
 }
 
 /* The {id} of the route, as a C string (an over-long one cannot be an id). */
@@ -749,6 +749,7 @@ struct log_stream {
     struct server *srv;
     char id[37];
     long long last_seq;
+    struct db_job_guard *guard; /* one for all the stream's polls: nothing grows in its pool */
 };
 
 static void stream_done(struct db_job *job, h2o_req_t *req)
@@ -786,7 +787,9 @@ static void stream_poll(struct sse *s, void *data)
     l->after = ls->last_seq;
     l->sse = s;
     l->stream = ls;
-    submit_job(ls->srv, sse_req(s), log_fetch, stream_done, l, log_free);
+    struct db_job *job = executor_job_new(log_fetch, stream_done, l);
+    job->release = log_free;
+    executor_submit(ls->srv->executor, server_db_loop(sse_req(s)), sse_req(s), job, ls->guard);
 }
 
 static bool wants_sse(h2o_req_t *req)
@@ -814,6 +817,7 @@ int builds_log(struct server *srv, h2o_req_t *req, const struct route_match *m)
     struct log_stream *ls = h2o_mem_alloc_pool(&req->pool, sizeof(*ls));
     memset(ls, 0, sizeof(*ls));
     ls->srv = srv;
+    ls->guard = executor_guard_new(req);
     route_id(m, ls->id);
     ls->last_seq = last_event_id(req);
     struct sse_opts o = {.poll_ms = SSE_POLL_MS, .keepalive_ms = SSE_KEEPALIVE_MS, .poll = stream_poll, .data = ls,

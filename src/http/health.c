@@ -66,7 +66,7 @@ int health_get_db(struct server *srv, h2o_req_t *req, const struct route_match *
     (void)m;
     struct ready_data *d = xcalloc(1, sizeof(*d));
     d->srv = srv;
-    executor_submit(srv->executor, server_db_loop(req), req, executor_job_new(ping_run, ping_done, d));
+    executor_submit(srv->executor, server_db_loop(req), req, executor_job_new(ping_run, ping_done, d), NULL);
     return 0;
 }
 
@@ -159,6 +159,6 @@ int health_get_ready(struct server *srv, h2o_req_t *req, const struct route_matc
     (void)m;
     struct ready_data *d = xcalloc(1, sizeof(*d));
     d->srv = srv;
-    executor_submit(srv->executor, server_db_loop(req), req, executor_job_new(ready_run, ready_done, d));
+    executor_submit(srv->executor, server_db_loop(req), req, executor_job_new(ready_run, ready_done, d), NULL);
     return 0;
 }

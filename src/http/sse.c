@@ -17,6 +17,7 @@ struct sse {
     h2o_timeout_entry_t timer;
     char *pending; /* formatted events not yet handed to h2o */
     size_t pending_len;
+    char *out;     /* what h2o was handed last (ours, not the request pool's: a stream lives long) */
     bool sending;  /* h2o holds a buffer of ours: wait for proceed */
     bool polling;  /* a poll is in flight */
     bool ending;   /* the final send is due */
@@ -65,9 +66,11 @@ static void flush(struct sse *s)
         return;
     h2o_iovec_t buf = h2o_iovec_init(NULL, 0);
     if (s->pending_len > 0) {
-        buf.base = h2o_mem_alloc_pool(&s->req->pool, s->pending_len);
-        memcpy(buf.base, s->pending, s->pending_len);
-        buf.len = s->pending_len;
+        /* h2o is done with the last buffer (not sending): the pending text becomes the one in flight */
+        free(s->out);
+        s->out = s->pending;
+        buf = h2o_iovec_init(s->out, s->pending_len);
+        s->pending = NULL;
         s->pending_len = 0;
     }
     s->sending = true;
@@ -128,6 +131,7 @@ static void on_dispose(void *p)
         h2o_timeout_unlink(&s->timer);
     h2o_timeout_dispose(s->loop, &s->poll_timeout);
     free(s->pending);
+    free(s->out);
 }
 
 struct sse *sse_start(h2o_req_t *req, const struct sse_opts *o)
