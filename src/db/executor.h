@@ -72,10 +72,6 @@ void executor_loop_init(struct executor_loop *loop, h2o_loop_t *evloop, h2o_mult
 void executor_loop_dispose(struct executor_loop *loop);
 
 /*
- * Queues a job for req (allocated with executor_job_new). On a full queue
- * the job completes at once with DB_TIMEOUT. Ownership of job passes here.
- */
-/*
  * What tells a job that its request went away (the request's pool was
  * cleared: the completion is then skipped). executor_submit makes one in
  * the request's pool for each job when given none. A request that runs
@@ -87,6 +83,11 @@ void executor_loop_dispose(struct executor_loop *loop);
 struct db_job_guard;
 struct db_job_guard *executor_guard_new(h2o_req_t *req);
 
+/*
+ * Queues a job for req (allocated with executor_job_new), with guard or
+ * NULL (see above). On a full queue the job completes at once with
+ * DB_TIMEOUT. Ownership of job passes here.
+ */
 void executor_submit(struct executor *ex, struct executor_loop *loop, h2o_req_t *req, struct db_job *job,
                      struct db_job_guard *guard);
 struct db_job *executor_job_new(db_job_run_cb run, db_job_done_cb done, void *data);

@@ -100,12 +100,19 @@ static int send_db_error(h2o_req_t *req, const struct db_job *job)
 }
 
 /* Queues the database part of a request; release frees data whether or not done ran. */
-static void submit_job(struct server *srv, h2o_req_t *req, db_job_run_cb run, db_job_done_cb done, void *data,
-                       void (*release)(void *))
+/* A database job for req; guard: NULL, or the request's own for a request that runs many (an event stream). */
+static void submit_guarded(struct server *srv, h2o_req_t *req, struct db_job_guard *guard, db_job_run_cb run,
+                           db_job_done_cb done, void *data, void (*release)(void *))
 {
     struct db_job *job = executor_job_new(run, done, data);
     job->release = release;
-    executor_submit(srv->executor, server_db_loop(req), req, job, NULL);
+    executor_submit(srv->executor, server_db_loop(req), req, job, guard);
+}
+
+static void submit_job(struct server *srv, h2o_req_t *req, db_job_run_cb run, db_job_done_cb done, void *data,
+                       void (*release)(void *))
+{
+    submit_guarded(srv, req, NULL, run, done, data, release);
 }
 
 /* The {id} of the route, as a C string (an over-long one cannot be an id). */
@@ -787,9 +794,7 @@ static void stream_poll(struct sse *s, void *data)
     l->after = ls->last_seq;
     l->sse = s;
     l->stream = ls;
-    struct db_job *job = executor_job_new(log_fetch, stream_done, l);
-    job->release = log_free;
-    executor_submit(ls->srv->executor, server_db_loop(sse_req(s)), sse_req(s), job, ls->guard);
+    submit_guarded(ls->srv, sse_req(s), ls->guard, log_fetch, stream_done, l, log_free);
 }
 
 static bool wants_sse(h2o_req_t *req)
